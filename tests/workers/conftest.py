@@ -1,0 +1,97 @@
+"""Fixtures for the job side: a store, an engine running the built-in kinds, waiting helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from workers.engine import Engine, EngineSettings
+from workers.jobs import FINISHED_STATES, Job, JobState
+from workers.kinds import default_registry
+from workers.process import Grace
+from workers.store import Store
+
+WaitForState = Callable[..., Awaitable[Job]]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh SQLite store in a temporary data directory."""
+    st = Store(tmp_path / "data")
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def input_root(tmp_path: Path) -> Path:
+    """An allowed input folder."""
+    root = tmp_path / "inputs"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def engine_settings(tmp_path: Path, input_root: Path) -> EngineSettings:
+    """Settings with short cancel grace periods."""
+    return EngineSettings(
+        data_dir=tmp_path / "data",
+        max_parallel_jobs=2,
+        input_roots=(input_root,),
+        grace=Grace(after_interrupt=2.0, after_terminate=2.0),
+    )
+
+
+@pytest.fixture
+async def engine(engine_settings: EngineSettings, store: Store) -> AsyncIterator[Engine]:
+    """A started engine with the built-in kinds; stopped after the test."""
+    eng = Engine(engine_settings, store, default_registry())
+    await eng.start()
+    yield eng
+    await eng.stop()
+
+
+@pytest.fixture
+def wait_for_state() -> WaitForState:
+    """``await wait_for_state(engine, job_id, {states}, timeout=...)`` -> the job in one of them."""
+
+    async def wait(
+        engine: Engine,
+        job_id: int,
+        states: set[JobState] | frozenset[JobState] = FINISHED_STATES,
+        timeout: float = 30.0,
+    ) -> Job:
+        changed = asyncio.Event()
+        engine.on_state(lambda job: changed.set() if job.id == job_id else None)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            job = engine.job(job_id)
+            if job.state in states:
+                return job
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"job {job_id} stayed {job.state} (wanted {states})")
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=remaining)
+            except TimeoutError:
+                continue
+
+    return wait
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Awaitable[None]]:
+    """``await wait_until(predicate, timeout=...)``: poll a cheap predicate until it holds."""
+
+    async def wait(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what or predicate}")
+            await asyncio.sleep(0.02)
+
+    return wait

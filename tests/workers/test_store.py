@@ -1,0 +1,136 @@
+"""The SQLite store: jobs, transitions, the outbox and the key-value table."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from workers.errors import InvalidTransitionError, UnknownJobError
+from workers.jobs import Action, EventType, JobSpec, JobState, Link, Progress
+from workers.store import DB_NAME, Store
+
+SPEC = JobSpec("selftest", Action.TRAIN, {}, {"steps": 2})
+
+
+def test_store_uses_wal_mode(store: Store) -> None:
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert store.path.name == DB_NAME
+
+
+def test_new_job_is_queued_with_a_queued_event(store: Store) -> None:
+    job = store.add_job(SPEC, {"chat_id": 5})
+    assert job.state is JobState.QUEUED
+    assert job.origin == {"chat_id": 5}
+    assert [e.type for e in store.pending_events()] == [EventType.QUEUED]
+
+
+def test_transition_records_times_error_and_event_atomically(store: Store) -> None:
+    job = store.add_job(SPEC)
+    running = store.transition(job.id, JobState.RUNNING, now=100.0,
+                               event=(EventType.STARTED, {}))
+    assert running.started_at == 100.0
+    failed = store.transition(job.id, JobState.FAILED, now=130.0, error="boom",
+                              event=(EventType.FAILED, {"reason": "boom"}))
+    assert failed.finished_at == 130.0 and failed.error == "boom"
+    assert failed.elapsed() == 30.0
+    assert [e.type for e in store.events_for(job.id)] == [
+        EventType.QUEUED, EventType.STARTED, EventType.FAILED,
+    ]
+
+
+def test_refused_transition_changes_nothing(store: Store) -> None:
+    job = store.add_job(SPEC)
+    with pytest.raises(InvalidTransitionError):
+        store.transition(job.id, JobState.SUCCEEDED, event=(EventType.SUCCEEDED, {}))
+    assert store.get_job(job.id).state is JobState.QUEUED
+    assert [e.type for e in store.events_for(job.id)] == [EventType.QUEUED]
+
+
+def test_resume_increments_attempt_and_clears_error(store: Store) -> None:
+    job = store.add_job(SPEC)
+    store.transition(job.id, JobState.RUNNING)
+    store.transition(job.id, JobState.FAILED, error="x")
+    again = store.transition(job.id, JobState.QUEUED)
+    assert again.attempt == 2 and again.error is None and again.finished_at is None
+
+
+def test_unknown_job(store: Store) -> None:
+    with pytest.raises(UnknownJobError, match="no job 42"):
+        store.get_job(42)
+    assert store.find_job(42) is None
+    with pytest.raises(UnknownJobError):
+        store.set_progress(42, Progress())
+
+
+def test_outbox_marks_delivered_only_when_told(store: Store) -> None:
+    job = store.add_job(SPEC)
+    event_id = store.add_event(job.id, EventType.NOTICE, {"text": "hi"})
+    assert [e.id for e in store.pending_events()][-1] == event_id
+    store.mark_delivered(event_id)
+    assert event_id not in [e.id for e in store.pending_events()]
+
+
+def test_outbox_survives_reopening(tmp_path: Path) -> None:
+    first = Store(tmp_path)
+    job = first.add_job(SPEC)
+    first.add_event(job.id, EventType.NOTICE, {"text": "kept"})
+    first.close()
+    second = Store(tmp_path)
+    assert [e.payload.get("text") for e in second.pending_events()] == [None, "kept"]
+    second.close()
+
+
+def test_interrupt_running_marks_only_running_jobs(store: Store) -> None:
+    queued = store.add_job(SPEC)
+    running = store.add_job(SPEC)
+    store.transition(running.id, JobState.RUNNING)
+    interrupted = store.interrupt_running()
+    assert [j.id for j in interrupted] == [running.id]
+    assert store.get_job(running.id).state is JobState.INTERRUPTED
+    assert store.get_job(queued.id).state is JobState.QUEUED
+    assert store.events_for(running.id)[-1].type is EventType.INTERRUPTED
+
+
+def test_progress_links_checkpoint_and_summary_persist(store: Store) -> None:
+    job = store.add_job(SPEC)
+    store.set_progress(job.id, Progress(fraction=0.5, message="half"))
+    store.set_links(job.id, [Link("model", "file:///m.zip", 3)])
+    store.set_checkpoint(job.id, "job-1/checkpoints/step-3.json")
+    store.set_summary(job.id, "done")
+    again = store.get_job(job.id)
+    assert again.progress.message == "half"
+    assert again.links == (Link("model", "file:///m.zip", 3),)
+    assert again.checkpoint == "job-1/checkpoints/step-3.json"
+    assert again.summary == "done"
+
+
+def test_ids_continue_above_a_reserved_id(store: Store) -> None:
+    store.reserve_ids_above(41)
+    assert store.add_job(SPEC).id == 42
+    store.reserve_ids_above(10)
+    assert store.add_job(SPEC).id == 43
+
+
+def test_job_with_a_known_id_and_state(store: Store) -> None:
+    job = store.add_job(SPEC, job_id=7, state=JobState.INTERRUPTED)
+    assert job.id == 7 and job.state is JobState.INTERRUPTED
+    assert store.pending_events() == []
+
+
+def test_kv_round_trip_and_delete(store: Store) -> None:
+    store.kv_set("a", {"x": [1, 2]})
+    assert store.kv_get("a") == {"x": [1, 2]}
+    store.kv_set("a", None)
+    assert store.kv_get("a") is None
+
+
+def test_list_jobs_newest_first_and_by_state(store: Store) -> None:
+    ids = [store.add_job(SPEC).id for _ in range(3)]
+    store.transition(ids[1], JobState.RUNNING)
+    assert [j.id for j in store.list_jobs()] == ids[::-1]
+    assert [j.id for j in store.list_jobs(states=[JobState.RUNNING])] == [ids[1]]
+    assert store.next_queued().id == ids[0]
+    assert store.next_queued(exclude=[ids[0]]).id == ids[2]

@@ -1,0 +1,106 @@
+"""Errors raised by the job side. Each carries the data a caller needs to explain it."""
+
+from __future__ import annotations
+
+
+class ColabotError(Exception):
+    """Base of every error colabot raises on purpose; its message is safe to show a user."""
+
+
+class SpecError(ColabotError):
+    """A job spec was refused at submit time; ``field`` names the offending part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UnknownJobError(ColabotError):
+    """No job has this id."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"there is no job {job_id}")
+        self.job_id = job_id
+
+
+class JobStateError(ColabotError):
+    """The job is not in a state that allows the requested operation."""
+
+    def __init__(self, job_id: int, state: str, operation: str) -> None:
+        super().__init__(f"job {job_id} is {state}; cannot {operation} it")
+        self.job_id = job_id
+        self.state = state
+        self.operation = operation
+
+
+class InvalidTransitionError(ColabotError):
+    """A state change that the transition table does not allow."""
+
+    def __init__(self, source: str, target: str) -> None:
+        super().__init__(f"a job cannot go from {source} to {target}")
+        self.source = source
+        self.target = target
+
+
+class StepFailedError(ColabotError):
+    """A job step ended badly; ``reason`` is the human explanation, ``tail`` the last log lines."""
+
+    def __init__(self, step: str, reason: str, tail: list[str] | None = None) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step = step
+        self.reason = reason
+        self.tail = tail or []
+
+
+class ArchiveError(ColabotError):
+    """An archive was refused (unsafe entry, too large, too many files, corrupt)."""
+
+    def __init__(self, archive: str, reason: str) -> None:
+        super().__init__(f"{archive}: {reason}")
+        self.archive = archive
+        self.reason = reason
+
+
+class InputError(ColabotError):
+    """An input could not be resolved or fetched; ``source`` is what the user gave."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class DriveError(ColabotError):
+    """A Drive operation failed; ``operation`` says which, ``status`` is the HTTP status if any."""
+
+    def __init__(self, operation: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"Drive {operation} failed: {reason}")
+        self.operation = operation
+        self.reason = reason
+        self.status = status
+
+
+class DriveAuthError(DriveError):
+    """Drive credentials are missing, unreadable or refused; ``setting`` names the config key."""
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__("authentication", f"{setting}: {reason}")
+        self.setting = setting
+
+
+class DriveQuotaError(DriveError):
+    """Drive refused the operation for quota or rate reasons."""
+
+
+class DrivePermissionError(DriveError):
+    """The credentials cannot read or write the file or folder."""
+
+
+class ResultsError(ColabotError):
+    """A results backend could not store or fetch something."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"results ({backend}): {reason}")
+        self.backend = backend
+        self.reason = reason

@@ -1,0 +1,136 @@
+"""Turning a job's input sources into local paths in its folder.
+
+Checks that need no network run at submit time, so bad input is refused before any GPU time
+is spent; fetching happens when the job runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from workers.errors import InputError, SpecError
+from workers.jobs import JobSpec
+from workers.sources import (
+    DriveSource,
+    JobSource,
+    LocalSource,
+    Source,
+    UploadSource,
+    UrlSource,
+    classify,
+    confine,
+)
+
+JobOutputs = Callable[[int, str], list[Path]]
+"""Given (job id, input slot name), the local paths that job offers for that slot."""
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    """One input slot turned into local paths."""
+
+    slot: str
+    source: str
+    paths: list[Path]
+
+
+class InputResolver:
+    """Checks input sources at submit time and makes them local when a job runs."""
+
+    def __init__(self, input_roots: tuple[Path, ...], job_outputs: JobOutputs) -> None:
+        self.input_roots = input_roots
+        self._job_outputs = job_outputs
+        self._remote: RemoteFetcher | None = None
+
+    def use_remote(self, fetcher: RemoteFetcher) -> None:
+        """Fetch URLs and Drive links with ``fetcher``."""
+        self._remote = fetcher
+
+    def sources(self, spec: JobSpec) -> dict[str, list[Source]]:
+        """Classify every input of a spec (comma-separated lists allowed for models)."""
+        found: dict[str, list[Source]] = {}
+        for slot, text in spec.inputs.items():
+            parts = [p for p in text.split(",") if p.strip()] if slot == "model" else [text]
+            try:
+                found[slot] = [classify(part, model_slot=slot == "model") for part in parts]
+            except InputError as exc:
+                raise SpecError(f"inputs.{slot}", str(exc)) from None
+        return found
+
+    def check(self, spec: JobSpec, job_exists: Callable[[int], bool]) -> None:
+        """Refuse inputs that cannot work, naming the slot; no network is used."""
+        for slot, sources in self.sources(spec).items():
+            for source in sources:
+                try:
+                    self._check_one(source, job_exists)
+                except InputError as exc:
+                    raise SpecError(f"inputs.{slot}", str(exc)) from None
+
+    def _check_one(self, source: Source, job_exists: Callable[[int], bool]) -> None:
+        if isinstance(source, LocalSource):
+            confine(source.text, self.input_roots)
+        elif isinstance(source, JobSource):
+            if not job_exists(source.job_id):
+                raise InputError(f"job {source.job_id}", "there is no such job")
+        elif isinstance(source, UrlSource | DriveSource):
+            if self._remote is None:
+                raise InputError(_describe(source), "fetching from the network is not set up")
+            self._remote.check(source)
+
+    async def resolve(
+        self, spec: JobSpec, workdir: Path, progress: ProgressCallback
+    ) -> dict[str, list[Path]]:
+        """Local paths for every input slot, fetching remote sources into ``workdir``."""
+        resolved: dict[str, list[Path]] = {}
+        for slot, sources in self.sources(spec).items():
+            paths: list[Path] = []
+            for source in sources:
+                paths.extend(await self._resolve_one(slot, source, workdir, progress))
+            resolved[slot] = paths
+        return resolved
+
+    async def _resolve_one(
+        self, slot: str, source: Source, workdir: Path, progress: ProgressCallback
+    ) -> list[Path]:
+        if isinstance(source, LocalSource):
+            return [confine(source.text, self.input_roots)]
+        if isinstance(source, UploadSource):
+            path = workdir / "inputs" / source.name
+            if not path.exists():
+                raise InputError(source.name, "the uploaded file is missing from the job folder")
+            return [path]
+        if isinstance(source, JobSource):
+            paths = self._job_outputs(source.job_id, slot)
+            if not paths:
+                raise InputError(f"job {source.job_id}", f"it has no {slot} to use")
+            return paths
+        if self._remote is None:
+            raise InputError(_describe(source), "fetching from the network is not set up")
+        return [await self._remote.fetch(source, workdir / "inputs", progress)]
+
+
+class RemoteFetcher(Protocol):
+    """Fetches URLs and Drive links."""
+
+    def check(self, source: UrlSource | DriveSource) -> None:
+        """Refuse a source before any download (scheme, host, policy)."""
+        ...
+
+    async def fetch(
+        self, source: UrlSource | DriveSource, dest_dir: Path, progress: ProgressCallback
+    ) -> Path:
+        """Download into ``dest_dir``; return the local file or folder."""
+        ...
+
+
+def _describe(source: Source) -> str:
+    if isinstance(source, UrlSource):
+        return source.url
+    if isinstance(source, DriveSource):
+        return f"drive:{source.file_id}"
+    return str(source)

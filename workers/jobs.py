@@ -1,0 +1,191 @@
+"""Job records and their life cycle: pure data and one table of allowed state changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from workers.errors import InvalidTransitionError
+
+ParamValue = str | int | float | bool
+
+
+class Action(StrEnum):
+    """What a job does with its kind: train a model or run one."""
+
+    TRAIN = "train"
+    INFER = "infer"
+
+
+class JobState(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+# The one place that says which state changes are legal.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED}
+    ),
+    JobState.INTERRUPTED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.FAILED: frozenset({JobState.QUEUED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+
+
+def can_transition(source: JobState, target: JobState) -> bool:
+    """Whether the table allows ``source -> target``."""
+    return target in TRANSITIONS[source]
+
+
+def check_transition(source: JobState, target: JobState) -> None:
+    """Raise InvalidTransitionError unless the table allows ``source -> target``."""
+    if not can_transition(source, target):
+        raise InvalidTransitionError(source.value, target.value)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run: a kind (``selftest``, ``sleap``, ``spacy``), an action, named inputs, params.
+
+    Inputs are source strings: a path on the machine, a URL, a Drive link, a job reference
+    (``job:12``) or ``upload:NAME`` for a file delivered with the request.
+    """
+
+    kind: str
+    action: Action
+    inputs: dict[str, str] = field(default_factory=dict)
+    params: dict[str, ParamValue] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "kind": self.kind,
+            "action": self.action.value,
+            "inputs": dict(self.inputs),
+            "params": dict(self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            kind=str(data["kind"]),
+            action=Action(data["action"]),
+            inputs={str(k): str(v) for k, v in dict(data.get("inputs", {})).items()},
+            params=dict(data.get("params", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The latest known progress of a running job; every field is optional."""
+
+    fraction: float | None = None
+    message: str = ""
+    eta_s: float | None = None
+    step: int | None = None
+    total: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Progress:
+        """The inverse of :meth:`to_dict`; tolerates missing keys."""
+        if not data:
+            return cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where a result can be fetched: a URL or a path, with a label and a size."""
+
+    label: str
+    url: str
+    size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Link:
+        """The inverse of :meth:`to_dict`."""
+        return cls(label=str(data["label"]), url=str(data["url"]), size=data.get("size"))
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the store records it."""
+
+    id: int
+    spec: JobSpec
+    state: JobState
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: Progress = field(default_factory=Progress)
+    links: tuple[Link, ...] = ()
+    error: str | None = None
+    origin: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    checkpoint: str | None = None
+    summary: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """True once the job can no longer run (unless resumed)."""
+        return self.state in FINISHED_STATES
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        """Seconds spent running so far (or in total once finished)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+
+class EventType(StrEnum):
+    """Things a person should hear about, recorded in the store's outbox."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    NOTICE = "notice"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    FILE = "file"
+    RESUMED = "resumed"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One outbox row: an event about a job (or about the runtime when job_id is None)."""
+
+    id: int
+    job_id: int | None
+    type: EventType
+    payload: dict[str, Any]
+    created_at: float
+    delivered_at: float | None = None

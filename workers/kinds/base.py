@@ -1,0 +1,223 @@
+"""The small protocol every job kind implements, and the shared parameter validation.
+
+A kind validates a spec, plans its steps (argv lists run as subprocesses), reads progress from
+their output lines, explains known failures and collects the outputs worth keeping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from workers.errors import SpecError
+from workers.jobs import Action, Job, JobSpec, ParamValue, Progress
+
+ProgressParser = Callable[[str, str], Progress | None]
+"""Given (source, line) from a step, return new progress or None."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter a kind accepts: its type, default and a line of help."""
+
+    type: type[ParamValue]
+    default: ParamValue | None
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+
+@dataclass(frozen=True)
+class InputSlot:
+    """A named input of an action, e.g. ``model`` and ``input`` for inference."""
+
+    name: str
+    help: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One subprocess of a job: an argv list and what the engine needs to run it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    watch: tuple[Path, ...] = ()
+    parser: ProgressParser | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file or folder worth keeping. ``role`` says what it is (model, predictions, ...)."""
+
+    path: Path
+    role: str
+    label: str = ""
+    send_as_photo: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished job leaves: outputs to keep, a summary for the chat, metrics."""
+
+    outputs: list[Output] = field(default_factory=list)
+    summary: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class JobContext:
+    """Everything a kind may use while planning and collecting one run of a job."""
+
+    job: Job
+    workdir: Path
+    inputs: dict[str, list[Path]]
+    python: str
+    notify: Callable[[str], None]
+    resume_from: Path | None = None
+    input_roots: tuple[Path, ...] = ()
+
+    @property
+    def spec(self) -> JobSpec:
+        """The job's (validated) spec."""
+        return self.job.spec
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Where this run writes what it produces."""
+        return self.workdir / "outputs"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where this run keeps intermediate files."""
+        return self.workdir / "work"
+
+    def input(self, name: str) -> Path:
+        """The (first) local path of a resolved input."""
+        return self.inputs[name][0]
+
+    def param(self, name: str) -> ParamValue | None:
+        """A validated parameter (defaults filled in)."""
+        return self.spec.params.get(name)
+
+
+class JobKind(Protocol):
+    """A pluggable kind of job."""
+
+    name: str
+    summary: str
+    actions: frozenset[Action]
+
+    def inputs(self, action: Action) -> tuple[InputSlot, ...]:
+        """The inputs this action takes, in command-line order."""
+        ...
+
+    def params(self, action: Action) -> Mapping[str, Param]:
+        """The parameters this action accepts."""
+        ...
+
+    def validate(self, spec: JobSpec) -> JobSpec:
+        """Check a spec and return it normalised; raise SpecError naming the field."""
+        ...
+
+    def steps(self, ctx: JobContext) -> Iterator[Step]:
+        """The steps to run, lazily: later steps may read what earlier ones wrote."""
+        ...
+
+    def explain_failure(self, ctx: JobContext, step: Step, tail: list[str]) -> str | None:
+        """A plain-words cause for a failed step, recognised from its last lines."""
+        ...
+
+    def collect(self, ctx: JobContext) -> Outcome:
+        """The outputs and summary of a successful run."""
+        ...
+
+    def checkpoint(self, ctx: JobContext) -> Path | None:
+        """The newest checkpoint a resumed run could continue from, if any."""
+        ...
+
+
+GENERIC_PARAMS: dict[str, Param] = {
+    "timeout": Param(float, None, "stop the job after this many minutes", minimum=0.0),
+}
+
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n"}
+
+
+def coerce_param(name: str, param: Param, raw: ParamValue) -> ParamValue:
+    """Turn a raw value (usually chat text) into the parameter's type, or raise SpecError."""
+    field_name = f"params.{name}"
+    value: ParamValue
+    if param.type is bool:
+        if isinstance(raw, bool):
+            value = raw
+        elif str(raw).strip().lower() in _TRUE:
+            value = True
+        elif str(raw).strip().lower() in _FALSE:
+            value = False
+        else:
+            raise SpecError(field_name, f"must be yes or no, got {raw!r}")
+    elif param.type is int:
+        if isinstance(raw, bool) or not re.fullmatch(r"[+-]?\d+", str(raw).strip()):
+            raise SpecError(field_name, f"must be a whole number, got {raw!r}")
+        value = int(str(raw).strip())
+    elif param.type is float:
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(str(raw).strip())
+        except ValueError:
+            raise SpecError(field_name, f"must be a number, got {raw!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SpecError(field_name, f"must be a finite number, got {raw!r}")
+    else:
+        value = str(raw)
+        if param.choices and value not in param.choices:
+            raise SpecError(field_name, f"must be one of {', '.join(param.choices)}, got {raw!r}")
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if param.minimum is not None and numeric and float(value) < param.minimum:
+        raise SpecError(field_name, f"must be at least {param.minimum:g}, got {raw!r}")
+    return value
+
+
+def validate_common(
+    spec: JobSpec,
+    slots: tuple[InputSlot, ...],
+    params: Mapping[str, Param],
+    *,
+    extra_param: Callable[[str], bool] | None = None,
+) -> JobSpec:
+    """Check inputs against ``slots`` and params against ``params``; fill defaults.
+
+    ``extra_param`` accepts additional names (such as dotted config overrides) as strings.
+    """
+    known = {slot.name for slot in slots}
+    for name in spec.inputs:
+        if name not in known:
+            expected = ", ".join(sorted(known)) or "none"
+            raise SpecError(f"inputs.{name}", f"unknown input (expected: {expected})")
+    for slot in slots:
+        value = spec.inputs.get(slot.name, "").strip()
+        if slot.required and not value:
+            raise SpecError(f"inputs.{slot.name}", f"missing ({slot.help})")
+    allowed = {**GENERIC_PARAMS, **params}
+    clean: dict[str, ParamValue] = {}
+    for name, raw in spec.params.items():
+        if name in allowed:
+            clean[name] = coerce_param(name, allowed[name], raw)
+        elif extra_param is not None and extra_param(name):
+            clean[name] = str(raw)
+        else:
+            choices = ", ".join(sorted(allowed))
+            raise SpecError(f"params.{name}", f"unknown parameter (known: {choices})")
+    for name, param in allowed.items():
+        if name not in clean and param.default is not None:
+            clean[name] = param.default
+    inputs = {k: v.strip() for k, v in spec.inputs.items() if v.strip()}
+    return JobSpec(kind=spec.kind, action=spec.action, inputs=inputs, params=clean)

@@ -1,0 +1,131 @@
+"""The built-in ``selftest`` kind: a small Python program that behaves like a training job.
+
+It prints progress, writes a model, predictions and checkpoints, and can be told to fail,
+to run long, or to flood its output, so the whole path can be tried without any framework.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from workers.jobs import Action, JobSpec, Progress
+from workers.kinds.base import (
+    InputSlot,
+    JobContext,
+    Outcome,
+    Output,
+    Param,
+    Step,
+    validate_common,
+)
+from workers.progress import StepCounter
+
+PROGRESS_LINE = re.compile(r"^progress (\d+)/(\d+)(?: loss=([0-9.eE+-]+))?")
+
+TRAIN_INPUTS = (InputSlot("input", "any file or folder to read", required=False),)
+INFER_INPUTS = (
+    InputSlot("model", "a finished selftest training job's id, or a folder"),
+    InputSlot("input", "any file or folder to read", required=False),
+)
+PARAMS: dict[str, Param] = {
+    "steps": Param(int, 5, "how many steps to run", minimum=1),
+    "delay": Param(float, 0.2, "seconds per step (make it long to run long)", minimum=0.0),
+    "fail": Param(bool, False, "fail halfway, to see how failures look"),
+    "flood_mb": Param(float, 0.0, "print this many MB of output at full speed", minimum=0.0),
+}
+
+
+def parse_progress_line(line: str) -> tuple[int, int, float | None] | None:
+    """``progress 3/10 loss=0.25`` -> (3, 10, 0.25); anything else -> None."""
+    match = PROGRESS_LINE.match(line)
+    if match is None:
+        return None
+    loss = float(match.group(3)) if match.group(3) else None
+    return int(match.group(1)), int(match.group(2)), loss
+
+
+class SelftestKind:
+    """A stand-in for real training and inference, for trying colabot out and for tests."""
+
+    name = "selftest"
+    summary = "a built-in test job: prints progress and writes a tiny model (no GPU needed)"
+    actions = frozenset({Action.TRAIN, Action.INFER})
+
+    def inputs(self, action: Action) -> tuple[InputSlot, ...]:
+        """Training reads an optional input; inference needs a model."""
+        return TRAIN_INPUTS if action is Action.TRAIN else INFER_INPUTS
+
+    def params(self, action: Action) -> Mapping[str, Param]:
+        """The same parameters for both actions."""
+        return PARAMS
+
+    def validate(self, spec: JobSpec) -> JobSpec:
+        """Check the inputs and parameters."""
+        return validate_common(spec, self.inputs(spec.action), PARAMS)
+
+    def steps(self, ctx: JobContext) -> Iterator[Step]:
+        """One step: the selftest program."""
+        argv = [
+            ctx.python,
+            "-m",
+            "workers.kinds.selftest_job",
+            "--mode",
+            ctx.spec.action.value,
+            "--steps",
+            str(ctx.param("steps")),
+            "--delay",
+            str(ctx.param("delay")),
+            "--out",
+            str(ctx.outputs_dir),
+        ]
+        if "input" in ctx.inputs:
+            argv += ["--input", str(ctx.inputs["input"][0])]
+        for model in ctx.inputs.get("model", []):
+            argv += ["--model", str(model)]
+        if ctx.param("fail"):
+            argv.append("--fail")
+        if ctx.param("flood_mb"):
+            argv += ["--flood-mb", str(ctx.param("flood_mb"))]
+        if ctx.resume_from is not None:
+            argv += ["--resume-from", str(ctx.resume_from)]
+            ctx.notify(f"resuming from checkpoint {ctx.resume_from.name}")
+        counter = StepCounter("step")
+
+        def parse(source: str, line: str) -> Progress | None:
+            parsed = parse_progress_line(line)
+            if parsed is None:
+                return None
+            done, total, loss = parsed
+            return counter.update(done, total, metrics={"loss": loss} if loss is not None else {})
+
+        yield Step(name=f"selftest {ctx.spec.action.value}", argv=argv, parser=parse)
+
+    def explain_failure(self, ctx: JobContext, step: Step, tail: list[str]) -> str | None:
+        """Recognise the requested failure."""
+        for line in reversed(tail):
+            if "told to fail" in line:
+                return "the job was told to fail (fail=yes)"
+            if "selftest: error: input" in line:
+                return line.split("error: ", 1)[1]
+        return None
+
+    def collect(self, ctx: JobContext) -> Outcome:
+        """The model (training) or predictions (inference), and the result summary."""
+        out = ctx.outputs_dir
+        outputs = [Output(out / "result.json", "metrics", "result.json")]
+        if ctx.spec.action is Action.TRAIN:
+            outputs.insert(0, Output(out / "model", "model", "model"))
+        else:
+            outputs.insert(0, Output(out / "predictions.jsonl", "predictions", "predictions"))
+        steps = ctx.param("steps")
+        return Outcome(outputs=outputs, summary=f"selftest {ctx.spec.action.value}: {steps} steps")
+
+    def checkpoint(self, ctx: JobContext) -> Path | None:
+        """The newest ``step-N.json`` the program wrote."""
+        found = sorted(
+            (ctx.outputs_dir / "checkpoints").glob("step-*.json"),
+            key=lambda p: int(p.stem.split("-")[1]),
+        )
+        return found[-1] if found else None

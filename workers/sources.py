@@ -1,0 +1,140 @@
+"""Pure classification of input sources and confinement of paths to the allowed roots."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qs, urlsplit
+
+from workers.errors import InputError
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """A path on this machine, as typed."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class UploadSource:
+    """A file delivered with the request and stored in the job's folder."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class JobSource:
+    """The outputs of an earlier job."""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    """An http(s) URL."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class DriveSource:
+    """A Google Drive file or folder id."""
+
+    file_id: str
+
+
+Source = LocalSource | UploadSource | JobSource | UrlSource | DriveSource
+
+_JOB_REF = re.compile(r"^(?:job:|#)(\d+)$")
+_DRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{20,}$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
+
+
+def drive_id_from_link(text: str) -> str | None:
+    """The file or folder id in a Drive share link (or ``drive:ID``), or None."""
+    text = text.strip()
+    if text.startswith("drive:"):
+        ident = text[len("drive:") :]
+        return ident if _DRIVE_ID.match(ident) else None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or parts.hostname not in DRIVE_HOSTS:
+        return None
+    path = PurePosixPath(parts.path).parts
+    for marker in ("d", "folders"):
+        if marker in path:
+            idx = path.index(marker)
+            if idx + 1 < len(path) and _DRIVE_ID.match(path[idx + 1]):
+                return path[idx + 1]
+    ident = parse_qs(parts.query).get("id", [""])[0]
+    return ident if _DRIVE_ID.match(ident) else None
+
+
+def classify(text: str, *, model_slot: bool = False) -> Source:
+    """Which kind of source ``text`` is; raise InputError for unusable forms.
+
+    In a model slot a bare number means a job id.
+    """
+    text = text.strip()
+    if not text:
+        raise InputError(text, "empty input")
+    if text.startswith("upload:"):
+        return UploadSource(text[len("upload:") :])
+    job = _JOB_REF.match(text)
+    if job:
+        return JobSource(int(job.group(1)))
+    if model_slot and text.isdigit():
+        return JobSource(int(text))
+    drive_id = drive_id_from_link(text)
+    if drive_id is not None:
+        return DriveSource(drive_id)
+    scheme = _SCHEME.match(text)
+    if scheme and len(scheme.group(1)) > 1:
+        name = scheme.group(1).lower()
+        if name in ("http", "https"):
+            if not urlsplit(text).hostname:
+                raise InputError(text, "the URL has no host")
+            return UrlSource(text)
+        if name == "file":
+            raise InputError(text, "file:// URLs are not accepted; give the path itself")
+        raise InputError(
+            text,
+            f"unknown link format ({name}:); use a path, an http(s) URL or a Google Drive link",
+        )
+    return LocalSource(text)
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def confine(text: str, roots: tuple[Path, ...]) -> Path:
+    """Resolve a typed path inside the allowed roots, or raise InputError.
+
+    ``..`` is refused outright; symlinks are followed and must still land inside a root.
+    Relative paths are looked up in each root in turn.
+    """
+    if not roots:
+        raise InputError(text, "no input folders are allowed (worker.input_roots is empty)")
+    raw = Path(text).expanduser()
+    if ".." in raw.parts:
+        raise InputError(text, "paths may not contain '..'")
+    real_roots = [root.expanduser().resolve() for root in roots]
+    allowed = ", ".join(str(r) for r in real_roots)
+    outside = InputError(text, f"this path is outside the allowed input folders ({allowed})")
+    if raw.is_absolute():
+        real = raw.resolve()
+        if not _inside(real, real_roots):
+            raise outside
+        if not real.exists():
+            raise InputError(text, "no such file or folder")
+        return real
+    resolved = [(root / raw).resolve() for root in real_roots]
+    for real in resolved:
+        if real.exists() and _inside(real, real_roots):
+            return real
+    if any(real.exists() for real in resolved):
+        raise outside
+    raise InputError(text, "no such file or folder in the allowed input folders")
