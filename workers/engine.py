@@ -543,8 +543,14 @@ class Engine:
             progress = Progress(fraction=fraction, message=f"uploading {name}: {fraction:.0%}")
             loop.call_soon_threadsafe(self._progress, job_id, progress)
 
+        # Upload progress is shown while it lasts; the job keeps its own progress after.
+        kept = self._live.get(job_id)
         self._progress(job_id, Progress(message=f"saving results to {backend.name}"))
-        return await asyncio.to_thread(backend.publish, job_id, files, report)
+        try:
+            return await asyncio.to_thread(backend.publish, job_id, files, report)
+        finally:
+            if kept is not None:
+                self._live[job_id] = kept
 
     def _maybe_send_file(self, job_id: int, output: Output) -> None:
         path = output.path

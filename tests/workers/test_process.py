@@ -23,8 +23,10 @@ def script(code: str) -> list[str]:
 async def test_output_goes_to_the_log_and_each_line_to_the_hook(tmp_path: Path) -> None:
     seen: list[tuple[str, str]] = []
     run = ProcessRun(
-        script("import sys; print('one'); sys.stdout.write('a\\rb\\r\\n'); "
-               "print('err', file=sys.stderr)"),
+        script(
+            "import sys; print('one'); sys.stdout.write('a\\rb\\r\\n'); "
+            "print('err', file=sys.stderr)"
+        ),
         log_path=tmp_path / "job.log",
         on_line=lambda src, line: seen.append((src, line)),
     )
@@ -114,8 +116,9 @@ async def test_cancel_reaches_the_whole_process_group(tmp_path: Path) -> None:
             child_pid.append(int(line.split()[1]))
             seen.set()
 
-    run = ProcessRun(script(GRANDPARENT), log_path=tmp_path / "l", on_line=hook,
-                     grace=Grace(1.0, 1.0))
+    run = ProcessRun(
+        script(GRANDPARENT), log_path=tmp_path / "l", on_line=hook, grace=Grace(1.0, 1.0)
+    )
     task = asyncio.create_task(run.run())
     await asyncio.wait_for(seen.wait(), 10)
     run.cancel()
@@ -143,7 +146,9 @@ def alive(pid: int) -> bool:
 
 async def test_timeout_stops_the_process_and_says_so(tmp_path: Path) -> None:
     result = await ProcessRun(
-        script("import time; time.sleep(30)"), log_path=tmp_path / "l", timeout_s=0.3,
+        script("import time; time.sleep(30)"),
+        log_path=tmp_path / "l",
+        timeout_s=0.3,
         grace=Grace(1.0, 1.0),
     ).run()
     assert result.timed_out and not result.cancelled
@@ -157,8 +162,12 @@ async def test_watched_file_lines_reach_the_hook(tmp_path: Path) -> None:
         f"import time\nfor i in range(3):\n"
         f"    open({str(csv)!r}, 'a').write(f'{{i}},0.5\\n')\n    time.sleep(0.3)\n"
     )
-    result = await ProcessRun(script(code), log_path=tmp_path / "l", watch=[csv],
-                              on_line=lambda s, line: seen.append((s, line))).run()
+    result = await ProcessRun(
+        script(code),
+        log_path=tmp_path / "l",
+        watch=[csv],
+        on_line=lambda s, line: seen.append((s, line)),
+    ).run()
     assert result.ok
     assert seen == [("log.csv", "0,0.5"), ("log.csv", "1,0.5"), ("log.csv", "2,0.5")]
 
@@ -179,8 +188,11 @@ async def test_large_output_is_complete_in_the_log(tmp_path: Path) -> None:
 
 def test_a_line_without_end_is_handed_over_in_bounded_pieces(tmp_path: Path) -> None:
     lengths: list[int] = []
-    run = ProcessRun(script("import sys; sys.stdout.write('z' * 100000)"),
-                     log_path=tmp_path / "l", on_line=lambda s, line: lengths.append(len(line)))
+    run = ProcessRun(
+        script("import sys; sys.stdout.write('z' * 100000)"),
+        log_path=tmp_path / "l",
+        on_line=lambda s, line: lengths.append(len(line)),
+    )
     assert asyncio.run(run.run()).ok
     assert max(lengths) <= 8 * 1024 and sum(lengths) >= 100000 - 8 * 1024
 

@@ -29,15 +29,21 @@ def test_new_job_is_queued_with_a_queued_event(store: Store) -> None:
 
 def test_transition_records_times_error_and_event_atomically(store: Store) -> None:
     job = store.add_job(SPEC)
-    running = store.transition(job.id, JobState.RUNNING, now=100.0,
-                               event=(EventType.STARTED, {}))
+    running = store.transition(job.id, JobState.RUNNING, now=100.0, event=(EventType.STARTED, {}))
     assert running.started_at == 100.0
-    failed = store.transition(job.id, JobState.FAILED, now=130.0, error="boom",
-                              event=(EventType.FAILED, {"reason": "boom"}))
+    failed = store.transition(
+        job.id,
+        JobState.FAILED,
+        now=130.0,
+        error="boom",
+        event=(EventType.FAILED, {"reason": "boom"}),
+    )
     assert failed.finished_at == 130.0 and failed.error == "boom"
     assert failed.elapsed() == 30.0
     assert [e.type for e in store.events_for(job.id)] == [
-        EventType.QUEUED, EventType.STARTED, EventType.FAILED,
+        EventType.QUEUED,
+        EventType.STARTED,
+        EventType.FAILED,
     ]
 
 

@@ -1,0 +1,115 @@
+"""The ``colabot`` command: ``run`` the bot, ``check`` a configuration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bot.config import Config, find_config_file, load_config, summary_lines
+from bot.errors import ConfigError
+
+DESCRIPTION = """\
+colabot runs SLEAP and spaCy jobs beside a GPU and talks to you on Telegram: start training
+and inference from a phone, watch progress, get warned before the runtime is taken away, and
+find results and checkpoints already copied off the machine.
+
+With no token configured, `colabot run` starts an offline chat in this terminal.
+Configuration reference: config.example.toml (every key, with its meaning and default).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per action."""
+    parser = argparse.ArgumentParser(
+        prog="colabot",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"colabot {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="start the bot (offline terminal chat when no token is set)",
+        description="Start the bot, the job engine and the heartbeat. Ctrl-C stops them; "
+        "running jobs are marked interrupted and can be resumed with /resume.",
+    )
+    check = sub.add_parser(
+        "check",
+        help="validate a configuration file and print a summary",
+        description="Validate a configuration (file plus COLABOT_* environment variables) "
+        "and print a summary with the token masked. Exits 0 when valid, 1 otherwise.",
+    )
+    for command in (run, check):
+        command.add_argument(
+            "--config",
+            type=Path,
+            metavar="FILE",
+            help="the TOML configuration (default: $COLABOT_CONFIG, then ./colabot.toml, "
+            "then built-in defaults)",
+        )
+    run.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("colabot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _load(path: Path | None) -> Config:
+    return load_config(find_config_file(path, os.environ))
+
+
+def check(path: Path | None) -> int:
+    """Validate and summarise; 0 when valid, 1 otherwise."""
+    from bot.runtime import setup_hints
+
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    print("configuration is valid")
+    for line in summary_lines(config):
+        print(f"  {line}")
+    for hint in setup_hints(config):
+        print(f"note: {hint}")
+    return 0
+
+
+def run(path: Path | None, verbose: bool) -> int:
+    """Start colabot until interrupted."""
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    from bot.logs import setup_logging
+    from bot.service import run_until_interrupted
+
+    setup_logging(verbose=verbose, quiet_console=config.offline)
+    return run_until_interrupted(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``colabot`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return check(args.config)
+    if args.command == "run":
+        return run(args.config, args.verbose)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    logging.captureWarnings(True)
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Typed settings from a TOML file plus ``COLABOT_<SECTION>_<KEY>`` environment overrides.
+
+Validated once, at start: an unknown key, a wrong type or a missing required value stops
+start-up with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from bot.errors import ConfigError
+
+TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
+CONFIG_ENV = "COLABOT_CONFIG"
+DEFAULT_CONFIG_NAME = "colabot.toml"
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """How to reach Telegram and who may talk to the bot."""
+
+    token: str = ""
+    api_url: str = ""
+    allowed_users: tuple[int, ...] = ()
+    max_download_mb: int = 20
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Where jobs keep their files and how many run at once."""
+
+    data_dir: Path = Path("~/.colabot")
+    max_parallel_jobs: int = 1
+    input_roots: tuple[Path, ...] = ()
+    job_timeout_minutes: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResultsConfig:
+    """Where outputs, checkpoints and the state snapshot are kept off the machine."""
+
+    backend: Literal["local", "drive"] = "local"
+    dir: Path = Path("~/colabot-results")
+    send_files_under_mb: float = 45.0
+    checkpoint_sync_minutes: float = 15.0
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """Google Drive access, shared by the results backend and input downloads."""
+
+    auth: Literal["service_account", "colab", "oauth_token_file"] = "service_account"
+    service_account_file: Path | None = None
+    token_file: Path | None = None
+    folder_id: str = ""
+    share_anyone: bool = False
+    api_url: str = ""
+    chunk_mb: int = 8
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The machine's lifetime limit and when to warn about it."""
+
+    max_hours: float = 12.0
+    start: str = ""
+    warn_before_minutes: tuple[int, ...] = (60, 15, 5)
+    idle_release_minutes: float = 0.0
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    """The keepalive message while jobs run."""
+
+    interval_minutes: float = 30.0
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    """Limits on inputs fetched from URLs and Drive links."""
+
+    max_download_mb: float = 5000.0
+    allowed_url_hosts: tuple[str, ...] = ()
+    allow_private_addresses: bool = False
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting colabot reads, validated."""
+
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    results: ResultsConfig = field(default_factory=ResultsConfig)
+    drive: DriveConfig = field(default_factory=DriveConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    source: Path | None = None
+
+    @property
+    def offline(self) -> bool:
+        """True when no token is set: colabot runs its own offline chat."""
+        return not self.telegram.token
+
+    @property
+    def data_dir(self) -> Path:
+        """The worker data folder, expanded."""
+        return self.worker.data_dir.expanduser()
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with whole sections replaced."""
+        return dataclasses.replace(self, **sections)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(Config)
+    if f.name != "source"
+}
+
+
+def mask_token(token: str) -> str:
+    """Show a token's bot id but never its secret part."""
+    if not token:
+        return "(none: offline chat)"
+    bot_id = token.split(":", 1)[0]
+    return f"{bot_id}:****" if bot_id.isdigit() else "****"
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin in (types.UnionType, typing.Union):
+        return _type_name(next(a for a in typing.get_args(tp) if a is not type(None)))
+    return {
+        str: "a string",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        Path: "a path",
+    }.get(tp, str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    wrong = ConfigError(key, f"must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise wrong
+        return value
+    if origin in (types.UnionType, typing.Union):
+        if value is None or value == "":
+            return None
+        inner = next(a for a in typing.get_args(tp) if a is not type(None))
+        return _coerce(key, inner, value)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise wrong
+        inner = typing.get_args(tp)[0]
+        return tuple(_coerce(f"{key}[{i}]", inner, item) for i, item in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise wrong
+        return Path(value)
+    raise wrong
+
+
+def _from_env_text(key: str, tp: Any, text: str) -> Any:
+    """Parse an environment variable's text as TOML would have typed it."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        inner = typing.get_args(tp)[0]
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        return [_from_env_text(key, inner, item) for item in items]
+    if origin in (types.UnionType, typing.Union):
+        inner = next(a for a in typing.get_args(tp) if a is not type(None))
+        return _from_env_text(key, inner, text)
+    if tp is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, f"must be true or false, got {text!r}")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(key, f"must be a whole number, got {text!r}") from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(key, f"must be a number, got {text!r}") from None
+    return text
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, tuple[str, Any]]]:
+    """``COLABOT_<SECTION>_<KEY>`` values, typed, with the variable name for errors."""
+    found: dict[str, dict[str, tuple[str, Any]]] = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            var = f"COLABOT_{section}_{f.name}".upper()
+            if var in environ:
+                label = f"{var} ({section}.{f.name})"
+                value = _from_env_text(label, hints[f.name], environ[var])
+                found.setdefault(section, {})[f.name] = (label, value)
+    return found
+
+
+def _build_section(section: str, raw: Any, overrides: dict[str, tuple[str, Any]]) -> Any:
+    cls = SECTIONS[section]
+    if not isinstance(raw, dict):
+        raise ConfigError(section, f"must be a table ([{section}]), got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(
+                f"{section}.{key}", f"unknown setting (known: {', '.join(sorted(names))})"
+            )
+        values[key] = _coerce(f"{section}.{key}", hints[key], value)
+    for key, (label, value) in overrides.items():
+        values[key] = _coerce(label, hints[key], value)
+    return cls(**values)
+
+
+def parse_config(
+    data: Mapping[str, Any], environ: Mapping[str, str], source: Path | None = None
+) -> Config:
+    """Build and validate a Config from parsed TOML data and the environment."""
+    for section in data:
+        if section not in SECTIONS:
+            raise ConfigError(section, f"unknown section (known: {', '.join(sorted(SECTIONS))})")
+    overrides = _env_overrides(environ)
+    built = {
+        name: _build_section(name, data.get(name, {}), overrides.get(name, {})) for name in SECTIONS
+    }
+    config = Config(**built, source=source)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks that involve values rather than types."""
+    tg = config.telegram
+    if tg.token and not TOKEN_SHAPE.match(tg.token):
+        raise ConfigError("telegram.token", "does not look like a bot token (123456:ABC-...)")
+    if tg.token and not tg.allowed_users:
+        raise ConfigError(
+            "telegram.allowed_users",
+            "required when telegram.token is set (a list of Telegram user ids)",
+        )
+    if tg.api_url and not re.match(r"^https?://[^/\s]+", tg.api_url):
+        raise ConfigError("telegram.api_url", f"must be an http(s) URL, got {tg.api_url!r}")
+    _positive("telegram.max_download_mb", tg.max_download_mb)
+    _positive("worker.max_parallel_jobs", config.worker.max_parallel_jobs)
+    _not_negative("worker.job_timeout_minutes", config.worker.job_timeout_minutes)
+    _not_negative("results.send_files_under_mb", config.results.send_files_under_mb)
+    _not_negative("results.checkpoint_sync_minutes", config.results.checkpoint_sync_minutes)
+    _positive("runtime.max_hours", config.runtime.max_hours)
+    for minutes in config.runtime.warn_before_minutes:
+        _positive("runtime.warn_before_minutes", minutes)
+        if minutes >= config.runtime.max_hours * 60:
+            raise ConfigError(
+                "runtime.warn_before_minutes",
+                f"{minutes} minutes is not less than runtime.max_hours",
+            )
+    if config.runtime.start:
+        try:
+            datetime.fromisoformat(config.runtime.start)
+        except ValueError:
+            raise ConfigError(
+                "runtime.start", f"must be an ISO date-time, got {config.runtime.start!r}"
+            ) from None
+    _not_negative("runtime.idle_release_minutes", config.runtime.idle_release_minutes)
+    _not_negative("heartbeat.interval_minutes", config.heartbeat.interval_minutes)
+    _positive("inputs.max_download_mb", config.inputs.max_download_mb)
+    _positive("inputs.timeout_seconds", config.inputs.timeout_seconds)
+    _positive("drive.chunk_mb", config.drive.chunk_mb)
+    if config.results.backend == "drive":
+        if not config.drive.folder_id:
+            raise ConfigError(
+                "drive.folder_id", 'required when results.backend is "drive" (a folder id)'
+            )
+        _check_drive_credentials(config.drive)
+
+
+def _check_drive_credentials(drive: DriveConfig) -> None:
+    if drive.auth == "service_account":
+        path = drive.service_account_file
+        if path is None:
+            raise ConfigError(
+                "drive.service_account_file", 'required when drive.auth is "service_account"'
+            )
+        if not path.expanduser().is_file():
+            raise ConfigError("drive.service_account_file", f"no such file: {path}")
+    if drive.auth == "oauth_token_file":
+        path = drive.token_file
+        if path is None:
+            raise ConfigError("drive.token_file", 'required when drive.auth is "oauth_token_file"')
+        if not path.expanduser().is_file():
+            raise ConfigError("drive.token_file", f"no such file: {path}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(key, f"must be greater than 0, got {value!r}")
+
+
+def _not_negative(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(key, f"must not be negative, got {value!r}")
+
+
+def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read: ``--config``, then $COLABOT_CONFIG, then ./colabot.toml."""
+    if explicit is not None:
+        return explicit
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, type and validate the configuration; raise ConfigError with one clear line."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.expanduser().read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(str(path), "no such config file") from None
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot be read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(str(path), "is not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), f"is not valid TOML: {exc}") from None
+    return parse_config(data, environ, source=path)
+
+
+def summary_lines(config: Config) -> list[str]:
+    """A readable summary of the settings, token masked."""
+    tg = config.telegram
+    users = ", ".join(str(u) for u in tg.allowed_users) or "(none)"
+    roots = ", ".join(str(r) for r in config.worker.input_roots) or "(none: uploads and URLs only)"
+    lines = [
+        f"config file:        {config.source or '(none: defaults)'}",
+        f"telegram token:     {mask_token(tg.token)}",
+        f"bot API:            {tg.api_url or 'https://api.telegram.org (Telegram)'}",
+        f"allowed users:      {users}",
+        f"data dir:           {config.worker.data_dir}",
+        f"parallel jobs:      {config.worker.max_parallel_jobs}",
+        f"input roots:        {roots}",
+        f"results:            {config.results.backend} -> "
+        + (
+            str(config.results.dir)
+            if config.results.backend == "local"
+            else f"Drive folder {config.drive.folder_id}"
+        ),
+        f"runtime limit:      {config.runtime.max_hours:g} h, warnings "
+        + ", ".join(f"{m} min" for m in config.runtime.warn_before_minutes)
+        + " before",
+        "heartbeat:          "
+        + (
+            f"every {config.heartbeat.interval_minutes:g} min"
+            if config.heartbeat.interval_minutes
+            else "off"
+        ),
+    ]
+    return lines

@@ -1,0 +1,338 @@
+"""Delivery of the engine's outbox to the chat, and the live status message of each job.
+
+An event is marked delivered only after Telegram accepted it. Events of one job go out in
+order: when one cannot be sent, the later ones of that job wait for the next round. An outage
+or a restart therefore loses nothing and sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+
+from bot import views
+from bot.views import View
+from workers.engine import Engine
+from workers.jobs import Event, EventType, Job, JobState, Link
+
+log = logging.getLogger(__name__)
+
+NOT_MODIFIED = "message is not modified"
+RETRY_DELAY_S = 2.0
+MAX_RETRY_DELAY_S = 60.0
+PHOTO_LIMIT = 10 * 1024 * 1024
+DOCUMENT_LIMIT = 50 * 1024 * 1024
+
+
+def keyboard(view: View) -> InlineKeyboardMarkup | None:
+    """The view's buttons as an inline keyboard."""
+    if not view.buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in view.buttons]
+    )
+
+
+def is_not_modified(exc: BadRequest) -> bool:
+    """True for Telegram's "message is not modified" refusal (an identical edit)."""
+    return NOT_MODIFIED in str(exc.message).lower()
+
+
+async def send_view(bot: Bot, chat_id: int, view: View, *, reply_to: int | None = None) -> Message:
+    """Send a view; one that is too long for a message goes as a text file."""
+    if views.fits(view.text):
+        return await bot.send_message(
+            chat_id,
+            view.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard(view),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+            reply_to_message_id=reply_to,
+            allow_sending_without_reply=True,
+        )
+    data = views.to_plain(view.text).encode()
+    return await bot.send_document(
+        chat_id,
+        BytesIO(data),
+        filename="reply.txt",
+        caption="The reply was too long for one message, so here it is as a file.",
+        reply_markup=keyboard(view),
+        reply_to_message_id=reply_to,
+        allow_sending_without_reply=True,
+    )
+
+
+@dataclass
+class StatusMessage:
+    """Where a job's status message is, and what it last said."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    edited_at: float
+
+
+class Delivery:
+    """Sends outbox events to the chat and keeps each job's status message current."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        engine: Engine,
+        *,
+        fallback_chats: Callable[[], Iterable[int]],
+        min_edit_interval: float = 3.0,
+        refresh_interval: float = 2.0,
+    ) -> None:
+        self.bot = bot
+        self.engine = engine
+        self.store = engine.store
+        self.fallback_chats = fallback_chats
+        self.min_edit_interval = min_edit_interval
+        self.refresh_interval = refresh_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._retry_delay = RETRY_DELAY_S
+        self._status: dict[int, StatusMessage] = {}
+        self.delivered_count = 0
+        engine.on_events(self.wake)
+
+    def wake(self) -> None:
+        """New events are waiting."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the delivery loop."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="colabot-delivery")
+
+    async def stop(self) -> None:
+        """Stop the loop (undelivered events stay in the outbox)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                pending = await self.deliver_pending()
+                await self.refresh_status_messages()
+            except Exception:
+                log.exception("delivery round failed; retrying")
+                pending = 1
+            timeout = self._retry_delay if pending else self.refresh_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def deliver_pending(self) -> int:
+        """Deliver what the outbox holds; return how many events are still waiting."""
+        blocked: set[int | None] = set()
+        waiting = 0
+        for event in self.store.pending_events(limit=200):
+            if event.job_id in blocked:
+                waiting += 1
+                continue
+            try:
+                await self.deliver(event)
+            except RetryAfter as exc:
+                delay = exc.retry_after
+                seconds = delay.total_seconds() if hasattr(delay, "total_seconds") else delay
+                log.warning("Telegram asked to slow down for %ss", seconds)
+                self._retry_delay = min(MAX_RETRY_DELAY_S, float(seconds) + 0.5)
+                blocked.add(event.job_id)
+                waiting += 1
+                continue
+            except (BadRequest, Forbidden) as exc:
+                if isinstance(exc, BadRequest) and is_not_modified(exc):
+                    self.store.mark_delivered(event.id)
+                    continue
+                # A permanent refusal (chat gone, bot blocked): retrying would block the job.
+                log.warning("event %s of job %s was refused: %s", event.id, event.job_id, exc)
+                self.store.mark_delivered(event.id)
+                continue
+            except TelegramError as exc:
+                log.warning("could not deliver event %s yet: %s", event.id, exc)
+                self._retry_delay = min(MAX_RETRY_DELAY_S, self._retry_delay * 2)
+                blocked.add(event.job_id)
+                waiting += 1
+                continue
+            self.store.mark_delivered(event.id)
+            self.delivered_count += 1
+        if not waiting:
+            self._retry_delay = RETRY_DELAY_S
+        return waiting
+
+    def _chats_for(self, job: Job | None) -> list[int]:
+        if job is not None and job.origin.get("chat_id") is not None:
+            return [int(job.origin["chat_id"])]
+        return list(dict.fromkeys(self.fallback_chats()))
+
+    async def deliver(self, event: Event) -> None:
+        """Send one event; raise TelegramError when it could not be delivered."""
+        job = self.store.find_job(event.job_id) if event.job_id is not None else None
+        chats = self._chats_for(job)
+        if not chats:
+            log.info("event %s has nobody to go to; dropping it", event.id)
+            return
+        if job is None:
+            for chat in chats:
+                await self._send_runtime_event(chat, event)
+            return
+        chat = chats[0]
+        payload = event.payload
+        if event.type in (EventType.QUEUED, EventType.RESUMED):
+            await self._post_status(job, chat)
+        elif event.type is EventType.STARTED:
+            await self._update_status(job, chat, force=True)
+        elif event.type is EventType.NOTICE:
+            await send_view(
+                self.bot,
+                chat,
+                views.notice_view(job, payload.get("text", "")),
+                reply_to=self._status_id(job.id),
+            )
+        elif event.type is EventType.SUCCEEDED:
+            await self._update_status(job, chat, force=True)
+            links = [Link.from_dict(d) for d in payload.get("links", [])]
+            await send_view(
+                self.bot, chat, views.succeeded_view(job, payload.get("summary", ""), links)
+            )
+        elif event.type is EventType.FAILED:
+            await self._update_status(job, chat, force=True)
+            view = views.failed_view(
+                job,
+                payload.get("reason", job.error or "failed"),
+                payload.get("tail", []),
+                payload.get("step", ""),
+            )
+            await send_view(self.bot, chat, view)
+        elif event.type is EventType.CANCELLED:
+            await self._update_status(job, chat, force=True)
+            await send_view(self.bot, chat, views.cancelled_view(job))
+        elif event.type is EventType.INTERRUPTED:
+            await self._update_status(job, chat, force=True)
+            await send_view(self.bot, chat, views.interrupted_view(job))
+        elif event.type is EventType.FILE:
+            await self._send_file(chat, payload)
+
+    async def _send_runtime_event(self, chat: int, event: Event) -> None:
+        payload = event.payload
+        if event.type is EventType.FILE:
+            await self._send_file(chat, payload)
+            return
+        buttons = [
+            [views.Button(b["label"], b["data"]) for b in row] for row in payload.get("buttons", [])
+        ]
+        await send_view(self.bot, chat, View(views.esc(payload.get("text", "")), buttons))
+
+    async def _send_file(self, chat: int, payload: dict[str, Any]) -> None:
+        path = Path(payload["path"])
+        try:
+            size = (await asyncio.to_thread(path.stat)).st_size
+        except FileNotFoundError:
+            log.warning("file %s vanished before it could be sent", path)
+            return
+        caption = str(payload.get("caption", path.name))[:1000]
+        if payload.get("photo") and size <= PHOTO_LIMIT:
+            await self.bot.send_photo(chat, path, caption=caption)
+        elif size <= DOCUMENT_LIMIT:
+            await self.bot.send_document(chat, path, filename=path.name, caption=caption)
+        else:
+            log.info("%s is too large to send in the chat (%d bytes)", path, size)
+
+    # status messages --------------------------------------------------------------------------
+
+    def _status_id(self, job_id: int) -> int | None:
+        status = self._load_status(job_id)
+        return status.message_id if status else None
+
+    def _load_status(self, job_id: int) -> StatusMessage | None:
+        cached = self._status.get(job_id)
+        if cached is not None:
+            return cached
+        stored = self.store.kv_get(f"status:{job_id}")
+        if not stored:
+            return None
+        status = StatusMessage(stored["chat_id"], stored["message_id"], stored["text"], 0.0)
+        self._status[job_id] = status
+        return status
+
+    def _save_status(self, job_id: int, status: StatusMessage) -> None:
+        self._status[job_id] = status
+        self.store.kv_set(
+            f"status:{job_id}",
+            {"chat_id": status.chat_id, "message_id": status.message_id, "text": status.text},
+        )
+
+    async def _post_status(self, job: Job, chat: int) -> None:
+        live = self.engine.job(job.id)
+        view = views.live_status(live, self.engine.current_step(job.id))
+        reply_to = job.origin.get("message_id") if job.attempt == 1 else None
+        message = await send_view(self.bot, chat, view, reply_to=reply_to)
+        self._save_status(job.id, StatusMessage(chat, message.message_id, view.text, time.time()))
+
+    async def _update_status(self, job: Job, chat: int, *, force: bool = False) -> None:
+        status = self._load_status(job.id)
+        if status is None:
+            await self._post_status(job, chat)
+            return
+        live = self.engine.job(job.id)
+        view = views.live_status(live, self.engine.current_step(job.id))
+        if view.text == status.text:
+            return
+        now = time.time()
+        if not force and now - status.edited_at < self.min_edit_interval:
+            return
+        try:
+            await self.bot.edit_message_text(
+                view.text,
+                chat_id=status.chat_id,
+                message_id=status.message_id,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard(view),
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except BadRequest as exc:
+            if is_not_modified(exc):
+                pass
+            elif "not found" in str(exc.message).lower():
+                await self._post_status(job, chat)
+                return
+            else:
+                raise
+        self._save_status(job.id, StatusMessage(status.chat_id, status.message_id, view.text, now))
+
+    async def refresh_status_messages(self) -> None:
+        """Edit the status message of each running job whose view changed (throttled)."""
+        for job in self.engine.running_jobs():
+            if self._load_status(job.id) is None:
+                continue
+            chats = self._chats_for(job)
+            if not chats:
+                continue
+            try:
+                await self._update_status(job, chats[0])
+            except RetryAfter:
+                return
+            except TelegramError as exc:
+                log.debug("status edit of job %s failed: %s", job.id, exc)
+        for job_id in [j for j in self._status if self._finished(j)]:
+            self._status.pop(job_id, None)
+
+    def _finished(self, job_id: int) -> bool:
+        job = self.store.find_job(job_id)
+        return job is None or job.state not in (JobState.RUNNING, JobState.QUEUED)

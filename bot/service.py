@@ -1,0 +1,166 @@
+"""colabot's parts wired together, started and stopped as one: the engine, the results
+backend, the Telegram application, outbox delivery and the heartbeat.
+
+Used by ``colabot run`` (online or with the offline terminal chat) and by notebook mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from typing import Any, TextIO
+
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.config import Config
+from bot.delivery import Delivery
+from bot.handlers import ChatHandlers
+from bot.runtime import RuntimeClock, runtime_clock
+from workers.engine import Engine, EngineSettings
+from workers.kinds import default_registry
+from workers.results.local import LocalResults
+from workers.store import Store
+
+log = logging.getLogger(__name__)
+
+# Not a secret: the offline chat's own emulator accepts any well-formed token.
+OFFLINE_TOKEN = "1000001:offline-terminal-chat-token"  # noqa: S105
+
+
+class Colabot:
+    """One running colabot: call :meth:`start` inside an event loop, then :meth:`stop`."""
+
+    def __init__(self, config: Config, *, clock: RuntimeClock | None = None) -> None:
+        self.config = config
+        self.clock = clock or runtime_clock(config)
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self.delivery: Delivery | None = None
+        self.handlers: ChatHandlers | None = None
+        self.running = False
+
+    async def start(self) -> None:
+        """Start everything; return once the bot is polling."""
+        config = self.config
+        self.store = Store(config.data_dir)
+        results = LocalResults(config.results.dir)
+        results.check()
+        settings = EngineSettings(
+            data_dir=config.data_dir,
+            max_parallel_jobs=config.worker.max_parallel_jobs,
+            input_roots=tuple(r.expanduser() for r in config.worker.input_roots),
+            default_timeout_s=(config.worker.job_timeout_minutes * 60) or None,
+            send_files_under_bytes=int(config.results.send_files_under_mb * 1024 * 1024),
+        )
+        self.engine = Engine(settings, self.store, default_registry(), results=results)
+        self.app = build_application(config.telegram.token, config.telegram.api_url)
+        self.handlers = ChatHandlers(config, self.engine, self.clock)
+        self.handlers.register(self.app)
+        self.delivery = Delivery(self.app.bot, self.engine, fallback_chats=self._fallback_chats)
+        await self.app.initialize()
+        await self.engine.start()
+        await self.app.start()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(drop_pending_updates=False)
+        self.delivery.start()
+        self.running = True
+        if self.clock.note:
+            self.engine.notice(None, self.clock.note)
+        log.info("colabot is running (bot api: %s)", config.telegram.api_url or "Telegram")
+
+    def _fallback_chats(self) -> list[int]:
+        assert self.store is not None
+        return list(self.store.kv_get("chats") or self.config.telegram.allowed_users)
+
+    async def stop(self) -> None:
+        """Stop polling, interrupt running jobs (they stay resumable), flush and close."""
+        if not self.running:
+            return
+        self.running = False
+        app = self.app
+        assert app is not None and self.engine is not None and self.delivery is not None
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        await self.engine.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.delivery.deliver_pending(), timeout=10)
+        await self.delivery.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+        if self.store is not None:
+            self.store.close()
+        log.info("colabot stopped")
+
+
+def offline_config(config: Config, api_url: str, user_id: int) -> Config:
+    """The configuration the bot runs with against the offline chat's emulator."""
+    telegram = dataclasses.replace(
+        config.telegram, token=OFFLINE_TOKEN, api_url=api_url, allowed_users=(user_id,)
+    )
+    return config.replace(telegram=telegram)
+
+
+async def run_offline(
+    config: Config, *, input: TextIO | None = None, output: TextIO | None = None
+) -> int:
+    """Run colabot against a loopback Bot API with a chat in this terminal."""
+    from bot.emulator.server import BotApiEmulator
+    from bot.emulator.state import DEFAULT_USER_ID
+    from bot.emulator.terminal import TerminalChat
+
+    emulator = BotApiEmulator(config.data_dir / "offline-chat")
+    await emulator.start()
+    colabot = Colabot(offline_config(config, emulator.url, DEFAULT_USER_ID))
+    stop = asyncio.Event()
+    _on_signals(stop)
+    try:
+        await colabot.start()
+        chat = TerminalChat(emulator, DEFAULT_USER_ID, input=input, output=output)
+        chatting = asyncio.create_task(chat.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({chatting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (chatting, stopping):
+            task.cancel()
+    finally:
+        await colabot.stop()
+        await emulator.stop()
+    return 0
+
+
+async def run_online(config: Config) -> int:
+    """Run colabot against Telegram (or the configured Bot API server) until a signal."""
+    colabot = Colabot(config)
+    stop = asyncio.Event()
+    _on_signals(stop)
+    await colabot.start()
+    try:
+        await stop.wait()
+    finally:
+        await colabot.stop()
+    return 0
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def run_until_interrupted(config: Config) -> int:
+    """``colabot run``: offline chat without a token, Telegram with one."""
+    if config.offline:
+        print(
+            "colabot: no telegram.token is set, so this is the offline chat. Type /help; "
+            "Ctrl-D quits. Set COLABOT_TELEGRAM_TOKEN to use Telegram.",
+            file=sys.stderr,
+        )
+        return asyncio.run(run_offline(config))
+    return asyncio.run(run_online(config))

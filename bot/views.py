@@ -1,0 +1,333 @@
+"""Pure message views: texts (Telegram HTML) and inline buttons for jobs, errors and help."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.commands import SUMMARY, USAGE, button_data, kind_usage
+from bot.runtime import MachineFacts, RuntimeClock
+from workers.jobs import Action, Job, JobState, Link
+from workers.kinds import KindRegistry
+from workers.process import format_seconds
+
+TELEGRAM_LIMIT = 4096
+REFUSAL = "Sorry, this is a private bot."
+
+STATE_MARK = {
+    JobState.QUEUED: "⏳",
+    JobState.RUNNING: "▶️",
+    JobState.SUCCEEDED: "✅",
+    JobState.FAILED: "❌",
+    JobState.CANCELLED: "⏹",
+    JobState.INTERRUPTED: "⚠️",
+}
+
+
+@dataclass(frozen=True)
+class Button:
+    """One inline button: its label and callback data."""
+
+    label: str
+    data: str
+
+
+@dataclass(frozen=True)
+class View:
+    """A message to send: HTML text and rows of buttons."""
+
+    text: str
+    buttons: list[list[Button]] = field(default_factory=list)
+
+
+def esc(text: object) -> str:
+    """Escape text for Telegram HTML."""
+    return html.escape(str(text), quote=False)
+
+
+def pre(lines: Sequence[str]) -> str:
+    """A preformatted block of log lines."""
+    return "<pre>" + esc("\n".join(lines)) + "</pre>" if lines else ""
+
+
+def progress_bar(fraction: float, width: int = 12) -> str:
+    """``▓▓▓░░░ 50%``."""
+    fraction = min(1.0, max(0.0, fraction))
+    filled = round(fraction * width)
+    return "▓" * filled + "░" * (width - filled) + f" {fraction:.0%}"
+
+
+def job_title(job: Job) -> str:
+    """``#12 selftest train``."""
+    return f"#{job.id} {job.spec.kind} {job.spec.action.value}"
+
+
+def job_buttons(job: Job) -> list[list[Button]]:
+    """Status, Logs and Cancel while a job is active; Results or Resume after."""
+    row = [Button("Status", button_data("st", job.id)), Button("Logs", button_data("lg", job.id))]
+    if job.state in (JobState.QUEUED, JobState.RUNNING):
+        row.append(Button("Cancel", button_data("cx", job.id)))
+    elif job.state is JobState.SUCCEEDED:
+        row.append(Button("Results", button_data("rr", job.id)))
+    elif job.state in (JobState.FAILED, JobState.INTERRUPTED) and job.spec.action is Action.TRAIN:
+        row.append(Button("Resume", button_data("rs", job.id)))
+    return [row]
+
+
+def _elapsed(job: Job, now: float) -> str:
+    elapsed = job.elapsed(now)
+    return format_seconds(elapsed) if elapsed is not None else "not started"
+
+
+def progress_lines(job: Job) -> list[str]:
+    """The progress part of a status: bar, message, ETA, metrics."""
+    progress = job.progress
+    lines = []
+    if progress.fraction is not None:
+        lines.append(progress_bar(progress.fraction))
+    if progress.message:
+        lines.append(esc(progress.message))
+    if progress.metrics:
+        lines.append(esc(" · ".join(f"{k} {v:.4g}" for k, v in sorted(progress.metrics.items()))))
+    if progress.eta_s is not None and job.state is JobState.RUNNING:
+        lines.append(f"ETA {format_seconds(progress.eta_s)}")
+    return lines
+
+
+def live_status(job: Job, step: str = "", now: float | None = None) -> View:
+    """The one status message a job keeps, edited as it progresses."""
+    now = time.time() if now is None else now
+    head = f"{STATE_MARK[job.state]} <b>{esc(job_title(job))}</b> · {job.state.value}"
+    lines = [head]
+    if job.state is JobState.RUNNING:
+        lines.append(f"running for {_elapsed(job, now)}" + (f" · {esc(step)}" if step else ""))
+    if job.state is not JobState.QUEUED:
+        lines.extend(progress_lines(job))
+    if job.state is JobState.FAILED and job.error:
+        lines.append(f"reason: {esc(job.error)}")
+    if job.finished:
+        lines.append(f"took {_elapsed(job, now)}")
+    return View("\n".join(lines), job_buttons(job))
+
+
+def status_view(job: Job, step: str, tail: list[str], now: float | None = None) -> View:
+    """/status: state, progress, elapsed, ETA and the last log lines."""
+    now = time.time() if now is None else now
+    lines = [f"{STATE_MARK[job.state]} <b>{esc(job_title(job))}</b>: {job.state.value}"]
+    spec = job.spec
+    if spec.inputs:
+        lines.append("inputs: " + esc(", ".join(f"{k}={v}" for k, v in spec.inputs.items())))
+    if job.state is JobState.RUNNING and step:
+        lines.append(f"step: {esc(step)}")
+    lines.append(f"elapsed: {_elapsed(job, now)}")
+    lines.extend(progress_lines(job))
+    if job.error:
+        lines.append(f"reason: {esc(job.error)}")
+    if job.attempt > 1:
+        lines.append(f"attempt {job.attempt}")
+    if tail:
+        lines.append("last log lines:")
+        lines.append(pre(tail))
+    return View("\n".join(lines), job_buttons(job))
+
+
+def job_line(job: Job, now: float | None = None) -> str:
+    """One line of /jobs."""
+    now = time.time() if now is None else now
+    extra = ""
+    if job.state is JobState.RUNNING:
+        progress = job.progress
+        extra = f" · {progress.fraction:.0%}" if progress.fraction is not None else ""
+        extra += f" · {_elapsed(job, now)}"
+    elif job.finished and job.started_at is not None:
+        extra = f" · {_elapsed(job, now)}"
+    return f"{STATE_MARK[job.state]} <b>#{job.id}</b> {esc(job.spec.kind)} " + (
+        f"{job.spec.action.value} · {job.state.value}{extra}"
+    )
+
+
+def jobs_view(jobs: list[Job], now: float | None = None) -> View:
+    """/jobs: recent jobs, one line each."""
+    if not jobs:
+        return View("No jobs yet. Start one with /train (see /help).")
+    return View("\n".join(job_line(job, now) for job in jobs))
+
+
+def links_lines(links: Sequence[Link]) -> list[str]:
+    """One line per result link."""
+    lines = []
+    for link in links:
+        size = f" ({_size(link.size)})" if link.size else ""
+        if link.url.startswith(("http://", "https://")):
+            lines.append(f'• <a href="{html.escape(link.url)}">{esc(link.label)}</a>{size}')
+        else:
+            lines.append(f"• {esc(link.label)}{size}: <code>{esc(link.url)}</code>")
+    return lines
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def results_view(job: Job) -> View:
+    """/results: links to a job's results."""
+    if job.state is not JobState.SUCCEEDED and not job.links:
+        return View(
+            f"{job_title(job)} is {job.state.value}: it has no results"
+            + (" yet." if job.state in (JobState.QUEUED, JobState.RUNNING) else ".")
+        )
+    lines = [f"<b>Results of {esc(job_title(job))}</b>"]
+    if job.summary:
+        lines.append(esc(job.summary))
+    lines.extend(links_lines(job.links) or ["(no files were kept)"])
+    return View("\n".join(lines))
+
+
+def succeeded_view(job: Job, summary: str, links: list[Link]) -> View:
+    """The message when a job finishes well."""
+    lines = [f"✅ <b>{esc(job_title(job))}</b> finished in {_elapsed(job, time.time())}."]
+    if summary:
+        lines.append(esc(summary))
+    if links:
+        lines.append("Results:")
+        lines.extend(links_lines(links))
+    return View("\n".join(lines), job_buttons(job))
+
+
+def failed_view(job: Job, reason: str, tail: list[str], step: str = "") -> View:
+    """The message when a job fails: the reason and the last lines."""
+    where = f" in step {esc(step)}" if step else ""
+    lines = [f"❌ <b>{esc(job_title(job))}</b> failed{where}.", f"Reason: {esc(reason)}"]
+    if tail:
+        lines.append("Last lines of the log:")
+        lines.append(pre(tail))
+    return View("\n".join(lines), job_buttons(job))
+
+
+def cancelled_view(job: Job) -> View:
+    """The message when a job was cancelled."""
+    return View(f"⏹ <b>{esc(job_title(job))}</b> was cancelled.", job_buttons(job))
+
+
+def interrupted_view(job: Job) -> View:
+    """The message when colabot stopped under a running job."""
+    text = f"⚠️ <b>{esc(job_title(job))}</b> was interrupted when colabot stopped."
+    if job.spec.action is Action.TRAIN:
+        text += f" Send /resume {job.id} to continue from its last checkpoint."
+    else:
+        text += f" Send /resume {job.id} to run it again."
+    return View(text, job_buttons(job))
+
+
+def notice_view(job: Job | None, text: str) -> View:
+    """A notice from a job (or the runtime)."""
+    prefix = f"ℹ️ <b>{esc(job_title(job))}</b>: " if job else "ℹ️ "
+    return View(prefix + esc(text))
+
+
+def cancel_question(job: Job) -> View:
+    """The confirmation asked before cancelling."""
+    return View(
+        f"Cancel <b>{esc(job_title(job))}</b> ({job.state.value})?",
+        [
+            [
+                Button("Yes, cancel it", button_data("cy", job.id)),
+                Button("No, keep it", button_data("cn", job.id)),
+            ]
+        ],
+    )
+
+
+def usage_view(problem: str, usage: str) -> View:
+    """A malformed command: what is wrong and the right form."""
+    return View(f"⚠️ {esc(problem)}\nUsage: <code>{esc(usage)}</code>")
+
+
+def error_view(problem: str) -> View:
+    """A clear error for the chat (never a traceback)."""
+    return View(f"⚠️ {esc(problem)}")
+
+
+def help_view(topic: str, registry: KindRegistry, *, welcome: bool = False) -> View:
+    """/help, /help <command> or /help <kind>."""
+    if topic in USAGE:
+        return View(f"<code>{esc(USAGE[topic])}</code>\n{esc(SUMMARY[topic])}")
+    if topic in registry.names():
+        return View(kind_help(topic, registry))
+    lines = []
+    if topic:
+        lines.append(f"⚠️ No help on {esc(topic)!r}. Here is everything:")
+    if welcome:
+        lines.append(
+            "👋 colabot runs training and inference jobs on this machine's GPU, reports "
+            "progress here, warns before the runtime is taken away and keeps results off it."
+        )
+    lines.append("<b>Commands</b>")
+    lines.extend(f"<code>{esc(USAGE[n])}</code> {esc(SUMMARY[n])}" for n in USAGE)
+    lines.append("<b>Job kinds</b>")
+    lines.extend(f"<b>{esc(k.name)}</b>: {esc(k.summary)}" for k in registry.all())
+    lines.append(
+        "Inputs can be a path on this machine (inside the allowed folders), a file you send "
+        "(with the command as its caption, or reply to it with the command), an http(s) URL "
+        "or a Google Drive link. /help &lt;kind&gt; shows a kind's inputs and options."
+    )
+    return View("\n".join(lines))
+
+
+def kind_help(name: str, registry: KindRegistry) -> str:
+    """Inputs, parameters and notes of one job kind."""
+    kind = registry.get(name)
+    lines = [f"<b>{esc(name)}</b>: {esc(kind.summary)}"]
+    for action in sorted(kind.actions, key=lambda a: a.value):
+        slots = kind.inputs(action)
+        params = kind.params(action)
+        lines.append(f"<code>{esc(kind_usage(action, name, slots, params))}</code>")
+        lines.extend(f"  {esc(s.name)}: {esc(s.help)}" for s in slots)
+        lines.extend(f"  {esc(p)}: {esc(spec.help)}" for p, spec in params.items())
+    notes = getattr(kind, "help_notes", "")
+    if notes:
+        lines.append(esc(notes))
+    return "\n".join(lines)
+
+
+def runtime_view(facts: MachineFacts, clock: RuntimeClock, now: float | None = None) -> View:
+    """/runtime: the machine's resources and the runtime's age and time left."""
+    now = time.time() if now is None else now
+    lines = ["<b>Runtime</b>" + (" (Google Colab)" if facts.is_colab else "")]
+    if facts.gpus:
+        for gpu in facts.gpus:
+            util = f", {gpu.utilization_pct:.0f}% busy" if gpu.utilization_pct is not None else ""
+            lines.append(
+                f"GPU: {esc(gpu.name)}, {gpu.memory_used_mb / 1024:.1f} of "
+                f"{gpu.memory_total_mb / 1024:.1f} GB used{util}"
+            )
+    else:
+        lines.append(f"GPU: none ({esc(facts.gpu_note)})")
+    lines.append(f"CPU: {facts.cpu_count} cores, {facts.cpu_percent:.0f}% busy")
+    lines.append(f"RAM: {facts.ram_used_gb:.1f} of {facts.ram_total_gb:.1f} GB used")
+    lines.append(f"Disk: {facts.disk_free_gb:.1f} of {facts.disk_total_gb:.1f} GB free")
+    lines.append(
+        f"Age: {format_seconds(clock.age(now))} (since {esc(clock.source)}); "
+        f"time left: {format_seconds(clock.left(now))} of {clock.max_seconds / 3600:g} h"
+    )
+    if clock.note:
+        lines.append(f"note: {esc(clock.note)}")
+    return View("\n".join(lines))
+
+
+def to_plain(text: str) -> str:
+    """Telegram HTML -> plain text (for replies too long for one message, sent as a file)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def fits(text: str, limit: int = TELEGRAM_LIMIT) -> bool:
+    """Whether the text fits in one Telegram message."""
+    return len(text) <= limit

@@ -1,0 +1,139 @@
+"""Configuration: typing, validation, environment overrides, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, find_config_file, load_config, mask_token, parse_config
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKllMMnn"
+
+
+def test_the_example_config_is_valid() -> None:
+    config = load_config(ROOT / "config.example.toml", environ={})
+    assert config.telegram.allowed_users == (123456789,)
+    assert config.results.backend == "local"
+    assert config.runtime.warn_before_minutes == (60, 15, 5)
+    assert config.offline
+
+
+def test_defaults_need_no_file() -> None:
+    config = load_config(None, environ={})
+    assert config == Config()
+    assert config.worker.max_parallel_jobs == 1 and config.heartbeat.interval_minutes == 30
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "problem"),
+    [
+        ({"telegram": {"tokn": "x"}}, "telegram.tokn", "unknown setting"),
+        ({"telgram": {}}, "telgram", "unknown section"),
+        (
+            {"worker": {"max_parallel_jobs": "2"}},
+            "worker.max_parallel_jobs",
+            "must be a whole number, got '2'",
+        ),
+        ({"worker": {"max_parallel_jobs": 0}}, "worker.max_parallel_jobs", "greater than 0"),
+        (
+            {"telegram": {"allowed_users": [1, "two"]}},
+            "telegram.allowed_users[1]",
+            "must be a whole number",
+        ),
+        (
+            {"telegram": {"allowed_users": 5}},
+            "telegram.allowed_users",
+            "must be a list of a whole numbers",
+        ),
+        ({"results": {"backend": "s3"}}, "results.backend", "must be one of 'local', 'drive'"),
+        (
+            {"heartbeat": {"interval_minutes": True}},
+            "heartbeat.interval_minutes",
+            "must be a number",
+        ),
+        ({"telegram": {"token": TOKEN}}, "telegram.allowed_users", "required when"),
+        (
+            {"telegram": {"token": "not-a-token", "allowed_users": [1]}},
+            "telegram.token",
+            "does not look like a bot token",
+        ),
+        ({"telegram": {"api_url": "ftp://x"}}, "telegram.api_url", "must be an http(s) URL"),
+        (
+            {"runtime": {"warn_before_minutes": [60, 800]}},
+            "runtime.warn_before_minutes",
+            "not less than runtime.max_hours",
+        ),
+        ({"runtime": {"start": "yesterday"}}, "runtime.start", "ISO date-time"),
+        ({"results": {"backend": "drive"}}, "drive.folder_id", "required when"),
+        (
+            {"results": {"backend": "drive"}, "drive": {"folder_id": "abc"}},
+            "drive.service_account_file",
+            "required when",
+        ),
+        (
+            {
+                "results": {"backend": "drive"},
+                "drive": {"folder_id": "abc", "service_account_file": "/no/such.json"},
+            },
+            "drive.service_account_file",
+            "no such file",
+        ),
+        ({"worker": []}, "worker", "must be a table"),
+    ],
+)
+def test_errors_name_the_key(data: dict, key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, {})
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+    assert "\n" not in str(caught.value)
+
+
+def test_environment_overrides_the_file() -> None:
+    env = {
+        "COLABOT_TELEGRAM_TOKEN": TOKEN,
+        "COLABOT_TELEGRAM_ALLOWED_USERS": "11, 22",
+        "COLABOT_WORKER_MAX_PARALLEL_JOBS": "3",
+        "COLABOT_DRIVE_SHARE_ANYONE": "yes",
+        "COLABOT_WORKER_INPUT_ROOTS": "/a,/b",
+    }
+    config = parse_config({"worker": {"max_parallel_jobs": 1}}, env)
+    assert config.telegram.token == TOKEN and not config.offline
+    assert config.telegram.allowed_users == (11, 22)
+    assert config.worker.max_parallel_jobs == 3
+    assert config.drive.share_anyone is True
+    assert config.worker.input_roots == (Path("/a"), Path("/b"))
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({}, {"COLABOT_WORKER_MAX_PARALLEL_JOBS": "lots"})
+    assert caught.value.key == "COLABOT_WORKER_MAX_PARALLEL_JOBS (worker.max_parallel_jobs)"
+
+
+def test_file_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[telegram\ntoken = 1")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(bad, {})
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.toml", {})
+
+
+def test_token_is_masked() -> None:
+    assert mask_token(TOKEN) == "123456:****"
+    assert TOKEN.split(":")[1] not in mask_token(TOKEN)
+    assert mask_token("") == "(none: offline chat)"
+
+
+def test_config_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = tmp_path / "x.toml"
+    assert find_config_file(explicit, {"COLABOT_CONFIG": "/y.toml"}) == explicit
+    assert find_config_file(None, {"COLABOT_CONFIG": "/y.toml"}) == Path("/y.toml")
+    monkeypatch.chdir(tmp_path)
+    assert find_config_file(None, {}) is None
+    (tmp_path / "colabot.toml").write_text("")
+    assert find_config_file(None, {}) == Path("colabot.toml")
