@@ -31,14 +31,15 @@ def _digest(path: Path) -> dict[str, object]:
 
 
 def _flood(megabytes: float) -> None:
-    total = int(megabytes * 1024 * 1024)
-    block = FLOOD_LINE * 10_000
+    """Write whole flood lines, about ``megabytes`` MB, as fast as possible."""
+    lines = int(megabytes * 1024 * 1024) // len(FLOOD_LINE)
+    block_lines = 10_000
+    block = FLOOD_LINE * block_lines
     out = sys.stdout.buffer
-    sent = 0
-    while sent < total:
-        piece = block[: total - sent]
-        out.write(piece)
-        sent += len(piece)
+    while lines > 0:
+        count = min(lines, block_lines)
+        out.write(block if count == block_lines else FLOOD_LINE * count)
+        lines -= count
     out.flush()
 
 
