@@ -1,0 +1,542 @@
+"""The Bot API methods a bot calls, answered the way Telegram answers them.
+
+``getUpdates`` is not here: long polling belongs to the server, which owns the connections.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from bot.emulator.errors import NOT_MODIFIED_DESCRIPTION, ApiError, bad_request
+from bot.emulator.formatting import FormattingError, merge_entities, parse_text, utf16_len
+from bot.emulator.media import guess_mime_type, image_size
+from bot.emulator.params import Params, UploadedFile
+from bot.emulator.state import (
+    MAX_CALLBACK_DATA_BYTES,
+    MAX_CAPTION_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    ChatRecord,
+    EmulatorState,
+    FileKind,
+    JSONDict,
+    MessageRecord,
+    StoredFile,
+)
+
+if TYPE_CHECKING:
+    from bot.emulator.events import EventKind, Journal
+    from bot.emulator.storage import FileStore
+
+MB = 1024 * 1024
+MAX_DOCUMENT_UPLOAD = 50 * MB
+MAX_PHOTO_UPLOAD = 10 * MB
+MAX_BOT_DOWNLOAD = 20 * MB
+MAX_PHOTO_SIDES = 10_000
+MAX_PHOTO_RATIO = 20
+
+CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+_COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
+_QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
+_WRONG_FILE = "wrong file identifier/HTTP URL specified"
+
+Handler = Callable[[JSONDict, Params], Awaitable[Any]]
+
+
+class BotApiMethods:
+    """Bot API methods over an :class:`EmulatorState`, recording chat changes as events."""
+
+    def __init__(
+        self,
+        state: EmulatorState,
+        store: FileStore,
+        journal: Journal,
+        *,
+        bot_username: str,
+        bot_first_name: str,
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.journal = journal
+        self.bot_username = bot_username
+        self.bot_first_name = bot_first_name
+        self.handlers: dict[str, Handler] = {
+            "getme": self.get_me,
+            "deletewebhook": self.delete_webhook,
+            "getwebhookinfo": self.get_webhook_info,
+            "sendmessage": self.send_message,
+            "editmessagetext": self.edit_message_text,
+            "editmessagecaption": self.edit_message_caption,
+            "editmessagereplymarkup": self.edit_message_reply_markup,
+            "deletemessage": self.delete_message,
+            "senddocument": self.send_document,
+            "sendphoto": self.send_photo,
+            "sendchataction": self.send_chat_action,
+            "answercallbackquery": self.answer_callback_query,
+            "getfile": self.get_file,
+            "setmycommands": self.set_my_commands,
+            "getmycommands": self.get_my_commands,
+            "deletemycommands": self.delete_my_commands,
+            "close": self.close,
+            "logout": self.close,
+        }
+
+    @staticmethod
+    def upload_limit(method: str) -> int:
+        """The largest file part ``method`` accepts, in bytes."""
+        return MAX_PHOTO_UPLOAD if method == "sendphoto" else MAX_DOCUMENT_UPLOAD
+
+    def bot_user(self, bot_id: int) -> JSONDict:
+        """The bot as a User object, as it appears in ``from`` fields."""
+        return {
+            "id": bot_id,
+            "is_bot": True,
+            "first_name": self.bot_first_name,
+            "username": self.bot_username,
+        }
+
+    # Service methods
+
+    async def get_me(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``getMe``."""
+        return {
+            **bot,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+    async def delete_webhook(self, bot: JSONDict, params: Params) -> bool:
+        """``deleteWebhook``; there is never a webhook, but pending updates can be dropped."""
+        if params.flag("drop_pending_updates"):
+            self.state.drop_pending_updates()
+        return True
+
+    async def get_webhook_info(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``getWebhookInfo``."""
+        return {
+            "url": "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.state.updates),
+        }
+
+    async def close(self, bot: JSONDict, params: Params) -> bool:
+        """``close`` and ``logOut``: nothing to release here."""
+        return True
+
+    # Sending and editing
+
+    async def send_message(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``sendMessage``."""
+        chat = self._chat(params)
+        text, entities = self._formatted(params, "text", "entities", caption=False)
+        content: JSONDict = {"text": text}
+        if entities:
+            content["entities"] = entities
+        markup = self._inline_markup(params)
+        if markup is not None:
+            content["reply_markup"] = markup
+        record = self.state.add_message(
+            chat,
+            bot,
+            content,
+            reply_to=self._reply_target(chat, params),
+            parse_mode=params.text("parse_mode"),
+        )
+        self._record("message", record, "sendMessage")
+        return record.snapshot()
+
+    async def edit_message_text(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``editMessageText``; omitting ``reply_markup`` removes the inline keyboard."""
+        record = self._editable(bot, params)
+        if "text" not in record.message:
+            raise bad_request("there is no text in the message to edit")
+        text, entities = self._formatted(params, "text", "entities", caption=False)
+        markup = self._inline_markup(params)
+        if (
+            text == record.message["text"]
+            and entities == record.message.get("entities", [])
+            and markup == record.message.get("reply_markup")
+        ):
+            raise ApiError(400, NOT_MODIFIED_DESCRIPTION)
+        self._apply_edit(record, {"text": text}, (), entities, "entities", markup, params)
+        self._record("edit", record, "editMessageText")
+        return record.snapshot()
+
+    async def edit_message_caption(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``editMessageCaption``."""
+        record = self._editable(bot, params)
+        if "text" in record.message:
+            raise bad_request("there is no caption in the message to edit")
+        caption, entities = self._formatted(
+            params, "caption", "caption_entities", caption=True, allow_empty=True
+        )
+        markup = self._inline_markup(params)
+        if (
+            caption == record.message.get("caption", "")
+            and entities == record.message.get("caption_entities", [])
+            and markup == record.message.get("reply_markup")
+        ):
+            raise ApiError(400, NOT_MODIFIED_DESCRIPTION)
+        changes: JSONDict = {"caption": caption} if caption else {}
+        removed = () if caption else ("caption",)
+        self._apply_edit(record, changes, removed, entities, "caption_entities", markup, params)
+        self._record("edit", record, "editMessageCaption")
+        return record.snapshot()
+
+    async def edit_message_reply_markup(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``editMessageReplyMarkup``; no ``reply_markup`` removes the keyboard."""
+        record = self._editable(bot, params)
+        markup = self._inline_markup(params)
+        if markup == record.message.get("reply_markup"):
+            raise ApiError(400, NOT_MODIFIED_DESCRIPTION)
+        removed = ("reply_markup",) if markup is None else ()
+        changes = {"reply_markup": markup} if markup is not None else {}
+        self.state.edit_message(record, changes, removed, parse_mode=record.parse_mode)
+        self._record("edit", record, "editMessageReplyMarkup")
+        return record.snapshot()
+
+    async def delete_message(self, bot: JSONDict, params: Params) -> bool:
+        """``deleteMessage``."""
+        chat = self._chat(params)
+        message_id = params.require_int("message_id")
+        record = self.state.delete_message(chat.chat_id, message_id)
+        if record is None:
+            raise bad_request("message to delete not found")
+        self._record("delete", record, "deleteMessage")
+        return True
+
+    async def send_document(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``sendDocument``: a multipart upload or the file_id of a stored document."""
+        return await self._send_file(bot, params, "document")
+
+    async def send_photo(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``sendPhoto``: a multipart upload of an image or the file_id of a stored photo."""
+        return await self._send_file(bot, params, "photo")
+
+    async def send_chat_action(self, bot: JSONDict, params: Params) -> bool:
+        """``sendChatAction``."""
+        self._chat(params)
+        if params.text("action") not in CHAT_ACTIONS:
+            raise bad_request("wrong parameter action in request")
+        return True
+
+    async def answer_callback_query(self, bot: JSONDict, params: Params) -> bool:
+        """``answerCallbackQuery``; each query can be answered once."""
+        query_id = params.text("callback_query_id")
+        if not query_id:
+            raise bad_request("callback_query_id is empty")
+        query = self.state.callback_queries.get(query_id)
+        if query is None or query.answered:
+            raise bad_request(_QUERY_INVALID)
+        query.answered = True
+        record = self.state.get_message(query.chat_id, query.message_id)
+        answer = {
+            "id": query.id,
+            "text": params.text("text"),
+            "show_alert": params.flag("show_alert"),
+            "url": params.text("url"),
+        }
+        self.journal.record(
+            "callback_answer",
+            query.chat_id,
+            "answerCallbackQuery",
+            record.message if record is not None else None,
+            callback=answer,
+        )
+        return True
+
+    async def get_file(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``getFile``; bots may not download files over 20 MB."""
+        file_id = params.text("file_id")
+        if not file_id:
+            raise bad_request("file_id is empty")
+        stored = self.state.files.get(file_id)
+        if stored is None:
+            raise bad_request("invalid file_id")
+        if stored.file_size > MAX_BOT_DOWNLOAD:
+            raise bad_request("file is too big")
+        return stored.file_info()
+
+    # Commands
+
+    async def set_my_commands(self, bot: JSONDict, params: Params) -> bool:
+        """``setMyCommands``."""
+        commands = params.json("commands", "commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise bad_request("commands must be a list of at most 100 commands")
+        cleaned: list[JSONDict] = []
+        for item in commands:
+            if not isinstance(item, dict):
+                raise bad_request("can't parse BotCommand")
+            command = str(item.get("command", ""))
+            description = str(item.get("description", ""))
+            if not _COMMAND_NAME.fullmatch(command):
+                raise bad_request("BOT_COMMAND_INVALID")
+            if not 1 <= len(description) <= 256:
+                raise bad_request("command description is empty or too long")
+            cleaned.append({"command": command, "description": description})
+        self.state.commands[self._commands_key(params)] = cleaned
+        return True
+
+    async def get_my_commands(self, bot: JSONDict, params: Params) -> list[JSONDict]:
+        """``getMyCommands``."""
+        return list(self.state.commands.get(self._commands_key(params), []))
+
+    async def delete_my_commands(self, bot: JSONDict, params: Params) -> bool:
+        """``deleteMyCommands``."""
+        self.state.commands.pop(self._commands_key(params), None)
+        return True
+
+    def _commands_key(self, params: Params) -> str:
+        scope = params.json("scope", "BotCommandScope") or {"type": "default"}
+        language = params.text("language_code") or ""
+        return f"{json.dumps(scope, sort_keys=True)}|{language}"
+
+    # Helpers
+
+    def _record(self, kind: EventKind, record: MessageRecord, method: str) -> None:
+        self.journal.record(
+            kind,
+            record.chat_id,
+            method,
+            record.message,
+            file_path=record.local_path,
+            parse_mode=record.parse_mode,
+        )
+
+    def _chat(self, params: Params) -> ChatRecord:
+        raw = params.text("chat_id")
+        if raw is None or raw == "":
+            raise bad_request("chat_id is empty")
+        chat: ChatRecord | None = None
+        if raw.startswith("@"):
+            name = raw[1:].lower()
+            chat = next(
+                (
+                    c
+                    for c in self.state.chats.values()
+                    if c.chat.get("username", "").lower() == name
+                ),
+                None,
+            )
+        else:
+            try:
+                chat = self.state.get_chat(int(raw))
+            except ValueError:
+                chat = None
+        if chat is None:
+            raise bad_request("chat not found")
+        return chat
+
+    def _editable(self, bot: JSONDict, params: Params) -> MessageRecord:
+        if params.has("inline_message_id"):
+            raise bad_request("MESSAGE_ID_INVALID")
+        chat = self._chat(params)
+        message_id = params.integer("message_id")
+        if message_id is None:
+            raise bad_request("message identifier is not specified")
+        record = self.state.get_message(chat.chat_id, message_id)
+        if record is None:
+            raise bad_request("message to edit not found")
+        if record.message.get("from", {}).get("id") != bot["id"]:
+            raise bad_request("message can't be edited")
+        return record
+
+    def _apply_edit(
+        self,
+        record: MessageRecord,
+        changes: JSONDict,
+        removed_keys: tuple[str, ...],
+        entities: list[JSONDict],
+        entities_key: str,
+        markup: JSONDict | None,
+        params: Params,
+    ) -> None:
+        removed = list(removed_keys)
+        if entities:
+            changes[entities_key] = entities
+        else:
+            removed.append(entities_key)
+        if markup is not None:
+            changes["reply_markup"] = markup
+        else:
+            removed.append("reply_markup")
+        self.state.edit_message(
+            record, changes, tuple(removed), parse_mode=params.text("parse_mode")
+        )
+
+    def _formatted(
+        self,
+        params: Params,
+        name: str,
+        entities_name: str,
+        *,
+        caption: bool,
+        allow_empty: bool = False,
+    ) -> tuple[str, list[JSONDict]]:
+        raw = params.text(name) or ""
+        parse_mode = params.text("parse_mode")
+        try:
+            if parse_mode:
+                text, entities = parse_text(raw, parse_mode)
+            else:
+                explicit = params.json(entities_name, "entities") or []
+                if not isinstance(explicit, list):
+                    raise bad_request("can't parse entities JSON object")
+                text, detected = parse_text(raw, None)
+                entities = merge_entities(explicit, detected)
+        except FormattingError as exc:
+            raise bad_request(f"can't parse entities: {exc}") from None
+        except ValueError:
+            raise bad_request("unsupported parse_mode") from None
+        if caption:
+            if utf16_len(text) > MAX_CAPTION_LENGTH:
+                raise bad_request("message caption is too long")
+            return text, entities
+        if not text.strip() and not allow_empty:
+            raise bad_request("message text is empty")
+        if utf16_len(text) > MAX_MESSAGE_LENGTH:
+            raise bad_request("message is too long")
+        return text, entities
+
+    def _inline_markup(self, params: Params) -> JSONDict | None:
+        markup = params.json("reply_markup", "reply keyboard markup")
+        if markup is None:
+            return None
+        if not isinstance(markup, dict):
+            raise bad_request("can't parse reply keyboard markup JSON object")
+        if "inline_keyboard" not in markup:
+            # Reply keyboards and ForceReply are accepted but never part of the message.
+            return None
+        rows = markup["inline_keyboard"]
+        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+            raise bad_request(
+                "can't parse inline keyboard button: InlineKeyboardButton must be an Object"
+            )
+        for row in rows:
+            for button in row:
+                _check_button(button)
+        return {"inline_keyboard": rows} if any(rows) else None
+
+    def _reply_target(self, chat: ChatRecord, params: Params) -> MessageRecord | None:
+        reply = params.json("reply_parameters", "reply parameters")
+        allow_missing = params.flag("allow_sending_without_reply")
+        message_id: int | None
+        if isinstance(reply, dict):
+            message_id = reply.get("message_id")
+            allow_missing = bool(reply.get("allow_sending_without_reply", allow_missing))
+            if reply.get("chat_id") not in (None, chat.chat_id, str(chat.chat_id)):
+                raise bad_request("replies to other chats are not supported here")
+        elif reply is not None:
+            raise bad_request("can't parse reply parameters JSON object")
+        else:
+            message_id = params.integer("reply_to_message_id")
+        if message_id is None:
+            return None
+        target = self.state.get_message(chat.chat_id, int(message_id))
+        if target is None and not allow_missing:
+            raise bad_request("message to be replied not found")
+        return target
+
+    async def _send_file(self, bot: JSONDict, params: Params, kind: FileKind) -> JSONDict:
+        chat = self._chat(params)
+        reply_to = self._reply_target(chat, params)
+        caption, entities = self._formatted(params, "caption", "caption_entities", caption=True)
+        markup = self._inline_markup(params)
+        source = params.input_file(kind)
+        if source is None:
+            raise bad_request(f"there is no {kind} in the request")
+        if isinstance(source, str):
+            stored = self._existing_file(source, kind)
+        else:
+            stored = await self._keep_upload(source, kind)
+        content: JSONDict = {kind: [stored.to_api()] if kind == "photo" else stored.to_api()}
+        if caption:
+            content["caption"] = caption
+        if entities:
+            content["caption_entities"] = entities
+        if markup is not None:
+            content["reply_markup"] = markup
+        record = self.state.add_message(
+            chat,
+            bot,
+            content,
+            reply_to=reply_to,
+            parse_mode=params.text("parse_mode"),
+            local_path=stored.local_path,
+        )
+        self._record(kind, record, "sendPhoto" if kind == "photo" else "sendDocument")
+        return record.snapshot()
+
+    def _existing_file(self, file_id: str, kind: FileKind) -> StoredFile:
+        stored = self.state.files.get(file_id)
+        if stored is None:
+            raise bad_request(_WRONG_FILE)
+        if stored.kind != kind:
+            raise bad_request(f"can't use file of type {stored.kind.title()} as {kind.title()}")
+        return stored
+
+    async def _keep_upload(self, upload: UploadedFile, kind: FileKind) -> StoredFile:
+        if upload.size == 0:
+            raise bad_request("file must be non-empty")
+        width = height = None
+        if kind == "photo":
+            size = image_size(await self.store.head(upload.path))
+            if size is None:
+                raise bad_request("IMAGE_PROCESS_FAILED")
+            width, height = size
+            if (
+                width == 0
+                or height == 0
+                or width + height > MAX_PHOTO_SIDES
+                or max(width, height) > MAX_PHOTO_RATIO * min(width, height)
+            ):
+                raise bad_request("PHOTO_INVALID_DIMENSIONS")
+        filename = upload.filename or kind
+        local = await self.store.keep_upload(upload.path, "bot", filename)
+        if kind == "photo":
+            return self.state.add_file(
+                "photo", local, file_size=upload.size, width=width, height=height
+            )
+        return self.state.add_file(
+            "document",
+            local,
+            file_size=upload.size,
+            file_name=filename,
+            mime_type=upload.content_type or guess_mime_type(filename),
+        )
+
+
+def _check_button(button: Any) -> None:
+    if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+        raise bad_request("can't parse inline keyboard button: Text must be a String")
+    actions = set(button) - {"text"}
+    if not actions:
+        raise bad_request("text buttons are unallowed in the inline keyboard")
+    data = button.get("callback_data")
+    if data is not None and (
+        not isinstance(data, str) or not 1 <= len(data.encode("utf-8")) <= MAX_CALLBACK_DATA_BYTES
+    ):
+        raise bad_request("BUTTON_DATA_INVALID")
+    url = button.get("url")
+    if url is not None and (not isinstance(url, str) or not url):
+        raise bad_request("BUTTON_URL_INVALID")
