@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from workers.errors import InputError
@@ -48,28 +48,36 @@ class DriveSource:
 Source = LocalSource | UploadSource | JobSource | UrlSource | DriveSource
 
 _JOB_REF = re.compile(r"^(?:job:|#)(\d+)$")
-_DRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{20,}$")
+_BARE_ID = re.compile(r"[A-Za-z0-9_-]{19,}")
+_URL_ID = re.compile(r"[A-Za-z0-9_-]{10,}")
+_PATH_ID = re.compile(r"/(?:d|folders)/([A-Za-z0-9_-]{10,})(?:[/?#]|$)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
 
 
-def drive_id_from_link(text: str) -> str | None:
-    """The file or folder id in a Drive share link (or ``drive:ID``), or None."""
-    text = text.strip()
-    if text.startswith("drive:"):
-        ident = text[len("drive:") :]
-        return ident if _DRIVE_ID.match(ident) else None
-    parts = urlsplit(text)
+def parse_drive_ref(text: str) -> str | None:
+    """The file or folder id in a Drive/Docs share link, or a bare id; None for anything else.
+
+    A bare id is 19 or more of ``A-Z a-z 0-9 _ -``, so callers that also accept local paths
+    should look for the path first.
+    """
+    text = text.strip().strip("<>")
+    if _BARE_ID.fullmatch(text):
+        return text
+    url = text if "://" in text else "https://" + text
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
     if parts.scheme not in ("http", "https") or parts.hostname not in DRIVE_HOSTS:
         return None
-    path = PurePosixPath(parts.path).parts
-    for marker in ("d", "folders"):
-        if marker in path:
-            idx = path.index(marker)
-            if idx + 1 < len(path) and _DRIVE_ID.match(path[idx + 1]):
-                return path[idx + 1]
-    ident = parse_qs(parts.query).get("id", [""])[0]
-    return ident if _DRIVE_ID.match(ident) else None
+    in_path = _PATH_ID.search(parts.path)
+    if in_path is not None:
+        return in_path.group(1)
+    ids = parse_qs(parts.query).get("id", [])
+    if ids and _URL_ID.fullmatch(ids[0]):
+        return ids[0]
+    return None
 
 
 def classify(text: str, *, model_slot: bool = False) -> Source:
@@ -87,8 +95,15 @@ def classify(text: str, *, model_slot: bool = False) -> Source:
         return JobSource(int(job.group(1)))
     if model_slot and text.isdigit():
         return JobSource(int(text))
-    drive_id = drive_id_from_link(text)
-    if drive_id is not None:
+    if text.startswith("drive:"):
+        drive_id = parse_drive_ref(text[len("drive:") :])
+        if drive_id is None:
+            raise InputError(text, "not a Google Drive file or folder id")
+        return DriveSource(drive_id)
+    if text.startswith(("http://", "https://")) and urlsplit(text).hostname in DRIVE_HOSTS:
+        drive_id = parse_drive_ref(text)
+        if drive_id is None:
+            raise InputError(text, "this Google Drive link names no file or folder")
         return DriveSource(drive_id)
     scheme = _SCHEME.match(text)
     if scheme and len(scheme.group(1)) > 1:

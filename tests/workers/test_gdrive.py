@@ -6,6 +6,9 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -149,6 +152,27 @@ def test_drive_file_from_metadata_parses_v2_fields() -> None:
     )
 
 
+def test_module_imports_without_the_drive_extra() -> None:
+    script = (
+        "import sys; sys.modules['pydrive2'] = None\n"
+        "import workers.gdrive as gdrive\n"
+        f"assert gdrive.parse_drive_ref('{FILE_ID}') == '{FILE_ID}'\n"
+        "try:\n"
+        "    gdrive.DriveClient(gdrive.DriveSettings(auth='colab')).connect()\n"
+        "except gdrive.DriveError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert "install colabot[drive]" in result.stdout
+
+
 # ------------------------------------------------------------------------- authentication
 
 
@@ -233,6 +257,35 @@ def test_colab_auth_outside_colab_says_so(drive_settings: DriveSettings) -> None
     with pytest.raises(DriveAuthError, match="only inside a Google Colab notebook") as caught:
         _client(drive_settings, auth="colab").connect()
     assert caught.value.setting == "drive.auth"
+
+
+def test_colab_sign_in_uses_application_default_credentials(
+    drive_server: DriveServer,
+    drive_settings: DriveSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stands in for the Colab runtime only: its sign-in leaves an authorized-user file behind
+    # for application-default credentials; everything after that is the real libraries.
+    adc_file = drive_server.new_authorized_user(tmp_path / "adc.json")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc_file))
+    sign_ins: list[str] = []
+    colab_auth = types.ModuleType("google.colab.auth")
+    colab_auth.authenticate_user = lambda: sign_ins.append("signed in")  # type: ignore[attr-defined]
+    colab = types.ModuleType("google.colab")
+    colab.auth = colab_auth  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.auth", colab_auth)
+    drive_server.token_lifetime_s = 60
+    client = _client(drive_settings, auth="colab")
+    folder = client.ensure_folder("from-colab", "root")
+    grants = drive_server.token_grants
+    client.get(folder.id)
+    client.list_folder(folder.id)
+    assert sign_ins == ["signed in"]
+    assert drive_server.file(folder.id).owner == "person@example.com"
+    assert drive_server.token_grants >= grants + 2
+    assert all(record.status != 401 for record in drive_server.requests())
 
 
 def test_authorized_user_token_file(
@@ -549,6 +602,29 @@ def test_upload_survives_a_token_revoked_between_chunks(
     assert any(record.status == 401 for record in drive_server.requests())
 
 
+def test_upload_starts_over_when_drive_forgot_the_session(
+    drive_server: DriveServer,
+    drive_client: DriveClient,
+    drive_root_folder: DriveFile,
+    tmp_path: Path,
+) -> None:
+    size = 3 * MIB
+    data = _write(tmp_path / "slow.bin", size)
+    progress = Recorder()
+
+    def expire_after_first_chunk(done: int, total: int) -> None:
+        progress(done, total)
+        if done == MIB:
+            drive_server.expire_upload_sessions()
+
+    uploaded = drive_client.upload(
+        tmp_path / "slow.bin", drive_root_folder.id, progress=expire_after_first_chunk
+    )
+    assert drive_server.content(uploaded.id) == data
+    assert len(drive_server.sessions()) == 2
+    progress.assert_monotonic_to(size)
+
+
 def test_upload_gives_up_after_retries_and_leaves_no_file(
     drive_server: DriveServer,
     drive_client: DriveClient,
@@ -795,6 +871,15 @@ def test_download_gives_up_and_keeps_the_partial_file(
         drive_client.download(file_id, tmp_path / "big.bin", fail_from_second_chunk)
     assert not (tmp_path / "big.bin").exists()
     assert (tmp_path / "big.bin.part").read_bytes() == data[:MIB]
+
+
+def test_download_to_an_unwritable_place(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    file_id = drive_server.add_file("x.bin", b"abc")
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    with pytest.raises(DriveError, match="cannot write"):
+        drive_client.download(file_id, tmp_path / "blocker" / "x.bin")
 
 
 def test_download_of_a_google_doc_explains_itself(
