@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 TELEGRAM_API = "https://api.telegram.org"
+
+# Durations from PTB (RetryAfter.retry_after) are timedeltas, as in its next major version.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 
 def bot_api_urls(api_url: str) -> tuple[str, str]:

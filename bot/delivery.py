@@ -29,8 +29,8 @@ from workers.jobs import Event, EventType, Job, JobState, Link
 log = logging.getLogger(__name__)
 
 NOT_MODIFIED = "message is not modified"
-RETRY_DELAY_S = 2.0
-MAX_RETRY_DELAY_S = 60.0
+RETRY_DELAY_S = 1.0
+MAX_RETRY_DELAY_S = 30.0
 PHOTO_LIMIT = 10 * 1024 * 1024
 DOCUMENT_LIMIT = 50 * 1024 * 1024
 
@@ -105,6 +105,7 @@ class Delivery:
         self._task: asyncio.Task[None] | None = None
         self._retry_delay = RETRY_DELAY_S
         self._status: dict[int, StatusMessage] = {}
+        self._round_done = asyncio.Event()
         self.delivered_count = 0
         engine.on_events(self.wake)
 
@@ -134,14 +135,27 @@ class Delivery:
             except Exception:
                 log.exception("delivery round failed; retrying")
                 pending = 1
+            self._round_done.set()
             timeout = self._retry_delay if pending else self.refresh_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
+    async def drained(self) -> None:
+        """Wait until the outbox is empty (every event delivered); wrap it in a timeout."""
+        while self.store.pending_events(limit=1):
+            self._round_done.clear()
+            self.wake()
+            await self._round_done.wait()
+
     async def deliver_pending(self) -> int:
-        """Deliver what the outbox holds; return how many events are still waiting."""
+        """Deliver what the outbox holds; return how many events are still waiting.
+
+        The wait before the next attempt doubles while rounds deliver nothing and drops back
+        as soon as something gets through.
+        """
         blocked: set[int | None] = set()
-        waiting = 0
+        waiting = delivered = 0
+        delay = self._retry_delay
         for event in self.store.pending_events(limit=200):
             if event.job_id in blocked:
                 waiting += 1
@@ -149,31 +163,31 @@ class Delivery:
             try:
                 await self.deliver(event)
             except RetryAfter as exc:
-                delay = exc.retry_after
-                seconds = delay.total_seconds() if hasattr(delay, "total_seconds") else delay
+                retry = exc.retry_after
+                seconds = float(retry.total_seconds() if hasattr(retry, "total_seconds") else retry)
                 log.warning("Telegram asked to slow down for %ss", seconds)
-                self._retry_delay = min(MAX_RETRY_DELAY_S, float(seconds) + 0.5)
+                delay = max(delay, seconds + 0.5)
                 blocked.add(event.job_id)
                 waiting += 1
                 continue
             except (BadRequest, Forbidden) as exc:
-                if isinstance(exc, BadRequest) and is_not_modified(exc):
-                    self.store.mark_delivered(event.id)
-                    continue
-                # A permanent refusal (chat gone, bot blocked): retrying would block the job.
-                log.warning("event %s of job %s was refused: %s", event.id, event.job_id, exc)
+                if not (isinstance(exc, BadRequest) and is_not_modified(exc)):
+                    # A permanent refusal (chat gone, bot blocked): retrying would block the job.
+                    log.warning("event %s of job %s was refused: %s", event.id, event.job_id, exc)
                 self.store.mark_delivered(event.id)
                 continue
             except TelegramError as exc:
                 log.warning("could not deliver event %s yet: %s", event.id, exc)
-                self._retry_delay = min(MAX_RETRY_DELAY_S, self._retry_delay * 2)
                 blocked.add(event.job_id)
                 waiting += 1
                 continue
             self.store.mark_delivered(event.id)
-            self.delivered_count += 1
-        if not waiting:
+            delivered += 1
+        self.delivered_count += delivered
+        if delivered or not waiting:
             self._retry_delay = RETRY_DELAY_S
+        else:
+            self._retry_delay = min(MAX_RETRY_DELAY_S, delay * 2)
         return waiting
 
     def _chats_for(self, job: Job | None) -> list[int]:

@@ -200,14 +200,15 @@ class ChatHandlers:
         name = views.esc(message.document.file_name or "the file")
         await message.reply_html(
             f"Got {name}. To use it as a job input, reply to it with a command such as "
-            f"<code>/train &lt;kind&gt;</code>, or send it again with the command as its caption."
+            f"<code>/train &lt;kind&gt;</code>, or send it again with the command as its caption.",
+            do_quote=True,
         )
 
     async def on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain text and anything else."""
         message = update.effective_message
         if message is not None:
-            await message.reply_text("I only understand commands. /help lists them.")
+            await message.reply_text("I only understand commands. /help lists them.", do_quote=True)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Last resort: log the error (redacted by the log filter), tell the user briefly."""

@@ -1,0 +1,147 @@
+"""Fixtures for end-to-end chat tests: the emulator, a running colabot, and a person."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import (
+    Config,
+    HeartbeatConfig,
+    ResultsConfig,
+    TelegramConfig,
+    WorkerConfig,
+)
+from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
+from bot.service import Colabot
+
+TOKEN = "123456:TESTtokenTESTtokenTEST12"
+SECRET = TOKEN.split(":")[1]
+USER = DEFAULT_USER_ID
+STRANGER = 4242
+
+
+@pytest.fixture
+async def emu(tmp_path: Path) -> AsyncIterator[BotApiEmulator]:
+    """A running Bot API emulator."""
+    emulator = BotApiEmulator(tmp_path / "telegram")
+    await emulator.start()
+    emulator.add_chat(USER, first_name="Ada")
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+@pytest.fixture
+def inputs_dir(tmp_path: Path) -> Path:
+    """The allowed input folder."""
+    root = tmp_path / "inputs"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def chat_config(tmp_path: Path, emu: BotApiEmulator, inputs_dir: Path) -> Config:
+    """A configuration pointing colabot at the emulator, for one allowed user."""
+    return Config(
+        telegram=TelegramConfig(token=TOKEN, api_url=emu.url, allowed_users=(USER,)),
+        worker=WorkerConfig(
+            data_dir=tmp_path / "data", max_parallel_jobs=2, input_roots=(inputs_dir,)
+        ),
+        results=ResultsConfig(dir=tmp_path / "results"),
+        heartbeat=HeartbeatConfig(interval_minutes=0),
+    )
+
+
+@pytest.fixture
+async def start_colabot(emu: BotApiEmulator) -> AsyncIterator[Callable[..., Any]]:
+    """``await start_colabot(config)`` -> a running Colabot, stopped after the test (and
+    before the emulator)."""
+    started: list[Colabot] = []
+
+    async def start(config: Config, **changes: Any) -> Colabot:
+        colabot = Colabot(dataclasses.replace(config, **changes) if changes else config)
+        await colabot.start()
+        started.append(colabot)
+        return colabot
+
+    yield start
+    for colabot in reversed(started):
+        await colabot.stop()
+
+
+@pytest.fixture
+async def colabot(start_colabot: Callable[..., Any], chat_config: Config) -> Colabot:
+    """A running colabot talking to the emulator."""
+    return await start_colabot(chat_config)  # type: ignore[no-any-return]
+
+
+class Person:
+    """The allowed user's side of the chat."""
+
+    def __init__(self, emu: BotApiEmulator, user_id: int = USER) -> None:
+        self.emu = emu
+        self.user_id = user_id
+
+    async def say(self, text: str, timeout: float = 15.0) -> BotEvent:
+        """Send a text and return the bot's reply to it."""
+        sent = await self.emu.send_text(text, user_id=self.user_id)
+        return await self.reply_to(sent["message_id"], timeout=timeout)
+
+    async def reply_to(self, message_id: int, timeout: float = 15.0) -> BotEvent:
+        """The bot's first new message replying to ``message_id``."""
+        return await self.emu.wait_for(
+            lambda e: (
+                e.kind in ("message", "document", "photo")
+                and ((e.message or {}).get("reply_to_message") or {}).get("message_id")
+                == message_id
+            ),
+            chat_id=self.user_id,
+            timeout=timeout,
+        )
+
+    async def next_message(self, contains: str = "", timeout: float = 15.0) -> BotEvent:
+        """The next new message (text, document or photo) from the bot, optionally containing
+        ``contains``."""
+        return await self.emu.wait_for(
+            lambda e: (
+                e.kind in ("message", "document", "photo")
+                and contains in (e.text or "") + str((e.message or {}).get("caption", ""))
+            ),
+            chat_id=self.user_id,
+            timeout=timeout,
+        )
+
+    async def next_edit(self, contains: str, timeout: float = 30.0) -> BotEvent:
+        """The next edit whose text contains ``contains``."""
+        return await self.emu.wait_for(
+            lambda e: e.kind == "edit" and contains in (e.text or ""),
+            chat_id=self.user_id,
+            timeout=timeout,
+        )
+
+    async def press(self, event: BotEvent, label: str) -> str:
+        """Press the button labelled ``label`` on the message of ``event``."""
+        message = self.emu.message(self.user_id, event.message_id or 0) or {}
+        rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+        for row in rows:
+            for button in row:
+                if button["text"] == label:
+                    return await self.emu.press_button(
+                        self.user_id,
+                        event.message_id or 0,
+                        button["callback_data"],
+                        user_id=self.user_id,
+                    )
+        raise AssertionError(f"no button {label!r} on message {event.describe()}")
+
+
+@pytest.fixture
+def person(emu: BotApiEmulator) -> Person:
+    """The allowed user."""
+    return Person(emu)

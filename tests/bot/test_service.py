@@ -1,0 +1,103 @@
+"""``colabot run`` as a user runs it: the offline terminal chat, and online against a server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bot.emulator import BotApiEmulator
+from tests.bot.conftest import SECRET, TOKEN, USER, Person
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
+    env.update(HOME=str(home), COLABOT_RESULTS_DIR=str(home / "results"), **extra)
+    return env
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float) -> str:
+    """Read lines until one contains ``marker``; return everything read."""
+    seen: list[str] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError(f"output ended before {marker!r}:\n{''.join(seen)}")
+            seen.append(line)
+            if marker in line:
+                return "".join(seen)
+
+
+async def test_offline_chat_runs_a_selftest_job(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        banner = await read_until(proc.stdout, "Offline chat", 30)
+        assert "no telegram.token is set" in banner
+        proc.stdin.write(b"/train selftest steps=3 delay=0.2\n")
+        await proc.stdin.drain()
+        out = await read_until(proc.stdout, "finished in", 60)
+        assert "#1 selftest train" in out
+        assert "(edited)" in out or "~ #" in out
+        proc.stdin.write(b"/status 1\n")
+        await proc.stdin.drain()
+        assert "progress 3/3" in await read_until(proc.stdout, "progress 3/3", 30)
+        proc.stdin.write(b":quit\n")
+        await proc.stdin.drain()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_online_run_talks_to_the_configured_server_and_never_logs_the_token(
+    tmp_path: Path, emu: BotApiEmulator, person: Person
+) -> None:
+    env = clean_env(
+        tmp_path,
+        COLABOT_TELEGRAM_TOKEN=TOKEN,
+        COLABOT_TELEGRAM_API_URL=emu.url,
+        COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
+        COLABOT_WORKER_DATA_DIR=str(tmp_path / "data"),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        "--verbose",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        await emu.wait_until_polling(timeout=30)
+        await person.say("/train selftest steps=1 delay=0")
+        await person.next_message("finished", timeout=30)
+        proc.send_signal(signal.SIGINT)
+        output = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
+        assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "colabot is running" in output and "colabot stopped" in output
+    assert SECRET not in output
