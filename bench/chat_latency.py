@@ -1,0 +1,151 @@
+"""Chat latency, bot memory and import time, against the Bot API emulator.
+
+Starts ``colabot run`` as its own process pointed at an emulator in this process, then sends
+N commands one after another (alternating /jobs and /status 1) and times each until the bot's
+reply arrives: once idle, once while a job floods its output. Also prints the bot process's
+idle RSS and the import time of ``bot``. Targets: p99 under 100 ms while flooding; idle RSS
+under 150 MB; import under 1.5 s with torch and spaCy never imported.
+
+    python -m bench.chat_latency [--commands 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
+
+TOKEN = "123456:BENCHtokenBENCHtokenBENCH"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which ``fraction`` of the values fall."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def round_trips(emu: BotApiEmulator, count: int) -> list[float]:
+    """Milliseconds from sending each command to the bot's reply to it."""
+    times = []
+    for i in range(count):
+        text = "/jobs" if i % 2 else "/status 1"
+        started = time.perf_counter()
+        sent = await emu.send_text(text, user_id=DEFAULT_USER_ID)
+        await emu.wait_for(
+            lambda e, mid=sent["message_id"]: (
+                ((e.message or {}).get("reply_to_message") or {}).get("message_id") == mid
+            ),
+            kind="message",
+            timeout=30,
+        )
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def line(name: str, values: list[float]) -> str:
+    """p50 and p99 of a series."""
+    return (
+        f"{name:<22} p50 {statistics.median(values):7.1f} ms   "
+        f"p99 {percentile(values, 0.99):7.1f} ms   max {max(values):7.1f} ms  (n={len(values)})"
+    )
+
+
+def import_time() -> tuple[float, str]:
+    """Seconds to import the bot's modules in a fresh interpreter, and heavy modules seen."""
+    code = (
+        "import sys, time; t = time.perf_counter()\n"
+        "import bot.service, bot.handlers, bot.cli\n"
+        "dt = time.perf_counter() - t\n"
+        "heavy = [m for m in ('torch', 'spacy', 'sleap_nn', 'sleap_io') if m in sys.modules]\n"
+        "print(dt, ','.join(heavy) or 'none')\n"
+    )
+    runs = []
+    heavy = ""
+    for _ in range(5):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+        runs.append(float(out[0]))
+        heavy = out[1]
+    return statistics.median(runs), heavy
+
+
+async def main_async(commands: int, flood_mb: int) -> None:
+    """Run the measurements and print them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        emu = BotApiEmulator(home / "telegram")
+        await emu.start()
+        emu.add_chat(DEFAULT_USER_ID)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
+        env.update(
+            HOME=str(home),
+            COLABOT_TELEGRAM_TOKEN=TOKEN,
+            COLABOT_TELEGRAM_API_URL=emu.url,
+            COLABOT_TELEGRAM_ALLOWED_USERS=str(DEFAULT_USER_ID),
+            COLABOT_WORKER_DATA_DIR=str(home / "data"),
+            COLABOT_RESULTS_DIR=str(home / "results"),
+            COLABOT_WORKER_MAX_PARALLEL_JOBS="2",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"],
+            env=env,
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await emu.wait_until_polling(timeout=60)
+            await emu.send_text("/train selftest steps=1 delay=0", user_id=DEFAULT_USER_ID)
+            await emu.wait_for(lambda e: "finished" in (e.text or ""), timeout=60)
+            idle = await round_trips(emu, commands)
+            rss_idle = psutil.Process(proc.pid).memory_info().rss / 1024**2
+            await emu.send_text(
+                f"/train selftest steps=1 delay=0 flood_mb={flood_mb}", user_id=DEFAULT_USER_ID
+            )
+            await emu.wait_for(lambda e: "#2 selftest" in (e.text or ""), timeout=60)
+            flooding = await round_trips(emu, commands)
+            still_flooding = "#2 selftest train finished" not in " ".join(
+                e.text or "" for e in emu.events
+            )
+            rss_after = psutil.Process(proc.pid).memory_info().rss / 1024**2
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+            await emu.stop()
+    seconds, heavy = import_time()
+    print(f"chat latency over {commands} commands through the emulator (target: p99 < 100 ms)")
+    print(line("idle", idle))
+    print(line("while a job floods", flooding) + ("" if still_flooding else "  (flood ended)"))
+    print(
+        f"bot process RSS        idle {rss_idle:.1f} MB, after the flood {rss_after:.1f} MB"
+        " (target < 150 MB)"
+    )
+    print(
+        f"import of bot          {seconds:.2f} s (median of 5; target < 1.5 s); "
+        f"heavy modules imported: {heavy}"
+    )
+
+
+def main() -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--commands", type=int, default=500)
+    parser.add_argument("--flood-mb", type=int, default=3000)
+    args = parser.parse_args()
+    asyncio.run(main_async(args.commands, args.flood_mb))
+
+
+if __name__ == "__main__":
+    main()
