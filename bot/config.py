@@ -51,6 +51,7 @@ class ResultsConfig:
 
     backend: Literal["local", "drive"] = "local"
     dir: Path = Path("~/colabot-results")
+    fallback: Literal["none", "local"] = "none"
     send_files_under_mb: float = 45.0
     checkpoint_sync_minutes: float = 15.0
 

@@ -73,6 +73,44 @@ async def send_view(bot: Bot, chat_id: int, view: View, *, reply_to: int | None 
     )
 
 
+class ChatPositions:
+    """The newest message id seen in each chat, to tell how far up an old message has scrolled.
+
+    Message ids in a chat grow with every message from either side.
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[int, int] = {}
+
+    def seen(self, chat_id: int, message_id: int) -> None:
+        """Note a message in a chat."""
+        if message_id > self._latest.get(chat_id, 0):
+            self._latest[chat_id] = message_id
+
+    def latest(self, chat_id: int) -> int:
+        """The newest message id known in a chat (0 when none)."""
+        return self._latest.get(chat_id, 0)
+
+
+def view_payload(view: View) -> dict[str, Any]:
+    """A view as a NOTICE event payload (the inverse of :func:`notice_view`)."""
+    return {
+        "html": view.text,
+        "buttons": [[{"label": b.label, "data": b.data} for b in row] for row in view.buttons],
+    }
+
+
+def notice_view(job: Job | None, payload: dict[str, Any]) -> View:
+    """A NOTICE event as a view: plain ``text`` is escaped, ``html`` is used as it is."""
+    buttons = [
+        [views.Button(b["label"], b["data"]) for b in row] for row in payload.get("buttons", [])
+    ]
+    if "html" in payload:
+        return View(str(payload["html"]), buttons)
+    base = views.notice_view(job, str(payload.get("text", "")))
+    return View(base.text, buttons or base.buttons)
+
+
 @dataclass
 class StatusMessage:
     """Where a job's status message is, and what it last said."""
@@ -92,6 +130,7 @@ class Delivery:
         engine: Engine,
         *,
         fallback_chats: Callable[[], Iterable[int]],
+        positions: ChatPositions | None = None,
         min_edit_interval: float = 3.0,
         refresh_interval: float = 2.0,
     ) -> None:
@@ -99,6 +138,7 @@ class Delivery:
         self.engine = engine
         self.store = engine.store
         self.fallback_chats = fallback_chats
+        self.positions = positions or ChatPositions()
         self.min_edit_interval = min_edit_interval
         self.refresh_interval = refresh_interval
         self._wake = asyncio.Event()
@@ -213,18 +253,11 @@ class Delivery:
         elif event.type is EventType.STARTED:
             await self._update_status(job, chat, force=True)
         elif event.type is EventType.NOTICE:
-            await send_view(
-                self.bot,
-                chat,
-                views.notice_view(job, payload.get("text", "")),
-                reply_to=self._status_id(job.id),
-            )
+            await self._send(chat, notice_view(job, payload), reply_to=self._status_id(job.id))
         elif event.type is EventType.SUCCEEDED:
             await self._update_status(job, chat, force=True)
             links = [Link.from_dict(d) for d in payload.get("links", [])]
-            await send_view(
-                self.bot, chat, views.succeeded_view(job, payload.get("summary", ""), links)
-            )
+            await self._send(chat, views.succeeded_view(job, payload.get("summary", ""), links))
         elif event.type is EventType.FAILED:
             await self._update_status(job, chat, force=True)
             view = views.failed_view(
@@ -233,25 +266,26 @@ class Delivery:
                 payload.get("tail", []),
                 payload.get("step", ""),
             )
-            await send_view(self.bot, chat, view)
+            await self._send(chat, view)
         elif event.type is EventType.CANCELLED:
             await self._update_status(job, chat, force=True)
-            await send_view(self.bot, chat, views.cancelled_view(job))
+            await self._send(chat, views.cancelled_view(job))
         elif event.type is EventType.INTERRUPTED:
             await self._update_status(job, chat, force=True)
-            await send_view(self.bot, chat, views.interrupted_view(job))
+            await self._send(chat, views.interrupted_view(job))
         elif event.type is EventType.FILE:
             await self._send_file(chat, payload)
 
     async def _send_runtime_event(self, chat: int, event: Event) -> None:
-        payload = event.payload
         if event.type is EventType.FILE:
-            await self._send_file(chat, payload)
+            await self._send_file(chat, event.payload)
             return
-        buttons = [
-            [views.Button(b["label"], b["data"]) for b in row] for row in payload.get("buttons", [])
-        ]
-        await send_view(self.bot, chat, View(views.esc(payload.get("text", "")), buttons))
+        await self._send(chat, notice_view(None, event.payload))
+
+    async def _send(self, chat: int, view: View, *, reply_to: int | None = None) -> Message:
+        message = await send_view(self.bot, chat, view, reply_to=reply_to)
+        self.positions.seen(chat, message.message_id)
+        return message
 
     async def _send_file(self, chat: int, payload: dict[str, Any]) -> None:
         path = Path(payload["path"])
@@ -296,7 +330,7 @@ class Delivery:
         live = self.engine.job(job.id)
         view = views.live_status(live, self.engine.current_step(job.id))
         reply_to = job.origin.get("message_id") if job.attempt == 1 else None
-        message = await send_view(self.bot, chat, view, reply_to=reply_to)
+        message = await self._send(chat, view, reply_to=reply_to)
         self._save_status(job.id, StatusMessage(chat, message.message_id, view.text, time.time()))
 
     async def _update_status(self, job: Job, chat: int, *, force: bool = False) -> None:

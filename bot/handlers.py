@@ -50,7 +50,7 @@ from bot.commands import (
     parse_command,
 )
 from bot.config import Config
-from bot.delivery import send_view
+from bot.delivery import ChatPositions, send_view
 from bot.errors import UploadError, UsageError
 from bot.runtime import RuntimeClock, read_facts
 from workers.engine import Engine
@@ -101,6 +101,7 @@ class ChatHandlers:
         *,
         on_submit: Callable[[int], None] | None = None,
         on_release: ReleaseHandler | None = None,
+        positions: ChatPositions | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -110,6 +111,7 @@ class ChatHandlers:
         self.staging = config.data_dir / "staging"
         self.on_submit = on_submit
         self.on_release = on_release
+        self.positions = positions or ChatPositions()
         self._refused: dict[int, float] = {}
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -132,6 +134,10 @@ class ChatHandlers:
         if user is not None and user.id in self.allowed:
             if update.effective_chat is not None:
                 self._remember_chat(update.effective_chat.id)
+                if update.effective_message is not None:
+                    self.positions.seen(
+                        update.effective_chat.id, update.effective_message.message_id
+                    )
             return
         user_id = user.id if user is not None else None
         log.warning("refused an update from user %s (not in telegram.allowed_users)", user_id)

@@ -16,14 +16,19 @@ from typing import Any, TextIO
 
 from telegram.ext import Application
 
+from bot import views
 from bot.app import build_application
 from bot.config import Config
-from bot.delivery import Delivery
+from bot.delivery import ChatPositions, Delivery, view_payload
+from bot.errors import ConfigError
 from bot.handlers import ChatHandlers
+from bot.heartbeat import Heartbeat
+from bot.results import open_results
 from bot.runtime import RuntimeClock, runtime_clock
+from workers.durability import Keeper
 from workers.engine import Engine, EngineSettings
+from workers.errors import ColabotError
 from workers.kinds import default_registry
-from workers.results.local import LocalResults
 from workers.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,14 +48,20 @@ class Colabot:
         self.app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self.delivery: Delivery | None = None
         self.handlers: ChatHandlers | None = None
+        self.keeper: Keeper | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.positions = ChatPositions()
         self.running = False
 
     async def start(self) -> None:
-        """Start everything; return once the bot is polling."""
+        """Start everything; return once the bot is polling.
+
+        Raise ConfigError (one line, naming the setting) when the results backend or another
+        setting cannot be used.
+        """
         config = self.config
+        opened = await asyncio.to_thread(open_results, config)
         self.store = Store(config.data_dir)
-        results = LocalResults(config.results.dir)
-        results.check()
         settings = EngineSettings(
             data_dir=config.data_dir,
             max_parallel_jobs=config.worker.max_parallel_jobs,
@@ -58,20 +69,50 @@ class Colabot:
             default_timeout_s=(config.worker.job_timeout_minutes * 60) or None,
             send_files_under_bytes=int(config.results.send_files_under_mb * 1024 * 1024),
         )
-        self.engine = Engine(settings, self.store, default_registry(), results=results)
+        self.engine = Engine(settings, self.store, default_registry(), results=opened.backend)
+        self.keeper = Keeper(self.engine, opened.backend)
         self.app = build_application(config.telegram.token, config.telegram.api_url)
-        self.handlers = ChatHandlers(config, self.engine, self.clock)
+        self.positions = ChatPositions()
+        self.delivery = Delivery(
+            self.app.bot,
+            self.engine,
+            fallback_chats=self._fallback_chats,
+            positions=self.positions,
+        )
+        self.heartbeat = Heartbeat(
+            config,
+            self.engine,
+            self.keeper,
+            self.clock,
+            self.app.bot,
+            chats=self._fallback_chats,
+            positions=self.positions,
+        )
+        self.handlers = ChatHandlers(
+            config,
+            self.engine,
+            self.clock,
+            on_submit=self.heartbeat.check_new_job,
+            on_release=self.heartbeat.release,
+            positions=self.positions,
+        )
         self.handlers.register(self.app)
-        self.delivery = Delivery(self.app.bot, self.engine, fallback_chats=self._fallback_chats)
         await self.app.initialize()
         await self.engine.start()
+        snapshot, lost = await self.keeper.carry_over()
         await self.app.start()
-        assert self.app.updater is not None
+        assert self.app.updater is not None and self.app.job_queue is not None
         await self.app.updater.start_polling(drop_pending_updates=False)
+        self.heartbeat.schedule(self.app.job_queue)
         self.delivery.start()
         self.running = True
-        if self.clock.note:
-            self.engine.notice(None, self.clock.note)
+        for note in (self.clock.note, opened.note):
+            if note:
+                self.engine.notice(None, note)
+        if snapshot is not None:
+            for record in lost:
+                view = views.lost_job_view(record.job, snapshot.saved_at, record.checkpoint_note)
+                self.engine.post(record.job.id, view_payload(view))
         log.info("colabot is running (bot api: %s)", config.telegram.api_url or "Telegram")
 
     def _fallback_chats(self) -> list[int]:
@@ -88,6 +129,8 @@ class Colabot:
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         await self.engine.stop()
+        if self.keeper is not None:
+            await self.keeper.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.delivery.deliver_pending(), timeout=10)
         await self.delivery.stop()
@@ -156,11 +199,17 @@ def _on_signals(stop: asyncio.Event) -> None:
 
 def run_until_interrupted(config: Config) -> int:
     """``colabot run``: offline chat without a token, Telegram with one."""
-    if config.offline:
-        print(
-            "colabot: no telegram.token is set, so this is the offline chat. Type /help; "
-            "Ctrl-D quits. Set COLABOT_TELEGRAM_TOKEN to use Telegram.",
-            file=sys.stderr,
-        )
-        return asyncio.run(run_offline(config))
-    return asyncio.run(run_online(config))
+    try:
+        if config.offline:
+            print(
+                "colabot: no telegram.token is set, so this is the offline chat. Type /help; "
+                "Ctrl-D quits. Set COLABOT_TELEGRAM_TOKEN to use Telegram.",
+                file=sys.stderr,
+            )
+            return asyncio.run(run_offline(config))
+        return asyncio.run(run_online(config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+    except ColabotError as exc:
+        print(f"colabot could not start: {exc}", file=sys.stderr)
+    return 1

@@ -7,9 +7,12 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from bot.commands import SUMMARY, USAGE, button_data, kind_usage
 from bot.runtime import MachineFacts, RuntimeClock
+from bot.schedule import finish_verdict
+from workers.durability import CheckpointNote
 from workers.jobs import Action, Job, JobState, Link
 from workers.kinds import KindRegistry
 from workers.process import format_seconds
@@ -331,3 +334,136 @@ def to_plain(text: str) -> str:
 def fits(text: str, limit: int = TELEGRAM_LIMIT) -> bool:
     """Whether the text fits in one Telegram message."""
     return len(text) <= limit
+
+
+def clock_time(timestamp: float) -> str:
+    """``14:32 UTC``."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%H:%M UTC")
+
+
+def _job_progress_words(job: Job) -> str:
+    progress = job.progress
+    if progress.message:
+        return progress.message
+    if progress.fraction is not None:
+        return f"{progress.fraction:.0%}"
+    return "starting"
+
+
+def warning_view(
+    minutes: int,
+    clock: RuntimeClock,
+    now: float,
+    running: list[Job],
+    queued: list[Job],
+    saved: dict[int, CheckpointNote | None],
+    results_backend: str,
+) -> View:
+    """A runtime limit warning: what runs, whether it will finish, what is saved."""
+    left = clock.left(now)
+    lines = [
+        f"⏰ <b>About {format_seconds(left)} left on this runtime</b> "
+        f"(warning {minutes} min before its {clock.max_seconds / 3600:g} h limit, "
+        f"expected end {clock_time(clock.deadline)})."
+    ]
+    if running:
+        lines.append("Running:")
+        for job in running:
+            eta = job.progress.eta_s
+            eta_text = f", ETA {format_seconds(eta)}" if eta is not None else ""
+            verdict = finish_verdict(eta, left)
+            lines.append(
+                f"• {esc(job_title(job))}: {esc(_job_progress_words(job))}{eta_text}: {verdict}"
+            )
+    else:
+        lines.append("No job is running.")
+    if queued:
+        ids = ", ".join(f"#{j.id}" for j in queued)
+        lines.append(f"Waiting: {ids}; they may not get to run before the end.")
+    saved_lines = []
+    for job in running:
+        note = saved.get(job.id)
+        if note is not None:
+            saved_lines.append(
+                f"• {esc(job_title(job))}: checkpoint at {esc(note.progress or 'unknown point')}"
+                f", saved {clock_time(note.saved_at)}"
+            )
+        else:
+            saved_lines.append(f"• {esc(job_title(job))}: no checkpoint saved yet")
+    if saved_lines:
+        lines.append(f"Saved to {esc(results_backend)}:")
+        lines.extend(saved_lines)
+    lines.append(
+        "Finished results are already saved. After the runtime ends, start colabot on a new "
+        "one with the same results settings and /resume what was lost."
+    )
+    return View("\n".join(lines))
+
+
+def keepalive_view(
+    clock: RuntimeClock,
+    now: float,
+    running: list[Job],
+    queued: list[Job],
+    facts: MachineFacts,
+) -> View:
+    """The compact heartbeat message, edited in place while jobs run or wait."""
+    lines = [
+        f"💓 <b>colabot</b> · runtime {format_seconds(clock.age(now))} old, "
+        f"{format_seconds(clock.left(now))} left · updated {clock_time(now)}"
+    ]
+    for job in running:
+        eta = job.progress.eta_s
+        eta_text = f" · ETA {format_seconds(eta)}" if eta is not None else ""
+        lines.append(f"▶️ {esc(job_title(job))} · {esc(_job_progress_words(job))}{eta_text}")
+    if queued:
+        lines.append(f"⏳ waiting: {', '.join(f'#{j.id}' for j in queued)}")
+    for gpu in facts.gpus:
+        util = f"{gpu.utilization_pct:.0f}% busy, " if gpu.utilization_pct is not None else ""
+        lines.append(
+            f"GPU {esc(gpu.name)}: {util}{gpu.memory_used_mb / 1024:.1f}/"
+            f"{gpu.memory_total_mb / 1024:.1f} GB"
+        )
+    lines.append(f"disk: {facts.disk_free_gb:.1f} GB free")
+    return View("\n".join(lines))
+
+
+def lost_job_view(job: Job, stopped_at: float, note: CheckpointNote | None) -> View:
+    """A job the previous runtime lost, with a button to resume it."""
+    where = _job_progress_words(job)
+    text = (
+        f"⚠️ The previous runtime stopped at {clock_time(stopped_at)} while "
+        f"<b>{esc(job_title(job))}</b> was at {esc(where)}; "
+    )
+    if note is not None:
+        text += (
+            f"newest saved checkpoint from {esc(note.progress or 'an unknown point')} "
+            f"(saved {clock_time(note.saved_at)})."
+        )
+    elif job.spec.action is Action.TRAIN:
+        text += "no checkpoint was saved, so it would start from the beginning."
+    else:
+        text += "it can be run again."
+    return View(text, [[Button(f"Resume #{job.id}", button_data("rs", job.id))]])
+
+
+def long_job_text(estimate_s: float, left_s: float) -> str:
+    """The warning given at submit when a job will likely outlast the runtime."""
+    return (
+        f"This job will probably take about {format_seconds(estimate_s)}, but the runtime has "
+        f"only {format_seconds(left_s)} left. Checkpoints are saved off the machine as it "
+        "goes, so /resume can continue it on the next runtime."
+    )
+
+
+def idle_offer_view(idle_minutes: float, colab: bool) -> View:
+    """The offer to release an idle runtime."""
+    where = (
+        "Release the Colab runtime now to save your compute units?"
+        if colab
+        else "This machine is not a Colab runtime; colabot will only remind you to stop it."
+    )
+    return View(
+        f"💤 No job has run or waited for {idle_minutes:g} minutes. {where}",
+        [[Button("Release runtime", "rl:yes"), Button("Keep it", "rl:no")]],
+    )

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,8 @@ class _Active:
 
     task: asyncio.Task[None]
     process: ProcessRun | None = None
+    ctx: JobContext | None = None
+    kind: JobKind | None = None
     cancel_requested: bool = False
     step: str = ""
     last_flush: float = 0.0
@@ -129,6 +131,7 @@ class Engine:
         self._event_listeners: list[Callable[[], None]] = []
         self._state_listeners: list[Callable[[Job], None]] = []
         self._progress_listeners: list[Callable[[int, Progress], None]] = []
+        self._before_run: list[Callable[[Job, Path], Awaitable[None]]] = []
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -200,6 +203,17 @@ class Engine:
         """Call ``callback`` with the job after every state change."""
         self._state_listeners.append(callback)
 
+    def before_run(self, callback: Callable[[Job, Path], Awaitable[None]]) -> None:
+        """Await ``callback(job, workdir)`` when a job starts, before its inputs are resolved."""
+        self._before_run.append(callback)
+
+    def checkpoint_of(self, job_id: int) -> Path | None:
+        """The newest checkpoint of a running job, as its kind finds it."""
+        active = self._active.get(job_id)
+        if active is None or active.ctx is None or active.kind is None:
+            return None
+        return active.kind.checkpoint(active.ctx)
+
     def on_progress(self, callback: Callable[[int, Progress], None]) -> None:
         """Call ``callback`` with (job id, progress) whenever a running job reports progress."""
         self._progress_listeners.append(callback)
@@ -221,14 +235,21 @@ class Engine:
         job = self.store.transition(job_id, target, error=error, event=event)
         if event is not None:
             self._notify_events()
+        self._announce(job)
+        return job
+
+    def _announce(self, job: Job) -> None:
         for callback in self._state_listeners:
             with contextlib.suppress(Exception):
                 callback(job)
-        return job
 
-    def notice(self, job_id: int | None, text: str, **extra: Any) -> None:
-        """Record a notice for a person to read (delivered through the outbox)."""
-        self.store.add_event(job_id, EventType.NOTICE, {"text": text, **extra})
+    def notice(self, job_id: int | None, text: str) -> None:
+        """Record a plain-text notice for a person to read (delivered through the outbox)."""
+        self.post(job_id, {"text": text})
+
+    def post(self, job_id: int | None, payload: dict[str, Any]) -> None:
+        """Record a NOTICE event with any payload the chat side understands."""
+        self.store.add_event(job_id, EventType.NOTICE, payload)
         self._notify_events()
 
     # requests -------------------------------------------------------------------------------
@@ -261,6 +282,7 @@ class Engine:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), target)
         self._timing(job.id).submitted = submitted
+        self._announce(job)
         self._notify_events()
         self._wake.set()
         return job
@@ -418,7 +440,11 @@ class Engine:
             notify=lambda text: self.notice(job_id, text),
             input_roots=self.settings.input_roots,
         )
+        self._active[job_id].ctx = ctx
+        self._active[job_id].kind = kind
         try:
+            for prepare in self._before_run:
+                await prepare(job, workdir)
             ctx.inputs = await self.inputs.resolve(
                 job.spec, workdir, lambda text: self._progress(job_id, Progress(message=text))
             )
@@ -515,7 +541,16 @@ class Engine:
         )
         links: list[Link] = []
         if self.results is not None and present:
-            links = await self._publish(job_id, ctx, present)
+            try:
+                links = await self._publish(job_id, ctx, present)
+            except ColabotError as exc:
+                # The work is done and on disk; failing the job would hide that.
+                self.notice(
+                    job_id,
+                    f"The results could not be saved to {self.results.name}: {exc}. "
+                    f"They are still on this machine in {ctx.outputs_dir}.",
+                )
+                links = [Link(o.label or o.path.name, str(o.path)) for o in present]
             self.store.set_links(job_id, links)
         self.store.set_summary(job_id, outcome.summary)
         self._finish(

@@ -145,6 +145,32 @@ class Store:
                 self._insert_event(db, new_id, EventType.QUEUED, {}, now)
         return self.get_job(new_id)
 
+    def import_job(self, job: Job) -> Job:
+        """Insert a job record carried over from another runtime, as it was (no event)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, spec, state, created_at, started_at, finished_at, "
+                "progress, links, error, origin, attempt, checkpoint, summary) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    json.dumps(job.spec.to_dict()),
+                    job.state.value,
+                    job.created_at,
+                    job.started_at,
+                    job.finished_at,
+                    json.dumps(job.progress.to_dict()),
+                    json.dumps([link.to_dict() for link in job.links]),
+                    job.error,
+                    json.dumps(job.origin),
+                    job.attempt,
+                    job.checkpoint,
+                    job.summary,
+                ),
+            )
+        self.reserve_ids_above(job.id)
+        return self.get_job(job.id)
+
     def get_job(self, job_id: int) -> Job:
         """The job with this id, or UnknownJobError."""
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

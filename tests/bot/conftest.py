@@ -17,6 +17,7 @@ from bot.config import (
     WorkerConfig,
 )
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
+from bot.runtime import RuntimeClock
 from bot.service import Colabot
 
 TOKEN = "123456:TESTtokenTESTtokenTEST12"
@@ -64,8 +65,10 @@ async def start_colabot(emu: BotApiEmulator) -> AsyncIterator[Callable[..., Any]
     before the emulator)."""
     started: list[Colabot] = []
 
-    async def start(config: Config, **changes: Any) -> Colabot:
-        colabot = Colabot(dataclasses.replace(config, **changes) if changes else config)
+    async def start(config: Config, clock: RuntimeClock | None = None, **changes: Any) -> Colabot:
+        colabot = Colabot(
+            dataclasses.replace(config, **changes) if changes else config, clock=clock
+        )
         await colabot.start()
         started.append(colabot)
         return colabot

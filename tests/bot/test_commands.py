@@ -96,7 +96,7 @@ def test_an_attached_document_fills_the_first_free_input() -> None:
         ("/logs 1 0", "not a line count", "/logs <job id> [lines]"),
         ("/jobs many", "not a count", "/jobs [how many]"),
         ("/runtime now", "takes no arguments", "/runtime"),
-        ("/train", "needs a job kind (selftest)", "/train <kind> <input> [key=value ...]"),
+        ("/train", "needs a job kind (", "/train <kind> <input> [key=value ...]"),
         ("/train nope x", "unknown kind 'nope'", "/train <kind> <input> [key=value ...]"),
         ("/train selftest a b", "too many arguments: b", "/train selftest [input]"),
         ("/train selftest steps=", "steps= needs a value", "/train selftest [input]"),

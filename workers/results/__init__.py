@@ -1,0 +1,1 @@
+"""Results backends: where outputs, checkpoints and the state snapshot go off the machine."""

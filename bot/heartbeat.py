@@ -1,0 +1,216 @@
+"""Scheduled work, run by APScheduler through python-telegram-bot's JobQueue: runtime limit
+warnings, the keepalive message, periodic checkpoint sync, and the idle-release offer.
+
+Every decision is a pure function of the time (see :mod:`bot.schedule`); :meth:`Heartbeat.tick`
+takes the time as an argument, so tests drive it with a clock they control. colabot cannot
+keep a runtime alive and does not try: it warns, saves and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from telegram import Bot
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import ContextTypes, JobQueue
+
+from bot import views
+from bot.config import Config
+from bot.delivery import ChatPositions, keyboard, view_payload
+from bot.runtime import RuntimeClock, is_colab, read_facts
+from bot.schedule import (
+    due_warning,
+    idle_release_due,
+    is_last_warning,
+    keepalive_due,
+    needs_new_keepalive,
+    sync_due,
+)
+from workers.durability import Keeper
+from workers.engine import Engine
+from workers.estimates import estimate
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 15.0
+
+
+class Heartbeat:
+    """Warnings, keepalive, checkpoint sync and idle release, on a schedule."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        keeper: Keeper,
+        clock: RuntimeClock,
+        bot: Bot,
+        *,
+        chats: Callable[[], list[int]],
+        positions: ChatPositions,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.keeper = keeper
+        self.clock = clock
+        self.bot = bot
+        self.chats = chats
+        self.positions = positions
+        self.minutes = tuple(config.runtime.warn_before_minutes)
+        self.last_keepalive: float | None = None
+        self.idle_since: float | None = time.time()
+        self.idle_offered = False
+        self._lock = asyncio.Lock()
+        self._warning_key = f"warnings_sent:{int(clock.started_at)}"
+
+    # scheduling ------------------------------------------------------------------------------
+
+    def schedule(self, job_queue: JobQueue[Any]) -> None:
+        """Run :meth:`tick` every few seconds through APScheduler."""
+        job_queue.run_repeating(
+            self._scheduled_tick,
+            interval=TICK_SECONDS,
+            first=1.0,
+            name="colabot-heartbeat",
+            job_kwargs={"misfire_grace_time": 60, "coalesce": True, "max_instances": 1},
+        )
+
+    async def _scheduled_tick(self, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            await self.tick(time.time())
+        except Exception:
+            log.exception("heartbeat tick failed; the next one will try again")
+
+    @property
+    def sent_warnings(self) -> frozenset[int]:
+        """Lead times (minutes) already warned about on this runtime."""
+        return frozenset(self.engine.store.kv_get(self._warning_key) or [])
+
+    async def tick(self, now: float) -> None:
+        """Do whatever is due at ``now``."""
+        async with self._lock:
+            await self._warnings(now)
+            running = self.engine.running_jobs()
+            if running and sync_due(
+                now, self.keeper.last_sync, self.config.results.checkpoint_sync_minutes
+            ):
+                await self.keeper.sync_checkpoints()
+            await self._keepalive(now)
+            self._idle(now)
+
+    # warnings --------------------------------------------------------------------------------
+
+    async def _warnings(self, now: float) -> None:
+        warning, sent = due_warning(now, self.clock, self.minutes, self.sent_warnings)
+        if warning is None:
+            return
+        self.engine.store.kv_set(self._warning_key, sorted(sent))
+        await self.keeper.sync_checkpoints()
+        if is_last_warning(warning, self.minutes):
+            await self.keeper.snapshot_now()
+        running = self.engine.running_jobs()
+        saved = {job.id: self.keeper.checkpoint_note(job.id) for job in running}
+        view = views.warning_view(
+            warning.minutes,
+            self.clock,
+            now,
+            running,
+            self.engine.queued_jobs(),
+            saved,
+            self.keeper.results.name,
+        )
+        self.engine.post(None, {"html": view.text})
+
+    # keepalive -------------------------------------------------------------------------------
+
+    async def _keepalive(self, now: float) -> None:
+        running = self.engine.running_jobs()
+        queued = self.engine.queued_jobs()
+        interval = self.config.heartbeat.interval_minutes * 60
+        if not keepalive_due(now, self.last_keepalive, interval, bool(running or queued)):
+            return
+        self.last_keepalive = now
+        facts = await asyncio.to_thread(read_facts, self.config.data_dir)
+        view = views.keepalive_view(self.clock, now, running, queued, facts)
+        for chat in self.chats():
+            try:
+                await self._show_keepalive(chat, view)
+            except TelegramError as exc:
+                log.info("keepalive to chat %s failed: %s", chat, exc)
+
+    async def _show_keepalive(self, chat: int, view: views.View) -> None:
+        key = f"keepalive:{chat}"
+        current = self.engine.store.kv_get(key)
+        if current and not needs_new_keepalive(current, self.positions.latest(chat)):
+            try:
+                await self.bot.edit_message_text(
+                    view.text, chat_id=chat, message_id=current, parse_mode=ParseMode.HTML
+                )
+                return
+            except BadRequest as exc:
+                if "not modified" in str(exc.message).lower():
+                    return
+        message = await self.bot.send_message(
+            chat,
+            view.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard(view),
+            disable_notification=True,
+        )
+        self.positions.seen(chat, message.message_id)
+        self.engine.store.kv_set(key, message.message_id)
+
+    # idle release ----------------------------------------------------------------------------
+
+    def _idle(self, now: float) -> None:
+        if self.engine.running_jobs() or self.engine.queued_jobs():
+            self.idle_since = None
+            self.idle_offered = False
+            return
+        if self.idle_since is None:
+            self.idle_since = now
+        minutes = self.config.runtime.idle_release_minutes
+        if idle_release_due(now, self.idle_since, minutes, self.idle_offered):
+            self.idle_offered = True
+            self.engine.post(None, view_payload(views.idle_offer_view(minutes, is_colab())))
+
+    async def release(self, confirmed: bool, chat_id: int) -> str:
+        """Answer the idle-release offer."""
+        if not confirmed:
+            self.idle_since = time.time()
+            self.idle_offered = False
+            return "Keeping the runtime."
+        if not is_colab():
+            return (
+                "This is not a Colab runtime, and colabot does not shut machines down: "
+                "stop it from your provider's console when you are done."
+            )
+        await self.keeper.snapshot_now()
+        loop = asyncio.get_running_loop()
+        loop.call_later(3.0, _unassign_colab_runtime)
+        return "Releasing the Colab runtime in a few seconds. Results are saved."
+
+    # new jobs --------------------------------------------------------------------------------
+
+    def check_new_job(self, job_id: int, now: float | None = None) -> None:
+        """Warn at once when a new job will probably outlast the runtime."""
+        now = time.time() if now is None else now
+        job = self.engine.job(job_id)
+        guess = estimate(job.spec, self.engine.store.list_jobs(limit=100))
+        left = self.clock.left(now)
+        if guess is not None and guess > left:
+            self.engine.notice(job_id, views.long_job_text(guess, left))
+
+
+def _unassign_colab_runtime() -> None:
+    """Ask Colab to release this runtime (ends this process with it)."""
+    with contextlib.suppress(Exception):
+        runtime = importlib.import_module("google.colab.runtime")
+        runtime.unassign()

@@ -1,0 +1,83 @@
+"""Choosing and opening the results backend configured for this colabot."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.config import Config
+from bot.errors import ConfigError
+from workers.errors import ColabotError, DriveAuthError
+from workers.results.base import ResultsBackend
+from workers.results.local import LocalResults
+
+if TYPE_CHECKING:
+    from workers.gdrive import DriveSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OpenedResults:
+    """The backend in use, and a note for the chat when it is not the configured one."""
+
+    backend: ResultsBackend
+    note: str = ""
+
+
+def drive_settings(config: Config) -> DriveSettings:
+    """DriveSettings for the configured Drive access (shared with input downloads)."""
+    from workers.gdrive import DriveSettings
+
+    drive = config.drive
+    return DriveSettings(
+        auth=drive.auth,
+        service_account_file=drive.service_account_file.expanduser()
+        if drive.service_account_file
+        else None,
+        token_file=drive.token_file.expanduser() if drive.token_file else None,
+        api_url=drive.api_url,
+        chunk_mb=drive.chunk_mb,
+    )
+
+
+def open_results(config: Config) -> OpenedResults:
+    """Open and check the results backend (blocking: run it in a thread).
+
+    Raise ConfigError naming the setting when it cannot be used and no fallback is set.
+    """
+    if config.results.backend == "local":
+        local = LocalResults(config.results.dir)
+        _check_local(local)
+        return OpenedResults(local)
+    from workers.gdrive import DriveClient
+    from workers.results.drive import DriveResults
+
+    drive = DriveResults(
+        DriveClient(drive_settings(config)),
+        config.drive.folder_id,
+        share_anyone=config.drive.share_anyone,
+    )
+    try:
+        drive.check()
+        return OpenedResults(drive)
+    except ColabotError as exc:
+        setting = exc.setting if isinstance(exc, DriveAuthError) else "drive.folder_id"
+        if config.results.fallback != "local":
+            raise ConfigError(setting, f"Google Drive cannot be used for results: {exc}") from None
+        local = LocalResults(config.results.dir)
+        _check_local(local)
+        note = (
+            f"Google Drive could not be used for results ({exc}); saving to {local.root} "
+            'instead, as results.fallback = "local" says.'
+        )
+        log.warning("%s", note)
+        return OpenedResults(local, note)
+
+
+def _check_local(local: LocalResults) -> None:
+    try:
+        local.check()
+    except ColabotError as exc:
+        raise ConfigError("results.dir", str(exc)) from None

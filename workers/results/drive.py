@@ -1,0 +1,136 @@
+"""The ``drive`` results backend: one Google Drive folder per job, through :mod:`workers.gdrive`.
+
+Layout under the configured folder: ``job-<id>/`` with the outputs, ``job-<id>/checkpoint/``
+with the newest checkpoint only, ``job-<id>/inputs/`` with kept uploads, and
+``colabot-state.json``. Folders are packed as zips, since Drive stores files.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from workers.archives import safe_extract, zip_folder
+from workers.errors import DriveError, ResultsError
+from workers.gdrive import DriveClient, DriveFile
+from workers.jobs import Link
+from workers.results.base import UploadProgress
+
+SNAPSHOT_NAME = "colabot-state.json"
+FOLDER_MARK = ".folder.zip"
+
+
+class DriveResults:
+    """Results in a Google Drive folder."""
+
+    name = "Google Drive"
+
+    def __init__(self, client: DriveClient, folder_id: str, *, share_anyone: bool = False) -> None:
+        self.client = client
+        self.folder_id = folder_id
+        self.share_anyone = share_anyone
+        self._folders: dict[str, str] = {}
+
+    def check(self) -> None:
+        """Sign in and make sure the results folder can be read; raise DriveError otherwise."""
+        self.client.connect()
+        folder = self.client.get(self.folder_id)
+        if not folder.is_folder:
+            raise ResultsError("drive", f"drive.folder_id {self.folder_id} is not a folder")
+
+    def _folder(self, *names: str) -> str:
+        parent = self.folder_id
+        path = ""
+        for name in names:
+            path = f"{path}/{name}"
+            if path not in self._folders:
+                self._folders[path] = self.client.ensure_folder(name, parent).id
+            parent = self._folders[path]
+        return parent
+
+    def _link(self, item: DriveFile, label: str) -> Link:
+        if self.share_anyone:
+            item = self.client.share_anyone(item.id)
+        return Link(
+            label=label, url=item.view_link or item.download_link or item.id, size=item.size
+        )
+
+    def publish(
+        self, job_id: int, files: list[tuple[Path, str]], progress: UploadProgress | None
+    ) -> list[Link]:
+        """Upload each file into the job's folder; links open in Drive."""
+        folder = self._folder(f"job-{job_id}")
+        links = []
+        for path, label in files:
+
+            def report(sent: int, total: int, name: str = path.name) -> None:
+                if progress is not None:
+                    progress(name, sent, total)
+
+            item = self.client.upload(path, folder, progress=report)
+            links.append(self._link(item, label))
+        return links
+
+    def sync_checkpoint(self, job_id: int, path: Path) -> str:
+        """Upload the newest checkpoint and delete the older ones."""
+        folder = self._folder(f"job-{job_id}", "checkpoint")
+        with tempfile.TemporaryDirectory() as tmp:
+            upload = _as_file(path, Path(tmp))
+            item = self.client.upload(upload, folder)
+        for old in self.client.list_folder(folder):
+            if old.id != item.id:
+                self.client.delete(old.id)
+        return item.id
+
+    def fetch_checkpoint(self, job_id: int, location: str, dest_dir: Path) -> Path:
+        """Download a checkpoint back (unpacking a folder)."""
+        return self._fetch(location, dest_dir)
+
+    def save_inputs(self, job_id: int, path: Path) -> str:
+        """Keep an uploaded input so another runtime can resume the job."""
+        folder = self._folder(f"job-{job_id}", "inputs")
+        with tempfile.TemporaryDirectory() as tmp:
+            return self.client.upload(_as_file(path, Path(tmp)), folder).id
+
+    def fetch_inputs(self, job_id: int, location: str, dest_dir: Path) -> Path:
+        """Bring a kept input back."""
+        return self._fetch(location, dest_dir)
+
+    def _fetch(self, file_id: str, dest_dir: Path) -> Path:
+        item = self.client.get(file_id)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        local = self.client.download(file_id, dest_dir / item.title)
+        if item.title.endswith(FOLDER_MARK):
+            target = dest_dir / item.title[: -len(FOLDER_MARK)]
+            with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
+                unpacked = safe_extract(local, Path(tmp) / "x")
+                inner = unpacked / target.name
+                (inner if inner.exists() else unpacked).replace(target)
+            local.unlink()
+            return target
+        return local
+
+    def save_snapshot(self, data: bytes) -> None:
+        """Replace the snapshot file."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / SNAPSHOT_NAME
+            path.write_bytes(data)
+            self.client.upload(path, self.folder_id)
+
+    def load_snapshot(self) -> bytes | None:
+        """The snapshot, or None when there is none yet."""
+        item = self.client.find(SNAPSHOT_NAME, self.folder_id)
+        if item is None:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                return self.client.download(item.id, Path(tmp) / SNAPSHOT_NAME).read_bytes()
+            except DriveError as exc:
+                raise ResultsError("drive", f"could not read the state snapshot: {exc}") from None
+
+
+def _as_file(path: Path, tmp: Path) -> Path:
+    """A file to upload: the path itself, or a folder packed as ``<name>.folder.zip``."""
+    if path.is_dir():
+        return zip_folder(path, tmp / f"{path.name}{FOLDER_MARK}")
+    return path
