@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.errors import ConfigError
 from workers.errors import ColabotError, DriveAuthError
+from workers.netpolicy import FetchPolicy
 from workers.results.base import ResultsBackend
 from workers.results.local import LocalResults
 
 if TYPE_CHECKING:
-    from workers.gdrive import DriveSettings
+    from workers.gdrive import DriveClient, DriveSettings
+
+MB = 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +85,41 @@ def _check_local(local: LocalResults) -> None:
         local.check()
     except ColabotError as exc:
         raise ConfigError("results.dir", str(exc)) from None
+
+
+def fetch_policy(config: Config) -> FetchPolicy:
+    """Limits on fetching inputs, from the ``[inputs]`` settings."""
+    inputs = config.inputs
+    return FetchPolicy(
+        max_bytes=int(inputs.max_download_mb * MB),
+        allowed_hosts=inputs.allowed_url_hosts,
+        allow_private=inputs.allow_private_addresses,
+        timeout_s=inputs.timeout_seconds,
+    )
+
+
+def drive_client_factory(
+    config: Config, backend: ResultsBackend
+) -> Callable[[], DriveClient] | None:
+    """How input downloads get a Drive client: the results backend's own when it is Drive,
+    a new one when Drive credentials are configured, else None (Drive links are refused)."""
+    from workers.results.drive import DriveResults
+
+    if isinstance(backend, DriveResults):
+        client = backend.client
+        return lambda: client
+    drive = config.drive
+    configured = (
+        (drive.auth == "service_account" and drive.service_account_file is not None)
+        or (drive.auth == "oauth_token_file" and drive.token_file is not None)
+        or drive.auth == "colab"
+    )
+    if not configured:
+        return None
+
+    def make() -> DriveClient:
+        from workers.gdrive import DriveClient
+
+        return DriveClient(drive_settings(config))
+
+    return make

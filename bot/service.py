@@ -23,11 +23,12 @@ from bot.delivery import ChatPositions, Delivery, view_payload
 from bot.errors import ConfigError
 from bot.handlers import ChatHandlers
 from bot.heartbeat import Heartbeat
-from bot.results import open_results
+from bot.results import drive_client_factory, fetch_policy, open_results
 from bot.runtime import RuntimeClock, runtime_clock
 from workers.durability import Keeper
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError
+from workers.fetch import Fetcher
 from workers.kinds import default_registry
 from workers.store import Store
 
@@ -70,6 +71,13 @@ class Colabot:
             send_files_under_bytes=int(config.results.send_files_under_mb * 1024 * 1024),
         )
         self.engine = Engine(settings, self.store, default_registry(), results=opened.backend)
+        self.engine.inputs.use_remote(
+            Fetcher(
+                fetch_policy(config),
+                config.data_dir / "cache" / "inputs",
+                drive_client_factory(config, opened.backend),
+            )
+        )
         self.keeper = Keeper(self.engine, opened.backend)
         self.app = build_application(config.telegram.token, config.telegram.api_url)
         self.positions = ChatPositions()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from tests.loopback.http_server import HttpServer
     from tests.loopback.drive_server import DriveServer
     from workers.gdrive import DriveClient, DriveFile, DriveSettings
 
@@ -63,3 +64,18 @@ def drive_client(drive_settings: DriveSettings) -> DriveClient:
 def drive_root_folder(drive_client: DriveClient) -> DriveFile:
     """An empty folder in My Drive for the test to work in."""
     return drive_client.ensure_folder("colabot-tests", "root")
+
+
+# ----------------------------------------------------------------------------- http(s) inputs
+# A loopback web server for URL inputs: ranges, broken connections, redirects, errors.
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[HttpServer]:
+    """A running loopback http server."""
+    from tests.loopback.http_server import HttpServer
+
+    server = HttpServer()
+    await server.start()
+    yield server
+    await server.stop()

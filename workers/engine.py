@@ -446,7 +446,7 @@ class Engine:
             for prepare in self._before_run:
                 await prepare(job, workdir)
             ctx.inputs = await self.inputs.resolve(
-                job.spec, workdir, lambda text: self._progress(job_id, Progress(message=text))
+                job.spec, workdir, lambda progress: self._progress(job_id, progress)
             )
             if resuming:
                 ctx.resume_from = await self._resume_point(job, kind, ctx)

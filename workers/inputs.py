@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from workers.errors import InputError, SpecError
-from workers.jobs import JobSpec
+from workers.jobs import JobSpec, Progress
 from workers.sources import (
     DriveSource,
     JobSource,
@@ -27,7 +27,7 @@ from workers.sources import (
 JobOutputs = Callable[[int, str], list[Path]]
 """Given (job id, input slot name), the local paths that job offers for that slot."""
 
-ProgressCallback = Callable[[str], None]
+ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class InputResolver:
     async def resolve(
         self, spec: JobSpec, workdir: Path, progress: ProgressCallback
     ) -> dict[str, list[Path]]:
-        """Local paths for every input slot, fetching remote sources into ``workdir``."""
+        """Local paths for every input slot (remote sources are fetched into the cache)."""
         resolved: dict[str, list[Path]] = {}
         for slot, sources in self.sources(spec).items():
             paths: list[Path] = []
@@ -111,7 +111,7 @@ class InputResolver:
             return paths
         if self._remote is None:
             raise InputError(_describe(source), "fetching from the network is not set up")
-        return [await self._remote.fetch(source, workdir / "inputs", progress)]
+        return [await self._remote.fetch(source, progress)]
 
 
 class RemoteFetcher(Protocol):
@@ -121,10 +121,8 @@ class RemoteFetcher(Protocol):
         """Refuse a source before any download (scheme, host, policy)."""
         ...
 
-    async def fetch(
-        self, source: UrlSource | DriveSource, dest_dir: Path, progress: ProgressCallback
-    ) -> Path:
-        """Download into ``dest_dir``; return the local file or folder."""
+    async def fetch(self, source: UrlSource | DriveSource, progress: ProgressCallback) -> Path:
+        """Download (or find in the cache); return the local file or folder."""
         ...
 
 
