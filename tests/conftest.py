@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.loopback.http_server import HttpServer
     from tests.loopback.drive_server import DriveServer
+    from tests.loopback.http_server import HttpServer
     from workers.gdrive import DriveClient, DriveFile, DriveSettings
 
 

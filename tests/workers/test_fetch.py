@@ -76,12 +76,12 @@ async def test_a_redirect_to_an_internal_address_is_refused(
     http_server: HttpServer, tmp_path: Path
 ) -> None:
     # Loopback is allowed for the test server itself, but the redirect's target is checked too.
-    with pytest.raises(InputError, match="it redirects to http://169.254.169.254/"):
+    with pytest.raises(InputError, match=r"it redirects to http://169\.254\.169\.254/"):
         await fetcher(
             tmp_path, FetchPolicy(allow_private=True, allowed_hosts=("127.0.0.1",))
         ).fetch(UrlSource(http_server.url("/internal-redirect")), lambda p: None)
     strict = Fetcher(FetchPolicy(allow_private=False), tmp_path / "c")
-    with pytest.raises(InputError, match="127.0.0.1, an address on this machine"):
+    with pytest.raises(InputError, match=r"127\.0\.0\.1, an address on this machine"):
         await strict.fetch(UrlSource(http_server.url("/internal-redirect")), lambda p: None)
 
 
@@ -121,7 +121,7 @@ async def test_files_over_the_limit_are_refused_before_downloading(
 ) -> None:
     url = http_server.add("huge.bin", b"h" * (3 * 1024 * 1024))
     policy = FetchPolicy(allow_private=True, max_bytes=1024 * 1024)
-    with pytest.raises(InputError, match="more than inputs.max_download_mb"):
+    with pytest.raises(InputError, match=r"more than inputs\.max_download_mb"):
         await fetcher(tmp_path, policy).fetch(UrlSource(url), lambda p: None)
     assert not list((tmp_path / "cache").rglob("huge.bin*"))
 
