@@ -99,7 +99,9 @@ def zip_folder(folder: Path, dest: Path) -> Path:
     """Pack a folder into ``dest`` (a .zip), entries relative to the folder's parent."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".zip.part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    # Stored, not deflated: model weights barely compress, and packing sits on the path to
+    # the "finished" message.
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
         for root, _dirs, files in os.walk(folder):
             for file in sorted(files):
                 full = Path(root) / file

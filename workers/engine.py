@@ -539,10 +539,11 @@ class Engine:
         self.store.kv_set(
             f"outputs:{job_id}", [{"role": o.role, "path": str(o.path)} for o in present]
         )
+        packed = await asyncio.to_thread(_package_outputs, ctx.workdir, present)
         links: list[Link] = []
-        if self.results is not None and present:
+        if self.results is not None and packed:
             try:
-                links = await self._publish(job_id, ctx, present)
+                links = await self._publish(job_id, packed)
             except ColabotError as exc:
                 # The work is done and on disk; failing the job would hide that.
                 self.notice(
@@ -550,7 +551,7 @@ class Engine:
                     f"The results could not be saved to {self.results.name}: {exc}. "
                     f"They are still on this machine in {ctx.outputs_dir}.",
                 )
-                links = [Link(o.label or o.path.name, str(o.path)) for o in present]
+                links = [Link(p.label, str(p.output.path)) for p in packed]
             self.store.set_links(job_id, links)
         self.store.set_summary(job_id, outcome.summary)
         self._finish(
@@ -563,15 +564,18 @@ class Engine:
                 "metrics": outcome.metrics,
             },
         )
-        for output in present:
-            self._maybe_send_file(job_id, output)
+        for item in packed:
+            self._maybe_send_file(job_id, item)
         self._notify_events()
 
-    async def _publish(self, job_id: int, ctx: JobContext, outputs: list[Output]) -> list[Link]:
+    async def _publish(self, job_id: int, packed: list[Packed]) -> list[Link]:
         assert self.results is not None
         backend = self.results
         loop = asyncio.get_running_loop()
-        files = await asyncio.to_thread(_package_outputs, ctx, outputs, self.log_path(job_id))
+        files = [(p.path, p.label) for p in packed]
+        log = self.log_path(job_id)
+        if log.exists():
+            files.append((log, "log"))
 
         def report(name: str, sent: int, total: int) -> None:
             fraction = sent / total if total else 1.0
@@ -587,42 +591,62 @@ class Engine:
             if kept is not None:
                 self._live[job_id] = kept
 
-    def _maybe_send_file(self, job_id: int, output: Output) -> None:
-        path = output.path
-        if path.is_dir():
-            path = packed_path(self.workdir(job_id), path)
-            if not path.exists():
-                return
-        size = path.stat().st_size
+    def _maybe_send_file(self, job_id: int, item: Packed) -> None:
+        output = item.output
+        if not output.send or output.role == "checkpoint":
+            return
+        size = item.path.stat().st_size
         if output.send_as_photo or size <= self.settings.send_files_under_bytes:
             self.store.add_event(
                 job_id,
                 EventType.FILE,
-                {
-                    "path": str(path),
-                    "caption": output.label or path.name,
-                    "photo": output.send_as_photo,
-                },
+                {"path": str(item.path), "caption": item.label, "photo": output.send_as_photo},
             )
 
 
-def packed_path(workdir: Path, folder: Path) -> Path:
-    """Where :func:`_package_outputs` puts the zip of an output folder."""
-    return workdir / "packed" / f"{folder.name}.zip"
+@dataclass(frozen=True)
+class Packed:
+    """An output as one file to keep: a folder zipped, a file as it is (or linked under a
+    unique name when another output has the same name)."""
+
+    output: Output
+    path: Path
+    label: str
 
 
-def _package_outputs(ctx: JobContext, outputs: list[Output], log: Path) -> list[tuple[Path, str]]:
-    """Zip folders (a model is a folder) so each output is one file to upload."""
-    files: list[tuple[Path, str]] = []
+def _package_outputs(workdir: Path, outputs: list[Output]) -> list[Packed]:
+    """Zip folders (a model is a folder) so each output is one file with a unique name."""
+    packed_dir = workdir / "packed"
+    if packed_dir.exists():
+        shutil.rmtree(packed_dir)
+    used: set[str] = {"job.log"}
+    packed: list[Packed] = []
     for output in outputs:
         label = output.label or output.path.name
+        name = output.path.name + (".zip" if output.path.is_dir() else "")
+        unique = _unique(name, used)
         if output.path.is_dir():
-            files.append((zip_folder(output.path, packed_path(ctx.workdir, output.path)), label))
+            path = zip_folder(output.path, packed_dir / unique)
+        elif unique != name:
+            packed_dir.mkdir(parents=True, exist_ok=True)
+            path = packed_dir / unique
+            shutil.copy2(output.path, path)
         else:
-            files.append((output.path, label))
-    if log.exists():
-        files.append((log, "log"))
-    return files
+            path = output.path
+        packed.append(Packed(output, path, label))
+    return packed
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """``name``, or ``stem-2.ext``, ``stem-3.ext``... so that names never collide."""
+    candidate = name
+    stem, dot, suffix = name.partition(".")
+    count = 1
+    while candidate in used:
+        count += 1
+        candidate = f"{stem}-{count}{dot}{suffix}"
+    used.add(candidate)
+    return candidate
 
 
 def _guarded(steps: Iterator[Step]) -> Iterator[Step]:

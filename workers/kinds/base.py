@@ -53,12 +53,17 @@ class Step:
 
 @dataclass(frozen=True)
 class Output:
-    """A file or folder worth keeping. ``role`` says what it is (model, predictions, ...)."""
+    """A file or folder worth keeping. ``role`` says what it is (model, predictions, ...).
+
+    Small files are also sent into the chat unless ``send`` is off (checkpoints never are);
+    ``send_as_photo`` sends an image as a photo.
+    """
 
     path: Path
     role: str
     label: str = ""
     send_as_photo: bool = False
+    send: bool = True
 
 
 @dataclass(frozen=True)
