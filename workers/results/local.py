@@ -110,13 +110,7 @@ class LocalResults:
 
     def fetch_checkpoint(self, job_id: int, location: str, dest_dir: Path) -> Path:
         """Copy a stored checkpoint back."""
-        source = self.root / location
-        if not source.exists():
-            raise ResultsError("local", f"the saved checkpoint {source} is missing")
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        target = dest_dir / source.name
-        copy_tree(source, target)
-        return target
+        return self._bring_back(location, dest_dir, "saved checkpoint")
 
     def save_inputs(self, job_id: int, path: Path) -> str:
         """Keep a copy of an uploaded input so another runtime can resume the job."""
@@ -130,9 +124,12 @@ class LocalResults:
 
     def fetch_inputs(self, job_id: int, location: str, dest_dir: Path) -> Path:
         """Bring a kept input back."""
+        return self._bring_back(location, dest_dir, "kept input")
+
+    def _bring_back(self, location: str, dest_dir: Path, what: str) -> Path:
         source = self.root / location
         if not source.exists():
-            raise ResultsError("local", f"the kept input {source} is missing")
+            raise ResultsError("local", f"the {what} {source} is missing")
         dest_dir.mkdir(parents=True, exist_ok=True)
         target = dest_dir / source.name
         copy_tree(source, target)
