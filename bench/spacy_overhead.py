@@ -38,7 +38,7 @@ def write_corpus(dest: Path, steps: int) -> dict[str, Path]:
     from spacy.cli.init_config import init_config
     from spacy.tokens import DocBin
 
-    from workers.kinds.spacy_tools import example_sentences
+    from workers.kinds.spacy_example import example_sentences
 
     dest.mkdir(parents=True, exist_ok=True)
     nlp = spacy.blank("en")

@@ -17,7 +17,8 @@ from typing import IO, Any
 from spacy.training.loggers import console_logger_v3
 from spacy.util import registry
 
-from workers.kinds.spacy import LOGGER_NAME, MACHINE_PREFIX, best_checkpoint
+from workers.kinds.spacy_progress import best_checkpoint
+from workers.kinds.spacy_protocol import LOGGER_NAME, MACHINE_PREFIX
 
 LogStep = Callable[[dict[str, Any] | None], None]
 Finalize = Callable[[], None]

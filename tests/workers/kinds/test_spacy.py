@@ -19,15 +19,17 @@ from workers.engine import Engine, EngineSettings
 from workers.errors import SpecError
 from workers.jobs import Action, EventType, Job, JobSpec, JobState, Progress
 from workers.kinds import default_registry
-from workers.kinds.spacy import (
+from workers.kinds.spacy_progress import (
     TrainingProgress,
     best_checkpoint,
-    explain_spacy_failure,
-    inference_summary,
-    main_score_keys,
     parse_machine_line,
     parse_table_header,
     parse_table_row,
+)
+from workers.kinds.spacy_report import (
+    explain_spacy_failure,
+    inference_summary,
+    main_score_keys,
     read_training_log,
     training_summary,
 )

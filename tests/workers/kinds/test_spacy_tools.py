@@ -10,30 +10,25 @@ from pathlib import Path
 import pytest
 
 from tests.workers.kinds.conftest import SpacyCorpus
-from workers.kinds.spacy import TrainPlan
-from workers.kinds.spacy_tools import (
-    GpuProbe,
-    PredictionStats,
-    TextRecord,
-    ToolError,
-    asset_problems,
-    check_config,
+from workers.kinds.spacy_config import check_config, unknown_override, write_resume_config
+from workers.kinds.spacy_device import GpuProbe, choose_device, needs_torch
+from workers.kinds.spacy_files import (
     check_corpus,
-    choose_device,
-    choose_workflow,
-    declared_outputs,
     find_config,
     find_corpus,
     find_pipeline,
     is_docbin_head,
-    main,
-    missing_dependencies,
-    needs_torch,
-    override_string,
-    text_records,
-    unknown_override,
-    write_resume_config,
 )
+from workers.kinds.spacy_infer import PredictionStats, TextRecord, text_records
+from workers.kinds.spacy_project import (
+    asset_problems,
+    choose_workflow,
+    declared_outputs,
+    missing_dependencies,
+    override_string,
+)
+from workers.kinds.spacy_protocol import ToolError, TrainPlan
+from workers.kinds.spacy_tools import main
 
 NO_CUPY = GpuProbe(False, problem="CuPy is not installed")
 NO_GPU = GpuProbe(True, problem="CuPy sees no GPU")
