@@ -49,5 +49,7 @@ class KindRegistry:
 def default_registry() -> KindRegistry:
     """Every built-in kind. Kind modules are light: frameworks load only in job subprocesses."""
     from workers.kinds.selftest import SelftestKind
+    from workers.kinds.sleap import SleapKind
+    from workers.kinds.spacy import SpacyKind
 
-    return KindRegistry([SelftestKind()])
+    return KindRegistry([SelftestKind(), SleapKind(), SpacyKind()])

@@ -1,0 +1,74 @@
+"""The SLEAP kind end to end through the chat: the built-in example, then inference with it.
+
+Real sleap-nn training and inference on the CPU, driven by a person in the emulator.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.emulator import BotApiEmulator
+from bot.service import Colabot
+from tests.bot.conftest import USER, Person
+
+pytestmark = pytest.mark.timeout(600)
+
+EXAMPLE_TIMEOUT = 300.0
+
+
+async def test_the_example_trains_and_predicts_then_its_model_runs_on_a_video(
+    colabot: Colabot, person: Person, emu: BotApiEmulator, inputs_dir: Path
+) -> None:
+    await emu.send_text("/train sleap example", user_id=USER)
+    status = await person.next_message("#1 sleap train", timeout=30)
+    assert "/train" in str((status.message or {}).get("reply_to_message", {}).get("text", ""))
+    checked = await person.next_message("Labels checked", timeout=60)
+    assert "16 labeled frames" in (checked.text or "")
+    assert "skeleton 'bug': head, thorax, tail" in (checked.text or "")
+    done = await person.next_message("finished", timeout=EXAMPLE_TIMEOUT)
+    text = done.text or ""
+    assert "Trained 1 model: single_instance: 10 epochs" in text
+    assert "Predicted 16 frames of new_video.mp4: 16 instances" in text
+    loss = await person.next_message("loss curve")
+    assert loss.kind == "photo"
+    preview = await person.next_message("preview: frame")
+    assert preview.kind == "photo" and "1 animal found" in str(
+        (preview.message or {}).get("caption", "")
+    )
+    saved = emu.local_path(USER, preview.message_id or 0)
+    assert saved is not None and saved.read_bytes().startswith(b"\x89PNG")
+
+    assert colabot.engine is not None
+    video = colabot.engine.workdir(1) / "work" / "example" / "new_video.mp4"
+    shutil.copy(video, inputs_dir / "bugs.mp4")
+    await emu.send_text("/infer sleap 1 bugs.mp4 frames=0-7", user_id=USER)
+    await person.next_message("#2 sleap infer", timeout=30)
+    found = await person.next_message("Video: bugs.mp4: 16 frames, 128x128", timeout=60)
+    assert "Models: single_instance (single_instance)" in (found.text or "")
+    done = await person.next_message("#2 sleap infer finished", timeout=120)
+    assert "Predicted 8 frames of bugs.mp4: 8 instances" in (done.text or "")
+    csv = await person.next_message("bugs.mp4.predictions.csv")
+    assert csv.kind == "document"
+    rows = (emu.local_path(USER, csv.message_id or 0) or Path("/nonexistent")).read_text()
+    assert len(rows.splitlines()) == 9 and "head.x" in rows.splitlines()[0]
+    preview = await person.next_message("preview: frame")
+    assert preview.kind == "photo"
+
+
+async def test_help_and_refusals_before_any_job(colabot: Colabot, person: Person) -> None:
+    help_text = (await person.say("/help sleap")).text or ""
+    assert (
+        "/train sleap &lt;input&gt; [config]" in help_text
+        or "/train sleap <input> [config]" in (help_text)
+    )
+    assert "/train sleap example" in help_text
+    refused = await person.say("/train sleap movie.mp4")
+    assert "movie.mp4 is not SLEAP labels (.slp) or a package (.zip)" in (refused.text or "")
+    reserved = await person.say("/train sleap example trainer_config.ckpt_dir=elsewhere")
+    assert "checkpoints are always saved in the job's folder" in (reserved.text or "")
+    frames = await person.say("/infer sleap 1 video.mp4 frames=1-3,5")
+    assert "must be a range like 0-99 or a list like 1,5,9" in (frames.text or "")
+    assert colabot.engine is not None and colabot.engine.jobs() == []

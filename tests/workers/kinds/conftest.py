@@ -1,0 +1,171 @@
+"""Fixtures for the job kinds' tests, one block per kind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# ----------------------------------------------------------------------------- spaCy fixtures
+# A tiny NER corpus (DocBins), a blank-English NER config that trains in a few steps, sample
+# texts in each supported format, and one pipeline trained once per session for inference.
+# spaCy is imported only inside these helpers, so other kinds' tests never pay for it.
+
+SPACY_TEXTS = (
+    "Grace Lee loved the trip to Oslo last year.",
+    "In Lagos, Jonas Berg hated the food.",
+    "Yesterday Emma Stone enjoyed visiting Tokyo.",
+)
+
+
+@dataclass(frozen=True)
+class SpacyCorpus:
+    """Paths of the generated spaCy test data."""
+
+    root: Path
+    config: Path
+    train: Path
+    dev: Path
+    texts_txt: Path
+    texts_jsonl: Path
+    texts_spacy: Path
+
+
+def write_spacy_corpus(dest: Path, *, max_steps: int = 20, eval_frequency: int = 10) -> SpacyCorpus:
+    """Write a small NER dataset, a config that trains it quickly and sample texts."""
+    import spacy
+    from spacy.cli.init_config import init_config
+    from spacy.tokens import DocBin
+
+    from workers.kinds.spacy_tools import example_sentences
+
+    dest.mkdir(parents=True, exist_ok=True)
+    nlp = spacy.blank("en")
+    for name, count, seed in (("train", 40, 1), ("dev", 12, 2)):
+        docbin = DocBin()
+        for sentence in example_sentences(count, seed):
+            doc = nlp.make_doc(sentence.text)
+            spans = [doc.char_span(s, e, label=lab) for s, e, lab in sentence.entities]
+            doc.ents = [span for span in spans if span is not None]
+            docbin.add(doc)
+        docbin.to_disk(dest / f"{name}.spacy")
+    config = init_config(lang="en", pipeline=["ner"], optimize="efficiency")
+    config["training"]["max_steps"] = max_steps
+    config["training"]["eval_frequency"] = eval_frequency
+    config.to_disk(dest / "config.cfg")
+    (dest / "texts.txt").write_text("\n".join(SPACY_TEXTS) + "\n\n", encoding="utf-8")
+    with (dest / "texts.jsonl").open("w", encoding="utf-8") as handle:
+        for i, text in enumerate(SPACY_TEXTS):
+            handle.write(json.dumps({"id": f"doc-{i}", "text": text, "extra": i}) + "\n")
+    texts = DocBin()
+    for text in SPACY_TEXTS:
+        texts.add(nlp.make_doc(text))
+    texts.to_disk(dest / "texts.spacy")
+    return SpacyCorpus(
+        root=dest,
+        config=dest / "config.cfg",
+        train=dest / "train.spacy",
+        dev=dest / "dev.spacy",
+        texts_txt=dest / "texts.txt",
+        texts_jsonl=dest / "texts.jsonl",
+        texts_spacy=dest / "texts.spacy",
+    )
+
+
+def train_spacy_directly(corpus: SpacyCorpus, output: Path) -> Path:
+    """Train the corpus's config with spaCy's own command line; return model-best."""
+    argv = [
+        sys.executable,
+        "-m",
+        "workers.kinds.spacy_train",
+        "--no-torch",
+        "train",
+        str(corpus.config),
+        "--output",
+        str(output),
+        "--paths.train",
+        str(corpus.train),
+        "--paths.dev",
+        str(corpus.dev),
+    ]
+    env = {**os.environ, "SPACY_CONFIG_OVERRIDES": ""}
+    subprocess.run(argv, check=True, capture_output=True, env=env, timeout=300)
+    return output / "model-best"
+
+
+@pytest.fixture(scope="session")
+def spacy_corpus(tmp_path_factory: pytest.TempPathFactory) -> SpacyCorpus:
+    """The spaCy test corpus, written once per session."""
+    return write_spacy_corpus(tmp_path_factory.mktemp("spacy-corpus"))
+
+
+@pytest.fixture(scope="session")
+def spacy_model(spacy_corpus: SpacyCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline trained once per session on the test corpus (its model-best folder)."""
+    return train_spacy_directly(spacy_corpus, tmp_path_factory.mktemp("spacy-model") / "out")
+
+
+def copy_spacy_corpus(corpus: SpacyCorpus, folder: Path) -> SpacyCorpus:
+    """The corpus copied into ``folder`` (so a test may change or move its files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, path in vars(corpus).items():
+        if name != "root":
+            paths[name] = folder / path.name
+            paths[name].write_bytes(path.read_bytes())
+    return SpacyCorpus(root=folder, **paths)
+
+
+@pytest.fixture
+def spacy_copy(spacy_corpus: SpacyCorpus) -> Callable[[Path], SpacyCorpus]:
+    """``spacy_copy(folder)`` -> the test corpus copied into ``folder`` (e.g. an input root)."""
+    return lambda folder: copy_spacy_corpus(spacy_corpus, folder)
+
+
+# --------------------------------------------------------------------------- end of spaCy
+
+
+# ----------------------------------------------------------------------------- SLEAP fixtures
+# Tiny synthetic SLEAP data, written once per session by the kind's own job program
+# (``sleap_tools make-data``): labels beside an mp4 or a PNG sequence, a .pkg.slp, a new
+# video, labels without instances or without their video, and training packages in SLEAP 1.6
+# (.yaml configs) and 1.4 (.json configs) style. sleap-io is imported only in that program.
+
+
+@pytest.fixture(scope="session")
+def sleap_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Paths of the generated SLEAP test data, by name (see ``make_test_data``)."""
+    folder = tmp_path_factory.mktemp("sleap-data")
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.kinds.sleap_tools", "make-data", str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    paths = {}
+    for line in out.stdout.splitlines():
+        name, _, path = line.partition(": ")
+        paths[name] = Path(path)
+    return paths
+
+
+@pytest.fixture
+def sleap_inputs(sleap_data: dict[str, Path], input_root: Path) -> dict[str, Path]:
+    """The SLEAP test data copied into the allowed input folder, paths by name."""
+    import shutil
+
+    source = sleap_data["pkg"].parent
+    dest = input_root / "sleap"
+    shutil.copytree(source, dest)
+    return {name: dest / path.relative_to(source) for name, path in sleap_data.items()}
+
+
+# --------------------------------------------------------------------------- end of SLEAP

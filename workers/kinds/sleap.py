@@ -1,0 +1,522 @@
+"""The ``sleap`` kind: train SLEAP pose models with sleap-nn and run them on videos.
+
+Training takes labels (``.slp``/``.pkg.slp``, optionally with a config) or a training job
+package exported from SLEAP (``jobs.yaml`` plus one config per model), or the word
+``example``. Steps: ``prepare`` (check everything, write configs), one ``train`` per model,
+``finish training`` (settle models, loss curve), then ``predict`` and ``export`` when there is
+something to predict on. Inference is ``prepare``, ``predict``, ``export``.
+
+This module is imported by the bot: it reads small JSON files and never imports sleap-nn,
+sleap-io or torch; those run in the job's subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from workers.errors import SpecError, StepFailedError
+from workers.jobs import Action, JobSpec, ParamValue, Progress
+from workers.kinds.base import (
+    InputSlot,
+    JobContext,
+    Outcome,
+    Output,
+    Param,
+    Step,
+    coerce_param,
+    validate_common,
+)
+from workers.kinds.sleap_parse import (
+    BarUpdate,
+    EpochRow,
+    PredictUpdate,
+    check_frames,
+    check_override_key,
+    check_run_name,
+    explain_lines,
+    file_suffix,
+    looks_like_override,
+    override_key,
+    parse_bar_line,
+    parse_gui_line,
+    parse_log_header,
+    parse_log_row,
+    source_name,
+)
+from workers.kinds.sleap_plan import (
+    CHECKPOINT,
+    FINISHED,
+    FINISHED_MARK,
+    HISTORY,
+    REQUEST,
+    RESULT,
+    ModelPlan,
+    Plan,
+    PredictPlan,
+    Request,
+    load_plan,
+    load_result,
+    read_json,
+    write_json,
+)
+from workers.logfile import tail_lines
+from workers.progress import estimate_eta
+
+EXAMPLE = "example"
+TRAIN_SUFFIXES = (".slp", ".zip")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+PRESET_CHOICES = (
+    "auto",
+    "single_instance",
+    "centroid",
+    "topdown",
+    "bottomup",
+    "multi_class_bottomup",
+    "multi_class_topdown",
+)
+STEP_ENV = {
+    "WANDB_MODE": "disabled",
+    "NO_COLOR": "1",
+    "FORCE_COLOR": "0",
+    "HF_HUB_OFFLINE": "1",
+    "MPLBACKEND": "Agg",
+    "PYTHONUNBUFFERED": "1",
+    "COLUMNS": "120",
+}
+# What a checkpoint keeps of each run folder: enough to continue or to use the model, and
+# none of the labels or pictures sleap-nn also writes there.
+RUNNING_FILES = (
+    "last.ckpt",
+    "best.ckpt",
+    "training_config.yaml",
+    "initial_config.yaml",
+    "training_log.csv",
+)
+FINISHED_FILES = ("best.ckpt", "training_config.yaml", "initial_config.yaml", "training_log.csv")
+
+TRAIN_INPUTS = (
+    InputSlot("input", "SLEAP labels (.slp or .pkg.slp), a training package (.zip), or example"),
+    InputSlot("config", "a training config (.yaml, or a SLEAP 1.4 .json)", required=False),
+)
+INFER_INPUTS = (
+    InputSlot("model", "a SLEAP training job's id (12, or 12,13 for top-down) or model folder"),
+    InputSlot("input", "a video, or a .slp labels file, to find the animals in"),
+)
+DEVICE = Param(
+    str, "auto", "auto, cpu or gpu (gpu refuses to run without one)", ("auto", "cpu", "gpu")
+)
+TRAIN_PARAMS: dict[str, Param] = {
+    "preset": Param(
+        str,
+        None,
+        "model type when no config is given: "
+        + ", ".join(PRESET_CHOICES)
+        + " (auto: from the labels)",
+        PRESET_CHOICES,
+    ),
+    "epochs": Param(int, None, "training epochs (default: the config's)", minimum=1),
+    "batch": Param(int, None, "batch size (default: the config's)", minimum=1),
+    "steps_per_epoch": Param(int, None, "training steps per epoch", minimum=1),
+    "run_name": Param(str, None, "the model folder's name"),
+    "device": DEVICE,
+    "seed": Param(int, None, "random seed, which fixes the train/validation split", minimum=0),
+    "anchor": Param(str, None, "body part that centres top-down models"),
+    "infer": Param(bool, False, "after training a package, run its inference jobs"),
+    "example": Param(bool, False, "train on built-in synthetic data (/train sleap example)"),
+}
+INFER_PARAMS: dict[str, Param] = {
+    "frames": Param(str, None, "frames to use: 0-99 or 1,5,9 (default: all)"),
+    "tracking": Param(bool, False, "link the animals across frames into tracks"),
+    "batch": Param(int, None, "frames per batch (default 4)", minimum=1),
+    "peak_threshold": Param(
+        float, None, "lowest body-part confidence kept (default 0.2)", minimum=0.0
+    ),
+    "max_instances": Param(int, None, "at most this many animals per frame", minimum=1),
+    "device": DEVICE,
+}
+
+HELP_NOTES = """\
+New to SLEAP here? /train sleap example trains on synthetic data and predicts on a new video \
+(about a minute on a CPU).
+Training input: labels (.slp, or .pkg.slp with the frames inside). Videos are looked for \
+beside the labels file, so keep them in the same folder. Or a training job package (.zip) \
+exported from SLEAP: its jobs.yaml is followed, model by model (infer=yes also runs its \
+inference jobs). Without config=, a config is made from the labels (preset= picks the model \
+type).
+Any sleap-nn setting can be changed as key=value, e.g. trainer_config.optimizer.lr=0.0005 or \
+model_config.backbone_config.unet.filters=16; unknown keys are refused before training. \
+Progress comes once per epoch; trainer_config.enable_progress_bar=true adds progress within \
+each epoch (and a longer log).
+Checkpoints (best and last) are kept with the results; /resume <id> continues an interrupted \
+training from its last epoch, and models already finished are not trained again.
+/infer sleap <job id> <video> writes the predictions (.slp), a CSV and an analysis .h5, and \
+shows one frame with the skeleton drawn."""
+
+
+def _example_requested(spec: JobSpec) -> bool:
+    raw = spec.params.get(EXAMPLE, False)
+    try:
+        return bool(coerce_param(EXAMPLE, TRAIN_PARAMS[EXAMPLE], raw))
+    except SpecError:
+        return False
+
+
+def _check_suffix(slot: str, text: str, allowed: tuple[str, ...], what: str) -> None:
+    name = source_name(text)
+    if name is None:
+        return
+    suffix = file_suffix(name)
+    if suffix and suffix not in allowed:
+        raise SpecError(f"inputs.{slot}", f"{name} is not {what}")
+
+
+class SleapKind:
+    """SLEAP pose estimation: training with sleap-nn and inference on videos."""
+
+    name = "sleap"
+    summary = "SLEAP animal pose models: train on labels or a training package, then predict"
+    actions = frozenset({Action.TRAIN, Action.INFER})
+    help_notes = HELP_NOTES
+
+    def inputs(self, action: Action) -> tuple[InputSlot, ...]:
+        """Labels (or a package) and a config to train; a model and a video to infer."""
+        return TRAIN_INPUTS if action is Action.TRAIN else INFER_INPUTS
+
+    def params(self, action: Action) -> Mapping[str, Param]:
+        """The parameters of each action (training also takes dotted config overrides)."""
+        return TRAIN_PARAMS if action is Action.TRAIN else INFER_PARAMS
+
+    # validation ---------------------------------------------------------------------------
+
+    def validate(self, spec: JobSpec) -> JobSpec:
+        """Check what needs no framework: file types, value forms, override keys."""
+        if spec.action is Action.INFER:
+            clean = validate_common(spec, INFER_INPUTS, INFER_PARAMS)
+            frames = clean.params.get("frames")
+            if frames is not None and (problem := check_frames(str(frames))):
+                raise SpecError("params.frames", problem)
+            return clean
+        inputs, params = dict(spec.inputs), dict(spec.params)
+        if inputs.get("input", "").strip().lower() == EXAMPLE:
+            del inputs["input"]
+            params[EXAMPLE] = True
+        spec = JobSpec(spec.kind, spec.action, inputs, params)
+        example = _example_requested(spec)
+        slots = (InputSlot("input", TRAIN_INPUTS[0].help, required=False), TRAIN_INPUTS[1])
+        clean = validate_common(
+            spec, slots if example else TRAIN_INPUTS, TRAIN_PARAMS, extra_param=looks_like_override
+        )
+        self._check_training(clean, example)
+        return clean
+
+    def _check_training(self, spec: JobSpec, example: bool) -> None:
+        for name in spec.params:
+            if looks_like_override(name) and (problem := check_override_key(name)):
+                raise SpecError(f"params.{name}", problem)
+        run_name = spec.params.get("run_name")
+        if run_name is not None and (problem := check_run_name(str(run_name))):
+            raise SpecError("params.run_name", problem)
+        if example:
+            if spec.inputs:
+                raise SpecError("inputs.input", "the example brings its own data; give no input")
+            return
+        _check_suffix(
+            "input", spec.inputs["input"], TRAIN_SUFFIXES, "SLEAP labels (.slp) or a package (.zip)"
+        )
+        if "config" in spec.inputs:
+            _check_suffix(
+                "config", spec.inputs["config"], CONFIG_SUFFIXES, "a .yaml or .json config"
+            )
+        name = source_name(spec.inputs["input"]) or ""
+        if spec.params.get("infer") and file_suffix(name) == ".slp":
+            raise SpecError(
+                "params.infer",
+                "infer=yes runs a training package's inference jobs; for labels, train first "
+                "and then use /infer sleap <job id> <video>",
+            )
+
+    # steps --------------------------------------------------------------------------------
+
+    def steps(self, ctx: JobContext) -> Iterator[Step]:
+        """Prepare, then train each model and/or predict, as the plan says."""
+        work = ctx.scratch_dir
+        work.mkdir(parents=True, exist_ok=True)
+        (work / RESULT).unlink(missing_ok=True)
+        write_json(work / REQUEST, vars(_request(ctx)))
+        yield self._tool_step(ctx, "prepare")
+        plan = load_plan(work)
+        if plan is None:
+            raise StepFailedError("prepare", "the prepare step wrote no plan")
+        ctx.notify(plan.summary)
+        if ctx.spec.action is Action.TRAIN:
+            yield from self._training_steps(ctx, plan)
+            yield self._tool_step(ctx, "finish-training")
+        for index, prediction in enumerate(plan.predictions, 1):
+            yield self._predict_step(ctx, plan, prediction, index)
+        if plan.predictions:
+            yield self._tool_step(ctx, "export")
+
+    def _tool_step(self, ctx: JobContext, command: str) -> Step:
+        argv = [ctx.python, "-m", "workers.kinds.sleap_tools", command, str(ctx.scratch_dir)]
+        return Step(name=command.replace("-", " "), argv=argv, env=dict(STEP_ENV))
+
+    def _training_steps(self, ctx: JobContext, plan: Plan) -> Iterator[Step]:
+        count = len(plan.models)
+        for model in plan.models:
+            if model.skip:
+                continue
+            tracker = TrainingTracker(model, count)
+            name = f"train {model.head}" + (
+                f" (model {model.index} of {count})" if count > 1 else ""
+            )
+            yield Step(
+                name=name,
+                argv=[ctx.python, "-m", "sleap_nn.cli", "train", model.config],
+                env=dict(STEP_ENV),
+                cwd=Path(plan.cwd) if plan.cwd else None,
+                watch=(Path(model.run_dir) / "training_log.csv",),
+                parser=tracker.parse,
+            )
+            _mark_finished(ctx.scratch_dir, model.run_name)
+
+    def _predict_step(
+        self, ctx: JobContext, plan: Plan, prediction: PredictPlan, index: int
+    ) -> Step:
+        device = {"gpu": "cuda"}.get(plan.accelerator, plan.accelerator)
+        argv = [
+            ctx.python,
+            "-m",
+            "sleap_nn.cli",
+            "predict",
+            "--gui",
+            "-i",
+            prediction.data,
+            "-o",
+            prediction.output,
+            "-d",
+            device,
+        ]
+        for model in prediction.models:
+            argv += ["-m", model]
+        if prediction.only_suggested_frames:
+            argv.append("--only_suggested_frames")
+        if prediction.tracking:
+            argv.append("--tracking")
+        if prediction.frames:
+            argv += ["--frames", prediction.frames]
+        if prediction.batch:
+            argv += ["--batch_size", str(prediction.batch)]
+        if prediction.peak_threshold is not None:
+            argv += ["--peak_threshold", str(prediction.peak_threshold)]
+        if prediction.max_instances:
+            argv += ["--max_instances", str(prediction.max_instances)]
+        many = len(plan.predictions) > 1
+        label = f"predict {Path(prediction.data).name}"
+        tracker = PredictTracker(f"{label} ({index} of {len(plan.predictions)})" if many else "")
+        return Step(
+            name=label,
+            argv=argv,
+            env=dict(STEP_ENV),
+            cwd=Path(plan.cwd) if plan.cwd else None,
+            parser=tracker.parse,
+        )
+
+    # failures and results -----------------------------------------------------------------
+
+    def explain_failure(self, ctx: JobContext, step: Step, tail: list[str]) -> str | None:
+        """The cause, from the step's last lines and the end of its part of the log."""
+        return explain_lines([*_step_log(ctx.workdir / "job.log"), *tail])
+
+    def collect(self, ctx: JobContext) -> Outcome:
+        """The outputs and summary recorded by the last step."""
+        result = load_result(ctx.scratch_dir)
+        outputs = [Output(Path(o.path), o.role, o.label, o.photo) for o in result.outputs]
+        return Outcome(outputs=outputs, summary=result.summary, metrics=dict(result.metrics))
+
+    def checkpoint(self, ctx: JobContext) -> Path | None:
+        """``work/sleap-resume``: per model, hard links to the files a resume needs.
+
+        A finished model keeps best.ckpt, its configs and its log (and a FINISHED mark); the
+        model in training also keeps last.ckpt and the log of earlier attempts. Labels,
+        videos and pictures stay out, so it stays small. Links cost no copying here.
+        """
+        if ctx.spec.action is not Action.TRAIN:
+            return None
+        plan = load_plan(ctx.scratch_dir)
+        if plan is None:
+            return None
+        finished = set(read_json(ctx.scratch_dir / FINISHED) or [])
+        folder = ctx.scratch_dir / CHECKPOINT
+        for model in plan.models:
+            _refresh_model(folder / model.run_name, model, model.skip or model.run_name in finished)
+        if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
+            return None
+        return folder
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+class TrainingTracker:
+    """Progress of one model's training from training_log.csv, or the progress bar."""
+
+    def __init__(self, model: ModelPlan, models: int, now: float | None = None) -> None:
+        self.model = model
+        self.models = models
+        self.started = time.time() if now is None else now
+        self.header: list[str] | None = None
+        self.row: EpochRow | None = None
+        self.bar: BarUpdate | None = None
+
+    def parse(self, source: str, line: str, now: float | None = None) -> Progress | None:
+        """Feed one line (from the CSV or the console); new progress or None."""
+        if source == "training_log.csv":
+            header = parse_log_header(line)
+            if header is not None:
+                self.header = header
+                return None
+            row = parse_log_row(self.header, line) if self.header else None
+            if row is None:
+                return None
+            self.row = row
+        else:
+            bar = parse_bar_line(line)
+            if bar is None or (self.row is not None and bar.epoch <= self.row.epoch):
+                return None
+            self.bar = bar
+        return self.progress(time.time() if now is None else now)
+
+    def progress(self, now: float) -> Progress:
+        """Progress from the newest epoch row, and the bar within the epoch after it."""
+        total = self.model.max_epochs
+        done = float(self.row.epoch + 1) if self.row else float(self.model.start_epoch)
+        text = ""
+        bar = self.bar
+        if bar is not None and bar.epoch + 1 > done and bar.batches:
+            done = bar.epoch + bar.batch / bar.batches
+            text = f"epoch {bar.epoch + 1} of {total} · batch {bar.batch} of {bar.batches}"
+        else:
+            text = f"epoch {int(done)} of {total}"
+        metrics: dict[str, float] = {}
+        if self.row is not None:
+            if self.row.train_loss is not None:
+                metrics["train_loss"] = self.row.train_loss
+            if self.row.val_loss is not None:
+                metrics["val_loss"] = self.row.val_loss
+        elif bar is not None and bar.loss is not None:
+            metrics["train_loss"] = bar.loss
+        text += "".join(
+            f" · {name.replace('_', ' ')} {value:.4g}" for name, value in metrics.items()
+        )
+        if self.models > 1:
+            text = f"model {self.model.index} of {self.models}: {self.model.head} · {text}"
+        start = float(self.model.start_epoch)
+        eta = estimate_eta(self.started, now, done - start, total - start)
+        fraction = min(1.0, done / total) if total else None
+        if fraction is not None and self.models > 1:
+            fraction = (self.model.index - 1 + fraction) / self.models
+        return Progress(
+            fraction=fraction,
+            message=text,
+            eta_s=eta,
+            step=int(done),
+            total=total,
+            metrics=metrics,
+            updated_at=now,
+        )
+
+
+class PredictTracker:
+    """Progress of ``sleap-nn predict --gui`` from its JSON lines."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def parse(self, source: str, line: str) -> Progress | None:
+        """One output line; new progress or None."""
+        update = parse_gui_line(line)
+        if not isinstance(update, PredictUpdate):
+            return None
+        return predict_progress(update, self.prefix)
+
+
+def predict_progress(update: PredictUpdate, prefix: str = "") -> Progress:
+    """``frames 40 of 400 · 3.5 frames/s`` with the ETA sleap-nn computed."""
+    text = f"frames {update.done} of {update.total}"
+    if update.rate:
+        text += f" · {update.rate:.1f} frames/s"
+    return Progress(
+        fraction=min(1.0, update.done / update.total) if update.total else None,
+        message=f"{prefix} · {text}" if prefix else text,
+        eta_s=update.eta_s,
+        step=update.done,
+        total=update.total,
+        metrics={"fps": update.rate} if update.rate else {},
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _request(ctx: JobContext) -> Request:
+    params: dict[str, ParamValue] = {}
+    overrides: dict[str, str] = {}
+    for name, value in ctx.spec.params.items():
+        if looks_like_override(name):
+            overrides[override_key(name)] = str(value)
+        else:
+            params[name] = value
+    return Request(
+        action=ctx.spec.action.value,
+        workdir=str(ctx.workdir),
+        inputs={slot: [str(p) for p in paths] for slot, paths in ctx.inputs.items()},
+        params=params,
+        overrides=overrides,
+        attempt=ctx.job.attempt,
+        resume_from=str(ctx.resume_from) if ctx.resume_from else None,
+    )
+
+
+def _mark_finished(work: Path, run_name: str) -> None:
+    done = read_json(work / FINISHED) or []
+    if run_name not in done:
+        write_json(work / FINISHED, [*done, run_name])
+
+
+def _step_log(log: Path, lines: int = 400) -> list[str]:
+    """The log lines of the last step (after its ``=== colabot step`` marker)."""
+    found = tail_lines(log, lines)
+    for i in range(len(found) - 1, -1, -1):
+        if found[i].startswith("=== colabot step:"):
+            return found[i + 1 :]
+    return found
+
+
+def _link(source: Path, dest: Path) -> None:
+    """Make ``dest`` a hard link to ``source`` unless it already is one."""
+    try:
+        if dest.exists() and os.path.samestat(source.stat(), dest.stat()):
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".link")
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        tmp.replace(dest)
+    except OSError:
+        return
+
+
+def _refresh_model(folder: Path, model: ModelPlan, finished: bool) -> None:
+    run_dir = Path(model.run_dir if not model.skip else model.final_dir)
+    names = FINISHED_FILES if finished else RUNNING_FILES
+    for name in names:
+        if (run_dir / name).is_file():
+            _link(run_dir / name, folder / name)
+    if model.history and Path(model.history).is_file():
+        _link(Path(model.history), folder / HISTORY)
+    if finished and folder.is_dir():
+        (folder / "last.ckpt").unlink(missing_ok=True)
+        (folder / FINISHED_MARK).touch()

@@ -1,0 +1,170 @@
+"""The files the SLEAP kind and its job program pass to each other, as plain dataclasses.
+
+The kind writes ``request.json`` (inputs, params, resume point); the prepare step answers
+with ``plan.json`` (the models to train, the predictions to make); the last step writes
+``result.json`` (outputs and summary). All live in the job's ``work`` folder. Light imports
+only: the kind reads these in the bot process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+REQUEST = "request.json"
+PLAN = "plan.json"
+RESULT = "result.json"
+FINISHED = "finished.json"
+CHECKPOINT = "sleap-resume"
+FINISHED_MARK = "FINISHED"
+HISTORY = "history.csv"
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Request:
+    """What a job asks for: resolved input paths, params, config overrides, resume point."""
+
+    action: str
+    workdir: str
+    inputs: dict[str, list[str]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
+    attempt: int = 1
+    resume_from: str | None = None
+
+    @property
+    def work(self) -> Path:
+        """The job's scratch folder."""
+        return Path(self.workdir) / "work"
+
+    @property
+    def outputs(self) -> Path:
+        """The job's outputs folder."""
+        return Path(self.workdir) / "outputs"
+
+
+@dataclass
+class ModelPlan:
+    """One model to train (or already trained by an earlier attempt)."""
+
+    index: int
+    head: str
+    run_name: str
+    config: str
+    run_dir: str
+    final_dir: str
+    max_epochs: int
+    start_epoch: int = 0
+    skip: bool = False
+    history: str = ""
+    earlier_best: str = ""
+
+
+@dataclass
+class PredictPlan:
+    """One ``sleap-nn predict`` run."""
+
+    data: str
+    models: list[str]
+    output: str
+    only_suggested_frames: bool = False
+    tracking: bool = False
+    frames: str = ""
+    batch: int | None = None
+    peak_threshold: float | None = None
+    max_instances: int | None = None
+
+
+@dataclass
+class Plan:
+    """What the prepare step decided."""
+
+    action: str
+    summary: str = ""
+    notes: list[str] = field(default_factory=list)
+    accelerator: str = "auto"
+    models: list[ModelPlan] = field(default_factory=list)
+    predictions: list[PredictPlan] = field(default_factory=list)
+    cwd: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The inverse of :meth:`to_dict`."""
+        plan = _build(cls, data)
+        plan.models = [_build(ModelPlan, m) for m in data.get("models", [])]
+        plan.predictions = [_build(PredictPlan, p) for p in data.get("predictions", [])]
+        return plan
+
+
+@dataclass
+class OutputRecord:
+    """An output for the kind's ``collect``."""
+
+    path: str
+    role: str
+    label: str = ""
+    photo: bool = False
+
+
+@dataclass
+class Result:
+    """What the job left: outputs, a summary line, metrics."""
+
+    outputs: list[OutputRecord] = field(default_factory=list)
+    summary: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """Read a result.json."""
+        result = _build(cls, data)
+        result.outputs = [_build(OutputRecord, o) for o in data.get("outputs", [])]
+        return result
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file; None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_request(path: Path) -> Request:
+    """Read request.json."""
+    return _build(Request, json.loads(path.read_text()))
+
+
+def load_plan(work: Path) -> Plan | None:
+    """The plan in a job's work folder, if the prepare step wrote one."""
+    data = read_json(work / PLAN)
+    return Plan.from_dict(data) if isinstance(data, dict) else None
+
+
+def load_result(work: Path) -> Result:
+    """The result in a job's work folder (empty when there is none)."""
+    data = read_json(work / RESULT)
+    return Result.from_dict(data) if isinstance(data, dict) else Result()
