@@ -18,13 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# example_sentences is re-exported: test fixtures import it from here.
-from workers.kinds.spacy_example import example_sentences
 from workers.kinds.spacy_infer import run_inference
 from workers.kinds.spacy_prepare import prepare
 from workers.kinds.spacy_protocol import ERROR_PREFIX, ToolError
 
-__all__ = ["example_sentences", "main"]
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:

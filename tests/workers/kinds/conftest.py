@@ -43,7 +43,7 @@ def write_spacy_corpus(dest: Path, *, max_steps: int = 20, eval_frequency: int =
     from spacy.cli.init_config import init_config
     from spacy.tokens import DocBin
 
-    from workers.kinds.spacy_tools import example_sentences
+    from workers.kinds.spacy_example import example_sentences
 
     dest.mkdir(parents=True, exist_ok=True)
     nlp = spacy.blank("en")
