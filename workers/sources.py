@@ -153,3 +153,16 @@ def confine(text: str, roots: tuple[Path, ...]) -> Path:
     if any(real.exists() for real in resolved):
         raise outside
     raise InputError(text, "no such file or folder in the allowed input folders")
+
+
+def local_file_name(text: str) -> str | None:
+    """The file name of a path or upload source; None for links, job ids and bad forms."""
+    try:
+        source = classify(text)
+    except InputError:
+        return None
+    if isinstance(source, UploadSource):
+        return Path(source.name).name or None
+    if isinstance(source, LocalSource) and not text.strip().isdigit():
+        return Path(source.text.rstrip("/")).name or None
+    return None

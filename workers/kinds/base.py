@@ -226,3 +226,30 @@ def validate_common(
             clean[name] = param.default
     inputs = {k: v.strip() for k, v in spec.inputs.items() if v.strip()}
     return JobSpec(kind=spec.kind, action=spec.action, inputs=inputs, params=clean)
+
+
+EXAMPLE = "example"
+
+
+def validate_with_example(
+    spec: JobSpec,
+    slots: tuple[InputSlot, ...],
+    params: Mapping[str, Param],
+    *,
+    extra_param: Callable[[str], bool] | None = None,
+) -> tuple[JobSpec, bool]:
+    """:func:`validate_common` where the word ``example`` as the first input means
+    ``example=yes`` (and that input becomes optional). Returns the clean spec and whether the
+    built-in example was asked for."""
+    first = slots[0].name
+    inputs, raw = dict(spec.inputs), dict(spec.params)
+    if inputs.get(first, "").strip().lower() == EXAMPLE:
+        del inputs[first]
+        raw.setdefault(EXAMPLE, True)
+    example = EXAMPLE in raw and bool(coerce_param(EXAMPLE, params[EXAMPLE], raw[EXAMPLE]))
+    if example:
+        slots = (InputSlot(first, slots[0].help, required=False), *slots[1:])
+    clean = validate_common(
+        JobSpec(spec.kind, spec.action, inputs, raw), slots, params, extra_param=extra_param
+    )
+    return clean, example

@@ -26,8 +26,8 @@ from workers.kinds.base import (
     Output,
     Param,
     Step,
-    coerce_param,
     validate_common,
+    validate_with_example,
 )
 from workers.kinds.sleap_parse import (
     BarUpdate,
@@ -44,7 +44,6 @@ from workers.kinds.sleap_parse import (
     parse_gui_line,
     parse_log_header,
     parse_log_row,
-    source_name,
 )
 from workers.kinds.sleap_plan import (
     CHECKPOINT,
@@ -64,6 +63,7 @@ from workers.kinds.sleap_plan import (
 )
 from workers.logfile import tail_lines
 from workers.progress import estimate_eta
+from workers.sources import local_file_name
 
 EXAMPLE = "example"
 TRAIN_SUFFIXES = (".slp", ".zip")
@@ -156,16 +156,8 @@ training from its last epoch, and models already finished are not trained again.
 shows one frame with the skeleton drawn."""
 
 
-def _example_requested(spec: JobSpec) -> bool:
-    raw = spec.params.get(EXAMPLE, False)
-    try:
-        return bool(coerce_param(EXAMPLE, TRAIN_PARAMS[EXAMPLE], raw))
-    except SpecError:
-        return False
-
-
 def _check_suffix(slot: str, text: str, allowed: tuple[str, ...], what: str) -> None:
-    name = source_name(text)
+    name = local_file_name(text)
     if name is None:
         return
     suffix = file_suffix(name)
@@ -199,15 +191,8 @@ class SleapKind:
             if frames is not None and (problem := check_frames(str(frames))):
                 raise SpecError("params.frames", problem)
             return clean
-        inputs, params = dict(spec.inputs), dict(spec.params)
-        if inputs.get("input", "").strip().lower() == EXAMPLE:
-            del inputs["input"]
-            params[EXAMPLE] = True
-        spec = JobSpec(spec.kind, spec.action, inputs, params)
-        example = _example_requested(spec)
-        slots = (InputSlot("input", TRAIN_INPUTS[0].help, required=False), TRAIN_INPUTS[1])
-        clean = validate_common(
-            spec, slots if example else TRAIN_INPUTS, TRAIN_PARAMS, extra_param=looks_like_override
+        clean, example = validate_with_example(
+            spec, TRAIN_INPUTS, TRAIN_PARAMS, extra_param=looks_like_override
         )
         self._check_training(clean, example)
         return clean
@@ -230,7 +215,7 @@ class SleapKind:
             _check_suffix(
                 "config", spec.inputs["config"], CONFIG_SUFFIXES, "a .yaml or .json config"
             )
-        name = source_name(spec.inputs["input"]) or ""
+        name = local_file_name(spec.inputs["input"]) or ""
         if spec.params.get("infer") and file_suffix(name) == ".slp":
             raise SpecError(
                 "params.infer",

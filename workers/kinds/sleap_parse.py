@@ -85,17 +85,6 @@ def check_run_name(text: str) -> str | None:
     return "may use letters, digits and . _ - = + only (up to 100 characters)"
 
 
-def source_name(text: str) -> str | None:
-    """The file name in a local path or upload source, or None for links and job ids."""
-    text = text.strip()
-    if text.startswith("upload:"):
-        return text[len("upload:") :].rsplit("/", 1)[-1]
-    if re.match(r"^[A-Za-z][\w+.-]*:", text) or text.startswith("#") or text.isdigit():
-        return None
-    name = text.rstrip("/").rsplit("/", 1)[-1]
-    return name or None
-
-
 def file_suffix(name: str) -> str:
     """``proj.pkg.slp`` -> ``.slp``; ``data`` -> ``''`` (lower case)."""
     dot = name.rfind(".")

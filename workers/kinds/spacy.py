@@ -25,8 +25,8 @@ from workers.kinds.base import (
     Output,
     Param,
     Step,
-    coerce_param,
     validate_common,
+    validate_with_example,
 )
 from workers.kinds.spacy_progress import (
     InferenceProgress,
@@ -58,6 +58,7 @@ from workers.kinds.spacy_report import (
     read_training_log,
     training_summary,
 )
+from workers.sources import local_file_name
 
 TOOLS_MODULE = "workers.kinds.spacy_tools"
 CLI_MODULE = "workers.kinds.spacy_train"
@@ -140,35 +141,11 @@ def check_gpu_value(value: ParamValue | None) -> None:
         raise SpecError("params.gpu", f"must be auto, cpu or a GPU number, got {value!r}")
 
 
-def _local_name(source: str) -> str | None:
-    """The file name of a path or upload source; None for URLs, Drive links and job ids."""
-    text = source.strip()
-    if text.startswith("upload:"):
-        return text[len("upload:") :]
-    if re.match(r"^(?:[a-z][a-z0-9+.-]+:|#\d|job:)", text, flags=re.IGNORECASE):
-        return None
-    return PurePosixPath(text).name
-
-
 def _validate_train(spec: JobSpec) -> JobSpec:
-    inputs = dict(spec.inputs)
-    params = dict(spec.params)
-    if inputs.get("config", "").strip().lower() == "example":
-        del inputs["config"]
-        params.setdefault("example", True)
-    example = "example" in params and coerce_param(
-        "example", TRAIN_PARAMS["example"], params["example"]
+    clean, example = validate_with_example(
+        spec, TRAIN_INPUTS, TRAIN_PARAMS, extra_param=is_override_key
     )
-    slots = TRAIN_INPUTS
-    if example:
-        slots = (InputSlot("config", TRAIN_INPUTS[0].help, False), *TRAIN_INPUTS[1:])
-    clean = validate_common(
-        JobSpec(spec.kind, spec.action, inputs, params),
-        slots,
-        TRAIN_PARAMS,
-        extra_param=is_override_key,
-    )
-    if clean.params.get("example") and set(clean.inputs) & {"config", "train", "dev"}:
+    if example and set(clean.inputs) & {"config", "train", "dev"}:
         raise SpecError("inputs", "the example brings its own config and data; give no inputs")
     check_gpu_value(clean.params.get("gpu"))
     for key, value in clean.params.items():
@@ -180,7 +157,7 @@ def _validate_train(spec: JobSpec) -> JobSpec:
             raise SpecError(f"params.{key}", f"give either {key} or {SAME_AS_PARAM[key]}")
         if str(value).startswith("--"):
             raise SpecError(f"params.{key}", "a value may not start with --")
-    name = _local_name(clean.inputs.get("config", ""))
+    name = local_file_name(clean.inputs.get("config", ""))
     if name is not None and name.lower().endswith(".cfg"):
         for slot in ("train", "dev"):
             if slot not in clean.inputs:
@@ -195,7 +172,7 @@ def _validate_train(spec: JobSpec) -> JobSpec:
 def _validate_infer(spec: JobSpec) -> JobSpec:
     clean = validate_common(spec, INFER_INPUTS, INFER_PARAMS)
     check_gpu_value(clean.params.get("gpu"))
-    name = _local_name(clean.inputs.get("texts", ""))
+    name = local_file_name(clean.inputs.get("texts", ""))
     suffix = PurePosixPath(name).suffix.lower() if name else ""
     if suffix and suffix not in TEXT_SUFFIXES and suffix != ".zip":
         raise SpecError("inputs.texts", f"must be a .txt, .jsonl or .spacy file, got {name}")

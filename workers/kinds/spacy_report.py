@@ -32,6 +32,11 @@ DEFAULT_SCORE_KEYS = (
 
 FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
     (
+        re.compile(r"Generating wheels requires 'build' or 'wheel'"),
+        "package=yes builds a wheel, which needs the 'wheel' package: pip install wheel "
+        '(it comes with "colabot[spacy]")',
+    ),
+    (
         re.compile(r"No module named '(spacy|weasel|confection|thinc|srsly)[.']"),
         'spaCy is not installed where jobs run ({0} is missing): pip install "colabot[spacy]"',
     ),

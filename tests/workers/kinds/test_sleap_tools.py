@@ -25,9 +25,9 @@ from workers.kinds.sleap_parse import (
     parse_log,
     parse_log_header,
     parse_log_row,
-    source_name,
 )
 from workers.kinds.sleap_plan import ModelPlan, Plan, PredictPlan
+from workers.sources import local_file_name
 
 HEADER = "epoch,train/loss,val/loss,learning_rate,train/time,val/time,train/confmaps/head"
 LOG = f"""{HEADER}
@@ -283,9 +283,9 @@ def test_override_keys(key: str, problem: str | None) -> None:
 def test_frames_and_source_names() -> None:
     assert check_frames("0-99") is None and check_frames("1,5,9") is None
     assert check_frames("1-3,5") is not None and check_frames("9-2") is not None
-    assert source_name("upload:proj.slp") == "proj.slp"
-    assert source_name("data/proj.pkg.slp") == "proj.pkg.slp"
-    assert source_name("https://x/y.slp") is None and source_name("job:3") is None
+    assert local_file_name("upload:proj.slp") == "proj.slp"
+    assert local_file_name("data/proj.pkg.slp") == "proj.pkg.slp"
+    assert local_file_name("https://x/y.slp") is None and local_file_name("job:3") is None
 
 
 def test_the_plan_round_trips_through_json() -> None:

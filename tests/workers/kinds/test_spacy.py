@@ -593,6 +593,10 @@ def test_epoch_based_training_counts_epochs() -> None:
 
 
 TAILS = {
+    "wheel": [
+        "Generating wheels requires 'build' or 'wheel' (deprecated) to be installed",
+        "pip install build",
+    ],
     "cupy": ["Traceback ...", "ValueError: Cannot use GPU, CuPy is not installed"],
     "oom": ["cupy.cuda.memory.OutOfMemoryError: Out of memory allocating 1,024 bytes"],
     "garbage": [
@@ -660,6 +664,7 @@ TAILS = {
         ("prepare", "the config c.cfg does not parse: oops"),
         ("other", "KeyError: 'ner'"),
         ("no-spacy", "spaCy is not installed where jobs run (spacy is missing)"),
+        ("wheel", "package=yes builds a wheel, which needs the 'wheel' package"),
     ],
 )
 def test_failures_are_named_from_the_last_lines(case: str, expected: str) -> None:
