@@ -43,6 +43,16 @@ def _flood(megabytes: float) -> None:
     out.flush()
 
 
+def _save_checkpoint(folder: Path, step: int) -> None:
+    """Write the new checkpoint whole, then drop older ones: one is always there to copy."""
+    tmp = folder / f".step-{step}.json.tmp"
+    tmp.write_text(json.dumps({"step": step}))
+    tmp.replace(folder / f"step-{step}.json")
+    for old in folder.glob("step-*.json"):
+        if old.name != f"step-{step}.json":
+            old.unlink()
+
+
 def _resume_step(checkpoint: Path | None) -> int:
     if checkpoint is None:
         return 0
@@ -84,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = round(1.0 / (step + 1), 4)
         print(f"progress {step}/{args.steps} loss={loss}", flush=True)
         if args.mode == "train":
-            for old in checkpoints.glob("step-*.json"):
-                old.unlink()
-            (checkpoints / f"step-{step}.json").write_text(json.dumps({"step": step}))
+            _save_checkpoint(checkpoints, step)
 
     result: dict[str, object] = {
         "mode": args.mode,
