@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -281,11 +282,8 @@ class Keeper:
         saved = []
         async with self._sync_lock:
             for job in self.engine.running_jobs():
-                path = self.engine.checkpoint_of(job.id)
-                if path is None or not path.exists():
-                    continue
                 try:
-                    if await self._sync_one(job, path):
+                    if await self._sync_newest(job):
                         saved.append(job.id)
                 except (ColabotError, OSError) as exc:
                     log.warning("checkpoint of job %s not saved: %s", job.id, exc)
@@ -294,13 +292,17 @@ class Keeper:
             self.schedule_snapshot()
         return saved
 
-    async def _sync_one(self, job: Job, path: Path) -> bool:
-        signature = _signature(path)
-        if self.store.kv_get(f"checkpoint_signature:{job.id}") == signature:
-            return False
-        stable = await asyncio.to_thread(_stable_copy, path, self.engine.workdir(job.id) / "sync")
-        if stable is None:
-            return False
+    async def _sync_newest(self, job: Job) -> bool:
+        known = self.store.kv_get(f"checkpoint_signature:{job.id}")
+        copied = await asyncio.to_thread(
+            _copy_newest,
+            lambda: self.engine.checkpoint_of(job.id),
+            self.engine.workdir(job.id) / "sync",
+            known,
+        )
+        return copied is not None and await self._keep_copy(job, *copied)
+
+    async def _keep_copy(self, job: Job, stable: Path, signature: list[float]) -> bool:
         try:
             location = await asyncio.to_thread(self.results.sync_checkpoint, job.id, stable)
         finally:
@@ -351,6 +353,10 @@ class Keeper:
         return snapshot, lost
 
 
+_COPY_ATTEMPTS = 5
+_COPY_CHUNK = 8 * 1024 * 1024
+
+
 def _signature(path: Path) -> list[float]:
     """Size and modification time of a checkpoint (file, or newest file in a folder)."""
     if path.is_dir():
@@ -360,20 +366,66 @@ def _signature(path: Path) -> list[float]:
     return [stat.st_size, stat.st_mtime]
 
 
-def _stable_copy(path: Path, folder: Path) -> Path | None:
-    """Copy a checkpoint the trainer may be writing; None if it changed during the copy."""
-    before = _signature(path)
+_UNCHANGED = "unchanged"
+
+
+def _copy_newest(
+    find: Callable[[], Path | None], folder: Path, known: list[float] | None
+) -> tuple[Path, list[float]] | None:
+    """Copy the newest checkpoint ``find`` names, with its signature.
+
+    None when there is none, it is unchanged since ``known``, or it kept changing. Trainers
+    rotate checkpoints, so the one found can vanish before it is opened: then look again.
+    """
+    for attempt in range(_COPY_ATTEMPTS):
+        path = find()
+        if path is None:
+            return None
+        try:
+            copied = _stable_copy(path, folder, known)
+        except FileNotFoundError:
+            if attempt == _COPY_ATTEMPTS - 1:
+                raise
+            continue
+        if copied == _UNCHANGED:
+            return None
+        if isinstance(copied, tuple):
+            return copied
+    return None
+
+
+def _stable_copy(
+    path: Path, folder: Path, known: list[float] | None
+) -> tuple[Path, list[float]] | str | None:
+    """Copy a checkpoint the trainer may be writing, with its signature.
+
+    Returns ``_UNCHANGED`` when its signature is ``known``, and None when it changed during the
+    copy. A file is read through one open handle, so a trainer that replaces or deletes it
+    meanwhile cannot pull it away half-copied.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
     _remove(target)
     if path.is_dir():
+        before = _signature(path)
+        if before == known:
+            return _UNCHANGED
         shutil.copytree(path, target)
+        after = _signature(path)
     else:
-        shutil.copy2(path, target)
-    if _signature(path) != before:
+        with path.open("rb") as source:
+            stat = os.fstat(source.fileno())
+            before = [stat.st_size, stat.st_mtime]
+            if before == known:
+                return _UNCHANGED
+            with target.open("wb") as sink:
+                shutil.copyfileobj(source, sink, _COPY_CHUNK)
+            stat = os.fstat(source.fileno())
+            after = [stat.st_size, stat.st_mtime]
+    if after != before:
         _remove(target)
         return None
-    return target
+    return target, before
 
 
 def _remove(path: Path) -> None:

@@ -124,6 +124,28 @@ async def test_checkpoints_sync_only_when_they_change(
     await engine.cancel(job.id)
 
 
+async def test_a_checkpoint_rotated_while_syncing_is_found_again(
+    kept: tuple[Engine, Keeper],
+    results: LocalResults,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine, keeper = kept
+    steps: asyncio.Queue[int] = asyncio.Queue()
+    engine.on_progress(lambda j, p: steps.put_nowait(p.step or 0))
+    job = engine.submit(
+        JobSpec("selftest", Action.TRAIN, {}, {"steps": "100000", "delay": "0.001"})
+    )
+    saved = []
+    for _ in range(40):
+        await asyncio.wait_for(steps.get(), 20)
+        saved.append(await keeper.sync_checkpoints())
+    await engine.cancel(job.id)
+    assert saved.count([job.id]) >= 10, saved
+    assert "not saved" not in caplog.text
+    note = keeper.checkpoint_note(job.id)
+    assert note is not None and (results.root / note.location).exists()
+
+
 async def test_a_new_runtime_carries_over_the_previous_ones_jobs(
     tmp_path: Path,
     results: LocalResults,
