@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import statistics
 import subprocess
@@ -24,9 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.colabot_process import colabot_env
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
-
-TOKEN = "123456:BENCHtokenBENCHtokenBENCH"
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -88,16 +86,7 @@ async def main_async(commands: int, flood_mb: int) -> None:
         emu = BotApiEmulator(home / "telegram")
         await emu.start()
         emu.add_chat(DEFAULT_USER_ID)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-        env.update(
-            HOME=str(home),
-            COLABOT_TELEGRAM_TOKEN=TOKEN,
-            COLABOT_TELEGRAM_API_URL=emu.url,
-            COLABOT_TELEGRAM_ALLOWED_USERS=str(DEFAULT_USER_ID),
-            COLABOT_WORKER_DATA_DIR=str(home / "data"),
-            COLABOT_RESULTS_DIR=str(home / "results"),
-            COLABOT_WORKER_MAX_PARALLEL_JOBS="2",
-        )
+        env = colabot_env(home, emu.url, COLABOT_WORKER_MAX_PARALLEL_JOBS="2")
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
             env=env,

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from bench.colabot_process import TOKEN
 from bot.config import (
     Config,
     DriveConfig,
@@ -27,8 +28,6 @@ from bot.config import (
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
 from bot.service import Colabot
 from tests.loopback.drive_server import DriveServer
-
-TOKEN = "123456:BENCHtokenBENCHtokenBENCH"
 
 
 async def measure(config: Config, emu: BotApiEmulator, jobs: int) -> list[float]:

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import psutil
 
+from bench.colabot_process import colabot_env
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
 from workers.kinds.sleap import STEP_ENV
 
-TOKEN = "123456:BENCHtokenBENCHtokenBENCH"
 SAMPLE_S = 0.02
 
 
@@ -149,16 +149,7 @@ def make_data(folder: Path) -> Path:
 
 def start_colabot(home: Path, emu: BotApiEmulator, inputs: Path) -> subprocess.Popen[bytes]:
     """``colabot run`` as its own process, pointed at the emulator."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-    env.update(
-        HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
-        COLABOT_TELEGRAM_API_URL=emu.url,
-        COLABOT_TELEGRAM_ALLOWED_USERS=str(DEFAULT_USER_ID),
-        COLABOT_WORKER_DATA_DIR=str(home / "data"),
-        COLABOT_WORKER_INPUT_ROOTS=str(inputs),
-        COLABOT_RESULTS_DIR=str(home / "results"),
-    )
+    env = colabot_env(home, emu.url, COLABOT_WORKER_INPUT_ROOTS=str(inputs))
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run"],
         env=env,

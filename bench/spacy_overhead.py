@@ -26,10 +26,9 @@ from pathlib import Path
 
 import psutil
 
+from bench.colabot_process import colabot_env
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
 from workers.archives import zip_folder
-
-TOKEN = "123456:BENCHtokenBENCHtokenBENCH"
 
 
 def write_corpus(dest: Path, steps: int) -> dict[str, Path]:
@@ -139,21 +138,6 @@ async def run_colabot(emu: BotApiEmulator, files: dict[str, Path], job_id: int) 
     return time.perf_counter() - started
 
 
-def colabot_env(home: Path, emu: BotApiEmulator) -> dict[str, str]:
-    """The environment of the colabot process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-    env.update(
-        HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
-        COLABOT_TELEGRAM_API_URL=emu.url,
-        COLABOT_TELEGRAM_ALLOWED_USERS=str(DEFAULT_USER_ID),
-        COLABOT_WORKER_DATA_DIR=str(home / "data"),
-        COLABOT_WORKER_INPUT_ROOTS=str(home),
-        COLABOT_RESULTS_DIR=str(home / "results"),
-    )
-    return env
-
-
 async def measure(rounds: int, steps: int) -> None:
     """Run the rounds and print the figures."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +148,7 @@ async def measure(rounds: int, steps: int) -> None:
         emu.add_chat(DEFAULT_USER_ID)
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
-            env=colabot_env(home, emu),
+            env=colabot_env(home, emu.url, COLABOT_WORKER_INPUT_ROOTS=str(home)),
             cwd=home,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
