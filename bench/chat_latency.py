@@ -19,18 +19,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import psutil
 
 from bench.colabot_process import colabot_env
-from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
+from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 
 
 def percentile(values: list[float], fraction: float) -> float:
     """The value below which ``fraction`` of the values fall."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def replies_to(message_id: int, event: BotEvent) -> bool:
+    """Whether ``event`` is the bot's reply to message ``message_id``."""
+    replied = (event.message or {}).get("reply_to_message") or {}
+    return bool(replied.get("message_id") == message_id)
 
 
 async def round_trips(emu: BotApiEmulator, count: int) -> list[float]:
@@ -41,9 +48,7 @@ async def round_trips(emu: BotApiEmulator, count: int) -> list[float]:
         started = time.perf_counter()
         sent = await emu.send_text(text, user_id=DEFAULT_USER_ID)
         await emu.wait_for(
-            lambda e, mid=sent["message_id"]: (
-                ((e.message or {}).get("reply_to_message") or {}).get("message_id") == mid
-            ),
+            partial(replies_to, sent["message_id"]),
             kind="message",
             timeout=30,
         )

@@ -84,7 +84,7 @@ def test_defaults_need_no_file() -> None:
         ({"worker": []}, "worker", "must be a table"),
     ],
 )
-def test_errors_name_the_key(data: dict, key: str, problem: str) -> None:
+def test_errors_name_the_key(data: dict[str, object], key: str, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data, {})
     assert caught.value.key == key

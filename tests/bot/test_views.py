@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from bot import views
 from bot.runtime import GpuInfo, MachineFacts, RuntimeClock
 from workers.jobs import Action, Job, JobSpec, JobState, Link, Progress
@@ -10,16 +13,15 @@ from workers.kinds import default_registry
 NOW = 1_000_000.0
 
 
-def job(state: JobState, **extra: object) -> Job:
-    fields: dict = {
-        "id": 7,
-        "spec": JobSpec("selftest", Action.TRAIN, {"input": "a<b>.txt"}, {"steps": 3}),
-        "state": state,
-        "created_at": NOW - 100,
-        "started_at": NOW - 90 if state is not JobState.QUEUED else None,
-    }
-    fields.update(extra)
-    return Job(**fields)
+def job(state: JobState, **extra: Any) -> Job:
+    base = Job(
+        id=7,
+        spec=JobSpec("selftest", Action.TRAIN, {"input": "a<b>.txt"}, {"steps": 3}),
+        state=state,
+        created_at=NOW - 100,
+        started_at=NOW - 90 if state is not JobState.QUEUED else None,
+    )
+    return dataclasses.replace(base, **extra)
 
 
 def labels(view: views.View) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,7 @@ def results(tmp_path: Path) -> LocalResults:
 @pytest.fixture
 async def kept(
     engine_settings: EngineSettings, store: Store, results: LocalResults
-) -> tuple[Engine, Keeper]:
+) -> AsyncIterator[tuple[Engine, Keeper]]:
     engine = Engine(engine_settings, store, default_registry(), results=results)
     keeper = Keeper(engine, results, snapshot_delay_s=0.05)
     await engine.start()

@@ -40,7 +40,7 @@ def _write(path: Path, size: int) -> bytes:
 
 def _client(settings: DriveSettings, **changes: object) -> DriveClient:
     values = {**settings.__dict__, **changes}
-    return DriveClient(DriveSettings(**values))  # type: ignore[arg-type]
+    return DriveClient(DriveSettings(**values))
 
 
 class Recorder:
@@ -575,8 +575,9 @@ def test_upload_resumes_after_a_connection_broken_mid_chunk(
     assert puts[dropped].received_bytes == 300_000
     # The client asks where to resume and goes on from the byte the server acknowledged.
     assert _is_status_query(puts[dropped + 1])
-    assert puts[dropped + 2].content_range is not None
-    assert puts[dropped + 2].content_range.startswith(f"bytes {MIB + 300_000}-")
+    content_range = puts[dropped + 2].content_range
+    assert content_range is not None
+    assert content_range.startswith(f"bytes {MIB + 300_000}-")
     resent = drive_server.upload_bytes_received(uploaded.id) - size
     assert 0 <= resent <= drive_client.settings.chunk_bytes
     progress.assert_monotonic_to(size)

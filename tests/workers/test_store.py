@@ -138,5 +138,6 @@ def test_list_jobs_newest_first_and_by_state(store: Store) -> None:
     store.transition(ids[1], JobState.RUNNING)
     assert [j.id for j in store.list_jobs()] == ids[::-1]
     assert [j.id for j in store.list_jobs(states=[JobState.RUNNING])] == [ids[1]]
-    assert store.next_queued().id == ids[0]
-    assert store.next_queued(exclude=[ids[0]]).id == ids[2]
+    first, third = store.next_queued(), store.next_queued(exclude=[ids[0]])
+    assert first is not None and first.id == ids[0]
+    assert third is not None and third.id == ids[2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from workers.errors import SpecError
@@ -130,7 +132,7 @@ def test_predict_progress() -> None:
     assert tracker.parse("output", '{"error": true, "type": "E", "message": "m"}') is None
 
 
-JOBS = {
+JOBS: dict[str, list[dict[str, Any]]] = {
     "training": [
         {"cfg": "centroid.yaml", "run_path": "models/t.centroid.n=6", "train_labels": "p.pkg.slp"},
         {"cfg": "ci.yaml", "run_path": "models/t.ci.n=6", "train_labels": "p.pkg.slp"},

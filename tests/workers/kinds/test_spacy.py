@@ -677,7 +677,7 @@ def test_unknown_failures_are_left_to_the_engine() -> None:
 
 
 def test_training_summary_names_the_main_scores_and_the_best_step() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"event": "setup", "pipeline": ["tok2vec", "ner"], "score_weights": {"ents_f": 1.0}},
         {"event": "eval", "step": 0, "epoch": 0, "best_step": 0},
         {"event": "eval", "step": 60, "epoch": 9, "best_step": 40},

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -331,7 +333,7 @@ def test_asset_problems(tmp_path: Path) -> None:
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "ok.txt").write_text("hello")
     (tmp_path / "assets" / "changed.txt").write_text("hello")
-    assets = [
+    assets: list[Mapping[str, Any]] = [
         {"dest": "assets/ok.txt", "checksum": "5d41402abc4b2a76b9719d911017c592"},
         {"dest": "assets/changed.txt", "checksum": "0" * 32},
         {"dest": "assets/web.zip", "url": "https://example.org/web.zip"},
