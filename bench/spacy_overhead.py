@@ -29,30 +29,14 @@ import psutil
 from bench.colabot_process import colabot_env
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
 from workers.archives import zip_folder
+from workers.kinds.spacy_example import write_corpus
 
 
-def write_corpus(dest: Path, steps: int) -> dict[str, Path]:
+def write_bench_corpus(dest: Path, steps: int) -> dict[str, Path]:
     """A small NER corpus and a blank-English config that trains it for ``steps`` steps."""
-    import spacy
-    from spacy.cli.init_config import init_config
-    from spacy.tokens import DocBin
-
-    from workers.kinds.spacy_example import example_sentences
-
-    dest.mkdir(parents=True, exist_ok=True)
-    nlp = spacy.blank("en")
-    for name, count, seed in (("train", 200, 1), ("dev", 50, 2)):
-        docbin = DocBin()
-        for sentence in example_sentences(count, seed):
-            doc = nlp.make_doc(sentence.text)
-            spans = [doc.char_span(s, e, label=label) for s, e, label in sentence.entities]
-            doc.ents = [span for span in spans if span is not None]
-            docbin.add(doc)
-        docbin.to_disk(dest / f"{name}.spacy")
-    config = init_config(lang="en", pipeline=["ner"], optimize="efficiency")
-    config["training"]["max_steps"] = steps
-    config["training"]["eval_frequency"] = max(1, steps // 4)
-    config.to_disk(dest / "config.cfg")
+    write_corpus(
+        dest, sizes=(200, 50), pipeline=["ner"], max_steps=steps, eval_frequency=max(1, steps // 4)
+    )
     return {
         name: dest / f"{name}.{ext}"
         for name, ext in (("config", "cfg"), ("train", "spacy"), ("dev", "spacy"))
@@ -142,7 +126,7 @@ async def measure(rounds: int, steps: int) -> None:
     """Run the rounds and print the figures."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        files = write_corpus(home / "corpus", steps)
+        files = write_bench_corpus(home / "corpus", steps)
         emu = BotApiEmulator(home / "telegram")
         await emu.start()
         emu.add_chat(DEFAULT_USER_ID)

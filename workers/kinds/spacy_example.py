@@ -68,15 +68,27 @@ def example_sentences(count: int, seed: int) -> list[ExampleSentence]:
     return sentences
 
 
-def make_example(dest: Path) -> Path:
-    """Write a small NER + text classification dataset, its config and sample texts."""
+def write_corpus(
+    dest: Path,
+    *,
+    sizes: tuple[int, int],
+    pipeline: list[str],
+    max_steps: int,
+    eval_frequency: int,
+) -> None:
+    """Write ``train.spacy`` and ``dev.spacy`` of generated sentences (``sizes`` of each) and a
+    blank-English ``config.cfg`` for ``pipeline`` that trains on them for ``max_steps`` steps.
+
+    Docs carry their entities, and their liked/disliked category when the pipeline has a textcat.
+    """
     import spacy
     from spacy.cli.init_config import init_config
     from spacy.tokens import DocBin
 
     dest.mkdir(parents=True, exist_ok=True)
     nlp = spacy.blank("en")
-    for name, count, seed in (("train", 150, 1), ("dev", 40, 2)):
+    categories = "textcat" in pipeline
+    for name, count, seed in (("train", sizes[0], 1), ("dev", sizes[1], 2)):
         docbin = DocBin()
         for sentence in example_sentences(count, seed):
             doc = nlp.make_doc(sentence.text)
@@ -85,15 +97,27 @@ def make_example(dest: Path) -> Path:
                 for start, end, label in sentence.entities
             ]
             doc.ents = [span for span in spans if span is not None]
-            doc.cats = {
-                "POSITIVE": float(sentence.positive),
-                "NEGATIVE": float(not sentence.positive),
-            }
+            if categories:
+                doc.cats = {
+                    "POSITIVE": float(sentence.positive),
+                    "NEGATIVE": float(not sentence.positive),
+                }
             docbin.add(doc)
         docbin.to_disk(dest / f"{name}.spacy")
-    config = init_config(lang="en", pipeline=["ner", "textcat"], optimize="efficiency")
-    config["training"]["max_steps"] = EXAMPLE_STEPS
-    config["training"]["eval_frequency"] = EXAMPLE_EVAL_FREQUENCY
+    config = init_config(lang="en", pipeline=pipeline, optimize="efficiency")
+    config["training"]["max_steps"] = max_steps
+    config["training"]["eval_frequency"] = eval_frequency
     config.to_disk(dest / "config.cfg")
+
+
+def make_example(dest: Path) -> Path:
+    """Write a small NER + text classification dataset, its config and sample texts."""
+    write_corpus(
+        dest,
+        sizes=(150, 40),
+        pipeline=["ner", "textcat"],
+        max_steps=EXAMPLE_STEPS,
+        eval_frequency=EXAMPLE_EVAL_FREQUENCY,
+    )
     (dest / "texts.txt").write_text("\n".join(SAMPLE_TEXTS) + "\n", encoding="utf-8")
     return dest

@@ -40,29 +40,18 @@ class SpacyCorpus:
 def write_spacy_corpus(dest: Path, *, max_steps: int = 20, eval_frequency: int = 10) -> SpacyCorpus:
     """Write a small NER dataset, a config that trains it quickly and sample texts."""
     import spacy
-    from spacy.cli.init_config import init_config
     from spacy.tokens import DocBin
 
-    from workers.kinds.spacy_example import example_sentences
+    from workers.kinds.spacy_example import write_corpus
 
-    dest.mkdir(parents=True, exist_ok=True)
-    nlp = spacy.blank("en")
-    for name, count, seed in (("train", 40, 1), ("dev", 12, 2)):
-        docbin = DocBin()
-        for sentence in example_sentences(count, seed):
-            doc = nlp.make_doc(sentence.text)
-            spans = [doc.char_span(s, e, label=lab) for s, e, lab in sentence.entities]
-            doc.ents = [span for span in spans if span is not None]
-            docbin.add(doc)
-        docbin.to_disk(dest / f"{name}.spacy")
-    config = init_config(lang="en", pipeline=["ner"], optimize="efficiency")
-    config["training"]["max_steps"] = max_steps
-    config["training"]["eval_frequency"] = eval_frequency
-    config.to_disk(dest / "config.cfg")
+    write_corpus(
+        dest, sizes=(40, 12), pipeline=["ner"], max_steps=max_steps, eval_frequency=eval_frequency
+    )
     (dest / "texts.txt").write_text("\n".join(SPACY_TEXTS) + "\n\n", encoding="utf-8")
     with (dest / "texts.jsonl").open("w", encoding="utf-8") as handle:
         for i, text in enumerate(SPACY_TEXTS):
             handle.write(json.dumps({"id": f"doc-{i}", "text": text, "extra": i}) + "\n")
+    nlp = spacy.blank("en")
     texts = DocBin()
     for text in SPACY_TEXTS:
         texts.add(nlp.make_doc(text))
