@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from workers.engine import Engine
 from workers.errors import ColabotError
@@ -357,16 +357,20 @@ _COPY_ATTEMPTS = 5
 _COPY_CHUNK = 8 * 1024 * 1024
 
 
-def _signature(path: Path) -> list[float]:
-    """Size and modification time of a checkpoint (file, or newest file in a folder)."""
-    if path.is_dir():
-        stats = [p.stat() for p in path.rglob("*") if p.is_file()]
-        return [sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)]
-    stat = path.stat()
+def _folder_signature(path: Path) -> list[float]:
+    """Total size and newest modification time of the files in a checkpoint folder."""
+    stats = [p.stat() for p in path.rglob("*") if p.is_file()]
+    return [sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)]
+
+
+def _handle_signature(handle: BinaryIO) -> list[float]:
+    """Size and modification time of an open checkpoint file."""
+    stat = os.fstat(handle.fileno())
     return [stat.st_size, stat.st_mtime]
 
 
-_UNCHANGED = "unchanged"
+class _ChangedDuringCopy(Exception):
+    """The trainer wrote to a checkpoint while it was being copied."""
 
 
 def _copy_newest(
@@ -382,49 +386,43 @@ def _copy_newest(
         if path is None:
             return None
         try:
-            copied = _stable_copy(path, folder, known)
+            return _stable_copy(path, folder, known)
+        except _ChangedDuringCopy:
+            continue
         except FileNotFoundError:
             if attempt == _COPY_ATTEMPTS - 1:
                 raise
-            continue
-        if copied == _UNCHANGED:
-            return None
-        if isinstance(copied, tuple):
-            return copied
     return None
 
 
 def _stable_copy(
     path: Path, folder: Path, known: list[float] | None
-) -> tuple[Path, list[float]] | str | None:
-    """Copy a checkpoint the trainer may be writing, with its signature.
+) -> tuple[Path, list[float]] | None:
+    """Copy a checkpoint the trainer may be writing, with its signature; None if it is ``known``.
 
-    Returns ``_UNCHANGED`` when its signature is ``known``, and None when it changed during the
-    copy. A file is read through one open handle, so a trainer that replaces or deletes it
-    meanwhile cannot pull it away half-copied.
+    A file is read through one open handle, so a trainer that replaces or deletes it meanwhile
+    cannot pull it away half-copied. Raises ``_ChangedDuringCopy`` if it changed all the same.
     """
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
     _remove(target)
     if path.is_dir():
-        before = _signature(path)
+        before = _folder_signature(path)
         if before == known:
-            return _UNCHANGED
+            return None
         shutil.copytree(path, target)
-        after = _signature(path)
+        after = _folder_signature(path)
     else:
         with path.open("rb") as source:
-            stat = os.fstat(source.fileno())
-            before = [stat.st_size, stat.st_mtime]
+            before = _handle_signature(source)
             if before == known:
-                return _UNCHANGED
+                return None
             with target.open("wb") as sink:
                 shutil.copyfileobj(source, sink, _COPY_CHUNK)
-            stat = os.fstat(source.fileno())
-            after = [stat.st_size, stat.st_mtime]
+            after = _handle_signature(source)
     if after != before:
         _remove(target)
-        return None
+        raise _ChangedDuringCopy(path)
     return target, before
 
 
