@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -151,6 +152,15 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def set_aside(folder: Path, work: Path, tag: str) -> None:
+    """Move ``folder`` to ``work/stale/<name>.<tag>``, replacing whatever was set aside there."""
+    target = work / "stale" / f"{folder.name}.{tag}"
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder.replace(target)
 
 
 def load_request(path: Path) -> Request:

@@ -30,6 +30,7 @@ from workers.kinds.sleap_plan import (
     Plan,
     PredictPlan,
     Request,
+    set_aside,
 )
 
 if TYPE_CHECKING:
@@ -308,11 +309,7 @@ def link_or_copy(source: Path, dest: Path) -> Path:
 def _move_aside(folder: Path, work: Path, attempt: int) -> None:
     """Move an old run folder out of the way (sleap-nn would otherwise pick a new name)."""
     if folder.exists():
-        target = work / "stale" / f"{folder.name}.attempt-{attempt}"
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        folder.replace(target)
+        set_aside(folder, work, f"attempt-{attempt}")
 
 
 def _history_text(saved: Path) -> str:

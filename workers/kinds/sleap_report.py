@@ -17,6 +17,7 @@ from workers.kinds.sleap_plan import (
     Plan,
     Result,
     load_result,
+    set_aside,
     write_json,
 )
 
@@ -56,11 +57,7 @@ def settle_model(model: ModelPlan, work: Path) -> list[EpochRow]:
             shutil.copy2(best, run_dir / "best.ckpt")
     if run_dir.resolve() != final.resolve() and run_dir.is_dir():
         if final.exists():
-            stale = work / "stale" / f"{final.name}.replaced"
-            if stale.exists():
-                shutil.rmtree(stale)
-            stale.parent.mkdir(parents=True, exist_ok=True)
-            final.replace(stale)
+            set_aside(final, work, "replaced")
         final.parent.mkdir(parents=True, exist_ok=True)
         run_dir.replace(final)
     if text:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from workers.errors import ArchiveError
 from workers.kinds.sleap_labels import ToolError
-from workers.kinds.sleap_plan import PLAN, REQUEST, load_plan, load_request, write_json
+from workers.kinds.sleap_plan import PLAN, REQUEST, Plan, load_plan, load_request, write_json
 
 ERROR_PREFIX = "sleap_tools: error: "
 
@@ -35,13 +35,18 @@ def prepare(work: Path) -> int:
     return 0
 
 
+def _planned(work: Path) -> Plan:
+    plan = load_plan(work)
+    if plan is None:
+        raise ToolError("the job's plan is missing (the prepare step did not finish)")
+    return plan
+
+
 def finish_training(work: Path) -> int:
     """Settle models, draw the loss curve and record the outputs."""
     from workers.kinds.sleap_report import finish_training as finish
 
-    plan = load_plan(work)
-    if plan is None:
-        raise ToolError("the job's plan is missing (the prepare step did not finish)")
+    plan = _planned(work)
     result = finish(plan, work, work.parent / "outputs")
     print(result.summary, flush=True)
     return 0
@@ -51,9 +56,7 @@ def export(work: Path) -> int:
     """Export predictions and draw the preview."""
     from workers.kinds.sleap_report import export_predictions
 
-    plan = load_plan(work)
-    if plan is None:
-        raise ToolError("the job's plan is missing (the prepare step did not finish)")
+    plan = _planned(work)
     result = export_predictions(plan, work)
     print(result.summary, flush=True)
     return 0
