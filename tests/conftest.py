@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.workers.kinds.conftest import SpacyCorpus, train_spacy_directly, write_spacy_corpus
 
 if TYPE_CHECKING:
     from tests.loopback.drive_server import DriveServer
@@ -79,3 +83,39 @@ async def http_server() -> AsyncIterator[HttpServer]:
     await server.start()
     yield server
     await server.stop()
+
+
+# ----------------------------------------------------------------------------- job kinds' data
+# Written once per session and shared by the kinds' own tests and the chat tests. The
+# frameworks load only in the helpers' subprocesses (or inside spaCy's own helpers).
+
+
+@pytest.fixture(scope="session")
+def spacy_corpus(tmp_path_factory: pytest.TempPathFactory) -> SpacyCorpus:
+    """The spaCy test corpus, written once per session."""
+    return write_spacy_corpus(tmp_path_factory.mktemp("spacy-corpus"))
+
+
+@pytest.fixture(scope="session")
+def spacy_model(spacy_corpus: SpacyCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline trained once per session on the test corpus (its model-best folder)."""
+    return train_spacy_directly(spacy_corpus, tmp_path_factory.mktemp("spacy-model") / "out")
+
+
+@pytest.fixture(scope="session")
+def sleap_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Paths of the generated SLEAP test data, by name (see ``make_test_data``)."""
+    folder = tmp_path_factory.mktemp("sleap-data")
+    out = subprocess.run(
+        [sys.executable, "-m", "workers.kinds.sleap_tools", "make-data", str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    paths = {}
+    for line in out.stdout.splitlines():
+        name, _, path = line.partition(": ")
+        paths[name] = Path(path)
+    return paths

@@ -21,12 +21,18 @@ class ExtractLimits:
     max_ratio: float = 200.0
 
 
+MAX_NAME_BYTES = 255
+
+
 def _member_target(archive: str, name: str, dest: Path) -> Path:
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or (pure.parts and pure.parts[0].endswith(":")):
         raise ArchiveError(archive, f"entry {name!r} has an absolute path")
     if ".." in pure.parts:
         raise ArchiveError(archive, f"entry {name!r} points outside the archive folder")
+    if "\x00" in name or any(len(part.encode()) > MAX_NAME_BYTES for part in pure.parts):
+        shown = name[:60] + "…" if len(name) > 60 else name
+        raise ArchiveError(archive, f"entry {shown!r} has a name no file system accepts")
     target = dest.joinpath(*[p for p in pure.parts if p not in ("", ".")])
     if not target.resolve().is_relative_to(dest.resolve()):
         raise ArchiveError(archive, f"entry {name!r} points outside the archive folder")
@@ -47,8 +53,17 @@ def check_zip(path: Path, dest: Path, limits: ExtractLimits) -> list[zipfile.Zip
     if len(infos) > limits.max_files:
         raise ArchiveError(name, f"has {len(infos)} entries; the limit is {limits.max_files}")
     total = 0
+    files: set[PurePosixPath] = set()
+    folders: set[PurePosixPath] = set()
     for info in infos:
-        _member_target(name, info.filename, dest)
+        target = _member_target(name, info.filename, dest)
+        relative = PurePosixPath(target.relative_to(dest).as_posix())
+        parents = set(relative.parents) - {PurePosixPath(".")}
+        clash = (relative in folders) if not info.is_dir() else (relative in files)
+        if clash or parents & files:
+            raise ArchiveError(name, f"entry {info.filename!r} is both a file and a folder")
+        (folders if info.is_dir() else files).add(relative)
+        folders |= parents
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             raise ArchiveError(name, f"entry {info.filename!r} is a symbolic link")
@@ -88,10 +103,14 @@ def safe_extract(path: Path, dest: Path, limits: ExtractLimits | None = None) ->
                             raise ArchiveError(path.name, "unpacks to more than it claims")
                         out.write(block)
     except zipfile.BadZipFile as exc:
+        shutil.rmtree(dest, ignore_errors=True)
         raise ArchiveError(path.name, f"is corrupt: {exc}") from None
     except ArchiveError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    except OSError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise ArchiveError(path.name, f"cannot be unpacked: {exc.strerror or exc}") from None
     return dest
 
 

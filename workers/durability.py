@@ -25,6 +25,7 @@ from workers.engine import Engine
 from workers.errors import ColabotError
 from workers.jobs import Job, JobSpec, JobState, Link, Progress
 from workers.results.base import ResultsBackend
+from workers.sources import UPLOAD_PREFIX, is_plain_name
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +232,9 @@ class Keeper:
             return
         if job.state is JobState.QUEUED and job.attempt == 1:
             uploads = {
-                slot: value[len("upload:") :]
+                slot: value[len(UPLOAD_PREFIX) :]
                 for slot, value in job.spec.inputs.items()
-                if value.startswith("upload:")
+                if value.startswith(UPLOAD_PREFIX)
             }
             if uploads:
                 self._spawn(self.keep_uploads(job.id, uploads))
@@ -267,6 +268,9 @@ class Keeper:
         """Before a job runs, bring back kept uploads this machine does not have."""
         kept = self.store.kv_get(f"kept_inputs:{job.id}") or {}
         for name, location in kept.items():
+            if not is_plain_name(name):
+                log.warning("ignoring a kept input of job %s with an unsafe name", job.id)
+                continue
             target = workdir / "inputs" / name
             if target.exists():
                 continue

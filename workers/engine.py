@@ -11,9 +11,8 @@ import contextlib
 import dataclasses
 import logging
 import os
-import secrets
+import shlex
 import shutil
-import signal
 import sys
 import time
 from collections import OrderedDict
@@ -24,8 +23,10 @@ from typing import Any
 
 import workers
 from workers.archives import zip_folder
-from workers.errors import ColabotError, JobStateError, StepFailedError
-from workers.inputs import InputResolver
+from workers.containment import find_cgroup_root, processes_marked
+from workers.disk import DiskGuard, trim_log
+from workers.errors import ColabotError, JobStateError, SpecError, StepFailedError
+from workers.inputs import InputResolver, upload_source
 from workers.jobs import (
     FINISHED_STATES,
     Action,
@@ -39,7 +40,7 @@ from workers.jobs import (
 from workers.kinds import KindRegistry
 from workers.kinds.base import JobContext, JobKind, Outcome, Output, Step
 from workers.logfile import tail_lines
-from workers.process import Grace, ProcessResult, ProcessRun, kill_group
+from workers.process import Grace, ProcessResult, ProcessRun
 from workers.results.base import ResultsBackend
 from workers.store import Store
 
@@ -62,11 +63,18 @@ class EngineSettings:
     grace: Grace = field(default_factory=Grace)
     python: str = sys.executable
     send_files_under_bytes: int = 45 * 1024 * 1024
+    min_free_disk_mb: float = 0.0
+    use_cgroups: bool = True
 
     @property
     def jobs_dir(self) -> Path:
         """Where each job's folder lives."""
         return self.data_dir / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where fetched inputs are cached."""
+        return self.data_dir / "cache" / "inputs"
 
 
 @dataclass
@@ -120,7 +128,13 @@ class Engine:
         self.store = store
         self.registry = registry
         self.results = results
-        self.inputs = InputResolver(settings.input_roots, self._job_outputs)
+        self.inputs = InputResolver(
+            settings.input_roots,
+            self._job_outputs,
+            colabot_roots=(settings.jobs_dir, settings.cache_dir),
+        )
+        self.disk = DiskGuard(settings.data_dir, settings.min_free_disk_mb)
+        self._cgroup_root = find_cgroup_root() if settings.use_cgroups else None
         self.timings: OrderedDict[int, JobTimings] = OrderedDict()
         self._active: dict[int, _Active] = {}
         self._live: dict[int, Progress] = {}
@@ -143,6 +157,7 @@ class Engine:
         interrupted = self.store.interrupt_running()
         for job in interrupted:
             self._kill_leftovers(job.id)
+        self.disk.keep_reserve()
         self._stopping = False
         self._loop_task = asyncio.create_task(self._worker_loop(), name="colabot-worker-loop")
         if interrupted:
@@ -179,18 +194,16 @@ class Engine:
             )
 
     def _kill_leftovers(self, job_id: int) -> None:
-        """Stop processes a crashed colabot left behind for this job (if still ours)."""
+        """Stop processes a crashed colabot left behind for this job, found by their mark."""
         record = self.store.kv_get(f"process:{job_id}")
         if not record:
             return
-        environ = Path(f"/proc/{record['pid']}/environ")
-        try:
-            marker = f"COLABOT_JOB_TOKEN={record['token']}".encode()
-            if marker in environ.read_bytes().split(b"\0"):
-                kill_group(int(record["pid"]), signal.SIGKILL)
-                log.info("stopped a leftover process of job %s", job_id)
-        except OSError:
-            pass
+        mark = record.get("mark")
+        if isinstance(mark, str) and mark:
+            for process in processes_marked(mark):
+                with contextlib.suppress(Exception):
+                    process.kill()
+                    log.info("stopped a leftover process of job %s", job_id)
         self.store.kv_set(f"process:{job_id}", None)
 
     # listeners ------------------------------------------------------------------------------
@@ -254,8 +267,34 @@ class Engine:
 
     # requests -------------------------------------------------------------------------------
 
-    def validate(self, spec: JobSpec) -> JobSpec:
-        """Validate a spec fully (kind, action, inputs, params) without submitting it."""
+    def check(self, spec: JobSpec, upload_names: dict[str, str] | None = None) -> JobSpec:
+        """Validate a request fully (kind, action, inputs, params) without submitting it.
+
+        ``upload_names`` maps input slots to the names of files that will be delivered with
+        the request (a document sent in the chat), so they are checked as that input.
+        """
+        return self._validate(self._with_uploads(spec, upload_names or {}))
+
+    def _with_uploads(self, spec: JobSpec, upload_names: dict[str, str]) -> JobSpec:
+        """The spec with upload slots filled by colabot's own markers.
+
+        Only colabot writes ``upload:`` markers: a spec that holds one already came from
+        outside (typed in the chat) and is refused, since it could name any file.
+        """
+        for slot, text in spec.inputs.items():
+            if any(part.strip().lower().startswith("upload:") for part in text.split(",")):
+                raise SpecError(
+                    f"inputs.{slot}",
+                    "upload: is not a way to name an input; send the file in the chat instead",
+                )
+        uploads = {slot: upload_source(name) for slot, name in upload_names.items()}
+        return JobSpec(spec.kind, spec.action, {**spec.inputs, **uploads}, spec.params)
+
+    def _validate(self, spec: JobSpec) -> JobSpec:
+        for name, value in [*spec.inputs.items(), *spec.params.items()]:
+            if "\x00" in str(value):
+                field_name = f"inputs.{name}" if name in spec.inputs else f"params.{name}"
+                raise SpecError(field_name, "holds a NUL character, which no file or value can")
         clean = self.registry.validate(spec)
         self.inputs.check(clean, lambda job_id: self.store.find_job(job_id) is not None)
         return clean
@@ -267,17 +306,18 @@ class Engine:
         *,
         uploads: dict[str, Path] | None = None,
     ) -> Job:
-        """Validate and queue a job; raise SpecError naming the bad field.
+        """Validate and queue a job; raise SpecError naming the bad field, or DiskSpaceError
+        when the data folder is too full to start one.
 
         ``uploads`` maps input slots to files delivered with the request; they are moved into
         the job's folder.
         """
         submitted = time.time()
-        upload_inputs = {slot: f"upload:{path.name}" for slot, path in (uploads or {}).items()}
-        spec = JobSpec(spec.kind, spec.action, {**spec.inputs, **upload_inputs}, spec.params)
-        clean = self.validate(spec)
+        uploads = uploads or {}
+        clean = self.check(spec, {slot: path.name for slot, path in uploads.items()})
+        self.disk.check_room()
         job = self.store.add_job(clean, origin, now=submitted)
-        for path in (uploads or {}).values():
+        for path in uploads.values():
             target = self.workdir(job.id) / "inputs" / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), target)
@@ -457,7 +497,10 @@ class Engine:
                         self._finish(job_id, JobState.CANCELLED, EventType.CANCELLED, {})
                     return
                 if not result.ok:
-                    reason = kind.explain_failure(ctx, step, result.tail) or result.reason
+                    explained = (
+                        None if result.disk_full else kind.explain_failure(ctx, step, result.tail)
+                    )
+                    reason = explained or result.reason
                     self._finish_failed(job_id, reason or "failed", result.tail, step.name)
                     return
             outcome = kind.collect(ctx)
@@ -480,14 +523,13 @@ class Engine:
     async def _run_step(self, job_id: int, ctx: JobContext, step: Step) -> ProcessResult:
         active = self._active[job_id]
         active.step = step.name
-        token = secrets.token_hex(8)
-        env = child_environment(
-            {**step.env, "COLABOT_JOB_ID": str(job_id), "COLABOT_JOB_TOKEN": token}
-        )
+        env = child_environment({**step.env, "COLABOT_JOB_ID": str(job_id)})
         log_path = self.log_path(job_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as handle:
-            handle.write(f"\n=== colabot step: {step.name} ===\n$ {_quote(step.argv)}\n".encode())
+            handle.write(
+                f"\n=== colabot step: {step.name} ===\n$ {shlex.join(step.argv)}\n".encode()
+            )
         for folder in (ctx.outputs_dir, ctx.scratch_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -497,10 +539,6 @@ class Engine:
             progress = step.parser(source, line)
             if progress is not None:
                 self._progress(job_id, progress)
-
-        def on_start(pid: int) -> None:
-            self._timing(job_id).spawned = time.time()
-            self.store.kv_set(f"process:{job_id}", {"pid": pid, "token": token})
 
         timeout = ctx.param("timeout")
         run = ProcessRun(
@@ -512,14 +550,27 @@ class Engine:
             watch=step.watch,
             timeout_s=float(timeout) * 60 if timeout else self.settings.default_timeout_s,
             grace=self.settings.grace,
-            on_start=on_start,
+            cgroup_root=self._cgroup_root,
+            on_disk_full=self.disk.release_reserve,
         )
+
+        def on_start(pid: int) -> None:
+            self._timing(job_id).spawned = time.time()
+            self.store.kv_set(f"process:{job_id}", {"pid": pid, "mark": run.processes.mark})
+
+        run.on_start = on_start
         active.process = run
         try:
             result = await run.run()
         finally:
             active.process = None
         self._timing(job_id).exited = result.ended_at or time.time()
+        if result.disk_full or (not result.ok and self.disk.free_mb() < 1.0):
+            reason = self.disk.full_reason()
+            if result.disk_full:
+                # This job's output filled the disk: cut its log so that others can go on.
+                trim_log(log_path)
+            result = dataclasses.replace(result, reason=reason, disk_full=True)
         return result
 
     def _progress(self, job_id: int, progress: Progress) -> None:
@@ -661,7 +712,3 @@ def _guarded(steps: Iterator[Step]) -> Iterator[Step]:
         except Exception as exc:
             raise StepFailedError("planning", f"{type(exc).__name__}: {exc}") from exc
         yield step
-
-
-def _quote(argv: list[str]) -> str:
-    return " ".join(a if a and " " not in a else repr(a) for a in argv)

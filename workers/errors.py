@@ -104,3 +104,46 @@ class ResultsError(ColabotError):
         super().__init__(f"results ({backend}): {reason}")
         self.backend = backend
         self.reason = reason
+
+
+class DiskSpaceError(ColabotError):
+    """Too little free space in the data folder to start a job."""
+
+    def __init__(self, folder: str, free_mb: float, min_free_mb: float) -> None:
+        super().__init__(
+            f"not enough free disk space to start a job: {free_mb:.1f} MB free in {folder} "
+            f"(worker.min_free_disk_mb is {min_free_mb:g}); free some space or lower it"
+        )
+        self.folder = folder
+        self.free_mb = free_mb
+        self.min_free_mb = min_free_mb
+
+
+class StoreError(ColabotError):
+    """colabot's database cannot be opened or written; ``path`` is the database file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class StoreBusyError(StoreError):
+    """The database is locked by another writer for longer than colabot waits."""
+
+
+class StoreFullError(StoreError):
+    """The disk under the database is full."""
+
+
+class DataDirLockedError(ColabotError):
+    """Another colabot process holds the data folder."""
+
+    def __init__(self, folder: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"another colabot ({holder}) is already running on the data folder {folder}; "
+            "stop it first, or give this one its own worker.data_dir"
+        )
+        self.folder = folder
+        self.pid = pid

@@ -9,6 +9,7 @@ so /resume and repeated inference do not download again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -416,7 +417,15 @@ class DriveFetcher:
         if folder.exists():
             shutil.rmtree(folder)
         try:
-            await asyncio.to_thread(self.client().download_folder, item.id, folder, report)
+            await asyncio.to_thread(
+                functools.partial(
+                    self.client().download_folder,
+                    item.id,
+                    folder,
+                    report,
+                    max_bytes=self.policy.max_bytes,
+                )
+            )
         except ColabotError as exc:
             raise InputError(source, str(exc)) from None
         return folder

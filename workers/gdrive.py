@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from workers.errors import DriveAuthError, DriveError, DrivePermissionError, DriveQuotaError
+from workers.redaction import register_secret
 from workers.sources import parse_drive_ref
 
 try:
@@ -292,6 +293,8 @@ class DriveClient:
         missing = [name for name in _SERVICE_ACCOUNT_FIELDS if not data.get(name)]
         if missing:
             raise DriveAuthError(setting, f"{path} lacks {', '.join(missing)}")
+        # The key itself is masked wherever it appears by its -----BEGIN shape.
+        register_secret(str(data.get("private_key_id", "")))
         # oauth2client logs each signed JWT assertion, a credential, at DEBUG level.
         logging.getLogger("oauth2client.crypt").setLevel(logging.INFO)
         try:
@@ -304,6 +307,7 @@ class DriveClient:
         setting = "drive.token_file"
         path = self._settings.token_file
         data = _read_json_file(path, setting)
+        register_secret(str(data.get("client_secret", "")), str(data.get("refresh_token", "")))
         try:
             if data.get("type") == "authorized_user":
                 credentials = GoogleCredentials(
@@ -683,18 +687,31 @@ class DriveClient:
             )
 
     def download_folder(
-        self, folder_id: str, dest_dir: Path, progress: Progress | None = None
+        self,
+        folder_id: str,
+        dest_dir: Path,
+        progress: Progress | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> list[Path]:
         """Download a folder tree into ``dest_dir``, keeping its sub-folders.
 
         Titles are made safe as file names (no separators, no ``..``), duplicates get a
         `` (2)`` suffix, and Google Docs files are skipped with a warning. ``progress`` counts
-        bytes over the whole tree. Returns the downloaded files' paths.
+        bytes over the whole tree. A tree larger than ``max_bytes`` is refused before anything
+        is downloaded. Returns the downloaded files' paths.
         """
+        plan = self._plan_folder(folder_id, Path(), set())
+        total = sum(item.size or 0 for item, _ in plan)
+        if max_bytes is not None and total > max_bytes:
+            raise DriveError(
+                "download",
+                f"the folder holds {total / 2**20:.1f} MB, more than inputs.max_download_mb "
+                f"({max_bytes / 2**20:.0f} MB)",
+            )
         root = dest_dir.resolve()
         _make_dir(root)
-        plan = self._plan_folder(folder_id, Path(), set())
-        overall = _ProgressReporter(progress, sum(item.size or 0 for item, _ in plan))
+        overall = _ProgressReporter(progress, total)
         done = 0
         paths: list[Path] = []
         for item, relative in plan:

@@ -7,13 +7,13 @@ is spent; fetching happens when the job runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from workers.errors import InputError, SpecError
 from workers.jobs import JobSpec, Progress
 from workers.sources import (
+    UPLOAD_PREFIX,
     DriveSource,
     JobSource,
     LocalSource,
@@ -22,6 +22,7 @@ from workers.sources import (
     UrlSource,
     classify,
     confine,
+    inside,
 )
 
 JobOutputs = Callable[[int, str], list[Path]]
@@ -30,20 +31,27 @@ JobOutputs = Callable[[int, str], list[Path]]
 ProgressCallback = Callable[[Progress], None]
 
 
-@dataclass(frozen=True)
-class ResolvedInput:
-    """One input slot turned into local paths."""
-
-    slot: str
-    source: str
-    paths: list[Path]
+def upload_source(name: str) -> str:
+    """The source text of a file delivered with a request; only colabot writes these."""
+    return UPLOAD_PREFIX + name
 
 
 class InputResolver:
-    """Checks input sources at submit time and makes them local when a job runs."""
+    """Checks input sources at submit time and makes them local when a job runs.
 
-    def __init__(self, input_roots: tuple[Path, ...], job_outputs: JobOutputs) -> None:
+    Every path a job is given lies inside ``input_roots`` or inside colabot's own folders
+    (``colabot_roots``: job folders and the download cache), wherever it came from.
+    """
+
+    def __init__(
+        self,
+        input_roots: tuple[Path, ...],
+        job_outputs: JobOutputs,
+        *,
+        colabot_roots: tuple[Path, ...] = (),
+    ) -> None:
         self.input_roots = input_roots
+        self.colabot_roots = colabot_roots
         self._job_outputs = job_outputs
         self._remote: RemoteFetcher | None = None
 
@@ -90,9 +98,18 @@ class InputResolver:
         for slot, sources in self.sources(spec).items():
             paths: list[Path] = []
             for source in sources:
-                paths.extend(await self._resolve_one(slot, source, workdir, progress))
+                found = await self._resolve_one(slot, source, workdir, progress)
+                paths.extend(self._confined(_describe(source), found))
             resolved[slot] = paths
         return resolved
+
+    def _confined(self, source: str, paths: list[Path]) -> list[Path]:
+        """Refuse any resolved path outside the allowed folders (fail closed)."""
+        allowed = [root.expanduser().resolve() for root in (*self.input_roots, *self.colabot_roots)]
+        for path in paths:
+            if not inside(path.resolve(), allowed):
+                raise InputError(source, f"it resolves to {path}, outside the allowed folders")
+        return paths
 
     async def _resolve_one(
         self, slot: str, source: Source, workdir: Path, progress: ProgressCallback
@@ -101,6 +118,8 @@ class InputResolver:
             return [confine(source.text, self.input_roots)]
         if isinstance(source, UploadSource):
             path = workdir / "inputs" / source.name
+            if not inside(path.resolve(), [(workdir / "inputs").resolve()]):
+                raise InputError(source.name, "not a file sent with this job")
             if not path.exists():
                 raise InputError(source.name, "the uploaded file is missing from the job folder")
             return [path]
@@ -131,4 +150,8 @@ def _describe(source: Source) -> str:
         return source.url
     if isinstance(source, DriveSource):
         return f"drive:{source.file_id}"
-    return str(source)
+    if isinstance(source, LocalSource):
+        return source.text
+    if isinstance(source, UploadSource):
+        return source.name
+    return f"job {source.job_id}"

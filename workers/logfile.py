@@ -5,10 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 BLOCK = 64 * 1024
+MAX_LINE_CHARS = 2000
+CUT_MARK = "…"
 
 
-def tail_lines(path: Path, count: int, *, max_bytes: int = 4 * 1024 * 1024) -> list[str]:
-    """The last ``count`` lines of a text file (``\\r`` ends a line too), reading from the end."""
+def tail_lines(
+    path: Path,
+    count: int,
+    *,
+    max_bytes: int = 4 * 1024 * 1024,
+    max_line: int = MAX_LINE_CHARS,
+) -> list[str]:
+    """The last ``count`` lines of a text file (``\\r`` ends a line too), reading from the end.
+
+    A line longer than ``max_line`` characters is shown by its end, after a ``…``; a file
+    that ends in one line longer than ``max_bytes`` still shows that line's end.
+    """
     if count <= 0:
         return []
     try:
@@ -27,6 +39,14 @@ def tail_lines(path: Path, count: int, *, max_bytes: int = 4 * 1024 * 1024) -> l
                 break
     text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     lines = [line for line in text.split("\n") if line.strip()]
-    if pos > 0 and lines:
-        lines = lines[1:]
-    return lines[-count:]
+    if pos > 0 and len(lines) > 1:
+        lines = lines[1:]  # the first one was read only in part
+    elif pos > 0 and lines:
+        lines = [CUT_MARK + lines[0]]
+    return [_shortened(line, max_line) for line in lines[-count:]]
+
+
+def _shortened(line: str, limit: int) -> str:
+    if len(line) <= limit:
+        return line
+    return CUT_MARK + line[-limit:]

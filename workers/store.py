@@ -6,15 +6,23 @@ whoever delivers it has had it accepted, so a crash or an outage loses nothing.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from workers.errors import InvalidTransitionError, UnknownJobError
+from workers.errors import (
+    InvalidTransitionError,
+    StoreBusyError,
+    StoreError,
+    StoreFullError,
+    UnknownJobError,
+)
 from workers.jobs import (
     Event,
     EventType,
@@ -59,6 +67,46 @@ CREATE TABLE IF NOT EXISTS kv (
 
 DB_NAME = "colabot.sqlite3"
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A database failure in words: busy, full, read-only, corrupt, or unreadable."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return StoreBusyError(
+            str(path), "colabot is busy (its database is locked); try again in a moment"
+        )
+    if "full" in text:
+        return StoreFullError(str(path), "the disk is full; free some space")
+    if "readonly" in text or "read-only" in text:
+        return StoreError(
+            str(path), "the database is read-only; check the data folder's permissions"
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StoreError(
+            str(path), "the database is damaged; move it away to start with an empty one"
+        )
+    if "unable to open" in text:
+        return StoreError(str(path), "the database cannot be opened; check the data folder")
+    return StoreError(str(path), f"database error: {exc}")
+
+
+def _translated(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn sqlite3 errors raised by a Store method into StoreError subclasses."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0]
+            assert isinstance(store, Store)
+            raise store_error(store.path, exc) from None
+
+    return wrapper
+
 
 def _job_from_row(row: sqlite3.Row) -> Job:
     return Job(
@@ -96,14 +144,23 @@ class Store:
     """
 
     def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / DB_NAME
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                str(data_dir), f"cannot create the data folder: {exc.strerror}"
+            ) from None
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            self._db.execute("SELECT count(*) FROM jobs").fetchone()
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
 
     def close(self) -> None:
         """Close the connection."""
@@ -114,13 +171,17 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A COMMIT that failed (a full disk) leaves the transaction open: close it too.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     # jobs -----------------------------------------------------------------------------------
 
+    @_translated
     def add_job(
         self,
         spec: JobSpec,
@@ -145,6 +206,7 @@ class Store:
                 self._insert_event(db, new_id, EventType.QUEUED, {}, now)
         return self.get_job(new_id)
 
+    @_translated
     def import_job(self, job: Job) -> Job:
         """Insert a job record carried over from another runtime, as it was (no event)."""
         with self._tx() as db:
@@ -171,6 +233,7 @@ class Store:
         self.reserve_ids_above(job.id)
         return self.get_job(job.id)
 
+    @_translated
     def get_job(self, job_id: int) -> Job:
         """The job with this id, or UnknownJobError."""
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -178,11 +241,13 @@ class Store:
             raise UnknownJobError(job_id)
         return _job_from_row(row)
 
+    @_translated
     def find_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _job_from_row(row)
 
+    @_translated
     def list_jobs(
         self, *, limit: int | None = None, states: Iterable[JobState] | None = None
     ) -> list[Job]:
@@ -199,6 +264,7 @@ class Store:
             args.append(limit)
         return [_job_from_row(r) for r in self._db.execute(sql, args)]
 
+    @_translated
     def next_queued(self, exclude: Iterable[int] = ()) -> Job | None:
         """The oldest queued job not in ``exclude``."""
         skip = list(exclude)
@@ -209,6 +275,7 @@ class Store:
         found = row.fetchone()
         return None if found is None else _job_from_row(found)
 
+    @_translated
     def transition(
         self,
         job_id: int,
@@ -249,6 +316,7 @@ class Store:
                 self._insert_event(db, job_id, event[0], event[1], now)
         return self.get_job(job_id)
 
+    @_translated
     def interrupt_running(self, *, now: float | None = None) -> list[Job]:
         """Mark every running job interrupted (after a restart); return them."""
         running = self.list_jobs(states=[JobState.RUNNING])
@@ -263,22 +331,27 @@ class Store:
             for job in running
         ]
 
+    @_translated
     def set_progress(self, job_id: int, progress: Progress) -> None:
         """Record the latest progress."""
         self._update(job_id, "progress", json.dumps(progress.to_dict()))
 
+    @_translated
     def set_links(self, job_id: int, links: Iterable[Link]) -> None:
         """Record the result links."""
         self._update(job_id, "links", json.dumps([link.to_dict() for link in links]))
 
+    @_translated
     def set_checkpoint(self, job_id: int, location: str | None) -> None:
         """Record where the newest saved checkpoint lives."""
         self._update(job_id, "checkpoint", location)
 
+    @_translated
     def set_summary(self, job_id: int, summary: str) -> None:
         """Record the one-paragraph result summary."""
         self._update(job_id, "summary", summary)
 
+    @_translated
     def set_spec(self, job_id: int, spec: JobSpec) -> None:
         """Replace a job's spec (inputs rewritten to where they were stored)."""
         self._update(job_id, "spec", json.dumps(spec.to_dict()))
@@ -290,11 +363,13 @@ class Store:
         if cur.rowcount != 1:
             raise UnknownJobError(job_id)
 
+    @_translated
     def max_job_id(self) -> int:
         """The highest id ever used (0 when none)."""
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
         return int(row["seq"]) if row else 0
 
+    @_translated
     def reserve_ids_above(self, job_id: int) -> None:
         """Make sure new jobs get ids above ``job_id`` (ids stay unique across runtimes)."""
         if job_id <= self.max_job_id():
@@ -321,6 +396,7 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
+    @_translated
     def add_event(
         self,
         job_id: int | None,
@@ -334,6 +410,7 @@ class Store:
         with self._tx() as db:
             return self._insert_event(db, job_id, type_, payload or {}, now)
 
+    @_translated
     def pending_events(self, limit: int = 100) -> list[Event]:
         """Undelivered events, oldest first."""
         rows = self._db.execute(
@@ -341,11 +418,13 @@ class Store:
         )
         return [_event_from_row(r) for r in rows]
 
+    @_translated
     def events_for(self, job_id: int) -> list[Event]:
         """Every event of one job, oldest first."""
         rows = self._db.execute("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))
         return [_event_from_row(r) for r in rows]
 
+    @_translated
     def mark_delivered(self, event_id: int, *, now: float | None = None) -> None:
         """Record that an event reached its reader."""
         now = time.time() if now is None else now
@@ -356,11 +435,13 @@ class Store:
 
     # key-value ------------------------------------------------------------------------------
 
+    @_translated
     def kv_get(self, key: str) -> Any:
         """A stored JSON value, or None."""
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row["value"])
 
+    @_translated
     def kv_set(self, key: str, value: Any) -> None:
         """Store a JSON value (None deletes the key)."""
         if value is None:

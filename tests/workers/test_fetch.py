@@ -150,7 +150,7 @@ async def test_a_hostile_content_disposition_name_is_tamed(
         ("http://169.254.169.254/latest", "169.254.169.254"),
         ("http://[::1]/x", "::1"),
         ("http://localhost:8080/x", "localhost is a local address"),
-        ("http://metadata.google.internal/x", "is a local address"),
+        ("http://metadata.google.internal/x", "is a cloud metadata service"),
         ("http://user:pw@example.org/x", "user name or password"),
     ],
 )

@@ -28,6 +28,7 @@ class Param:
     help: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,12 @@ class JobKind(Protocol):
 
 
 GENERIC_PARAMS: dict[str, Param] = {
-    "timeout": Param(float, None, "stop the job after this many minutes", minimum=0.0),
+    "timeout": Param(
+        float, None, "stop the job after this many minutes", minimum=0.0, maximum=60 * 24 * 30
+    ),
 }
+# Numbers beyond this are refused even where a parameter names no maximum of its own.
+LARGEST_NUMBER = 10**12
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n"}
@@ -188,7 +193,19 @@ def coerce_param(name: str, param: Param, raw: ParamValue) -> ParamValue:
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if param.minimum is not None and numeric and float(value) < param.minimum:
         raise SpecError(field_name, f"must be at least {param.minimum:g}, got {raw!r}")
+    maximum = LARGEST_NUMBER if param.maximum is None else param.maximum
+    if numeric and abs(float(value)) > maximum:
+        raise SpecError(field_name, f"must be at most {_number(maximum)}, got {_shorten(raw)}")
     return value
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _shorten(raw: ParamValue) -> str:
+    text = repr(raw)
+    return text if len(text) <= 24 else text[:20] + "…"
 
 
 def validate_common(

@@ -30,10 +30,14 @@ INFER_INPUTS = (
     InputSlot("input", "any file or folder to read", required=False),
 )
 PARAMS: dict[str, Param] = {
-    "steps": Param(int, 5, "how many steps to run", minimum=1),
-    "delay": Param(float, 0.2, "seconds per step (make it long to run long)", minimum=0.0),
+    "steps": Param(int, 5, "how many steps to run", minimum=1, maximum=1_000_000),
+    "delay": Param(
+        float, 0.2, "seconds per step (make it long to run long)", minimum=0.0, maximum=3600.0
+    ),
     "fail": Param(bool, False, "fail halfway, to see how failures look"),
-    "flood_mb": Param(float, 0.0, "print this many MB of output at full speed", minimum=0.0),
+    "flood_mb": Param(
+        float, 0.0, "print this many MB of output at full speed", minimum=0.0, maximum=100_000.0
+    ),
 }
 
 

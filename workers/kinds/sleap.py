@@ -117,12 +117,20 @@ TRAIN_PARAMS: dict[str, Param] = {
         + " (auto: from the labels)",
         PRESET_CHOICES,
     ),
-    "epochs": Param(int, None, "training epochs (default: the config's)", minimum=1),
-    "batch": Param(int, None, "batch size (default: the config's)", minimum=1),
-    "steps_per_epoch": Param(int, None, "training steps per epoch", minimum=1),
+    "epochs": Param(
+        int, None, "training epochs (default: the config's)", minimum=1, maximum=100_000
+    ),
+    "batch": Param(int, None, "batch size (default: the config's)", minimum=1, maximum=100_000),
+    "steps_per_epoch": Param(int, None, "training steps per epoch", minimum=1, maximum=10_000_000),
     "run_name": Param(str, None, "the model folder's name"),
     "device": DEVICE,
-    "seed": Param(int, None, "random seed, which fixes the train/validation split", minimum=0),
+    "seed": Param(
+        int,
+        None,
+        "random seed, which fixes the train/validation split",
+        minimum=0,
+        maximum=2**32 - 1,
+    ),
     "anchor": Param(str, None, "body part that centres top-down models"),
     "infer": Param(bool, False, "after training a package, run its inference jobs"),
     "example": Param(bool, False, "train on built-in synthetic data (/train sleap example)"),
@@ -130,11 +138,13 @@ TRAIN_PARAMS: dict[str, Param] = {
 INFER_PARAMS: dict[str, Param] = {
     "frames": Param(str, None, "frames to use: 0-99 or 1,5,9 (default: all)"),
     "tracking": Param(bool, False, "link the animals across frames into tracks"),
-    "batch": Param(int, None, "frames per batch (default 4)", minimum=1),
+    "batch": Param(int, None, "frames per batch (default 4)", minimum=1, maximum=100_000),
     "peak_threshold": Param(
-        float, None, "lowest body-part confidence kept (default 0.2)", minimum=0.0
+        float, None, "lowest body-part confidence kept (default 0.2)", minimum=0.0, maximum=1.0
     ),
-    "max_instances": Param(int, None, "at most this many animals per frame", minimum=1),
+    "max_instances": Param(
+        int, None, "at most this many animals per frame", minimum=1, maximum=10_000
+    ),
     "device": DEVICE,
 }
 

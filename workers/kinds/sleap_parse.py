@@ -360,12 +360,12 @@ def parse_jobs(data: object) -> PackageJobs:
         models = entry.get("models")
         if not isinstance(models, list) or not models:
             raise PackageError(f"jobs.yaml: {where} lists no models")
-        data_path = _text(entry, "data_path", where)
+        data_path = _inside_package(_text(entry, "data_path", where), "data_path")
         output = _text(entry, "output_path", where) if entry.get("output_path") else ""
         inference.append(
             InferenceEntry(
                 data_path=data_path,
-                models=tuple(str(m) for m in models),
+                models=tuple(_inside_package(str(m), "model") for m in models),
                 output_path=PurePosixPath(output or f"{data_path}.predictions.slp").name,
                 type=str(entry.get("type") or "labels"),
                 only_suggested_frames=bool(entry.get("only_suggested_frames", False)),

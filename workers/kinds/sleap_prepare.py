@@ -107,6 +107,14 @@ def _find_jobs_yaml(folder: Path) -> Path | None:
     return None
 
 
+def package_file(root: Path, relative: str, name: str) -> Path:
+    """A file jobs.yaml names, which must lie inside the package even after symlinks."""
+    path = root / relative
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ToolError(f"{name}: jobs.yaml names {relative}, which lies outside the package")
+    return path
+
+
 def open_package(folder: Path, name: str) -> TrainingSource:
     """An unpacked training package: read jobs.yaml and check every file it names."""
     import yaml
@@ -133,6 +141,7 @@ def open_package(folder: Path, name: str) -> TrainingSource:
     labels: list[Path] = []
     for entry in jobs.training:
         for wanted, what in ((entry.cfg, "config"), (entry.train_labels, "labels file")):
+            package_file(root, wanted, name)
             if not (root / wanted).is_file():
                 raise ToolError(
                     f"{name} is missing a file: jobs.yaml names the {what} {wanted}, "
@@ -462,7 +471,7 @@ def _planned_predictions(
     }
     planned = []
     for entry in source.jobs.inference:
-        data = source.package_dir / entry.data_path
+        data = package_file(source.package_dir, entry.data_path, "the package")
         chosen = [by_run_path.get(m.replace("\\", "/")) for m in entry.models]
         if not data.exists() or any(m is None for m in chosen):
             print(

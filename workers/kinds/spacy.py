@@ -96,15 +96,23 @@ INFER_INPUTS = (
 )
 TRAIN_PARAMS: dict[str, Param] = {
     "gpu": GPU_PARAM,
-    "max_steps": Param(int, None, "training steps (default: the config's; 0: no limit)", minimum=0),
-    "eval_frequency": Param(int, None, "evaluate every this many steps", minimum=1),
+    "max_steps": Param(
+        int,
+        None,
+        "training steps (default: the config's; 0: no limit)",
+        minimum=0,
+        maximum=100_000_000,
+    ),
+    "eval_frequency": Param(
+        int, None, "evaluate every this many steps", minimum=1, maximum=10_000_000
+    ),
     "package": Param(bool, False, "also build an installable wheel of model-best"),
     "workflow": Param(str, None, "spaCy projects: the workflow or command to run"),
     "example": Param(bool, False, "train on generated example data (/train spacy example)"),
 }
 INFER_PARAMS: dict[str, Param] = {
     "gpu": GPU_PARAM,
-    "batch_size": Param(int, 64, "texts per batch", minimum=1),
+    "batch_size": Param(int, 64, "texts per batch", minimum=1, maximum=100_000),
     "text_key": Param(str, "text", "the .jsonl field that holds the text"),
 }
 

@@ -88,18 +88,6 @@ def train_spacy_directly(corpus: SpacyCorpus, output: Path) -> Path:
     return output / "model-best"
 
 
-@pytest.fixture(scope="session")
-def spacy_corpus(tmp_path_factory: pytest.TempPathFactory) -> SpacyCorpus:
-    """The spaCy test corpus, written once per session."""
-    return write_spacy_corpus(tmp_path_factory.mktemp("spacy-corpus"))
-
-
-@pytest.fixture(scope="session")
-def spacy_model(spacy_corpus: SpacyCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pipeline trained once per session on the test corpus (its model-best folder)."""
-    return train_spacy_directly(spacy_corpus, tmp_path_factory.mktemp("spacy-model") / "out")
-
-
 def copy_spacy_corpus(corpus: SpacyCorpus, folder: Path) -> SpacyCorpus:
     """The corpus copied into ``folder`` (so a test may change or move its files)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,25 +113,6 @@ def spacy_copy(spacy_corpus: SpacyCorpus) -> Callable[[Path], SpacyCorpus]:
 # (``sleap_tools make-data``): labels beside an mp4 or a PNG sequence, a .pkg.slp, a new
 # video, labels without instances or without their video, and training packages in SLEAP 1.6
 # (.yaml configs) and 1.4 (.json configs) style. sleap-io is imported only in that program.
-
-
-@pytest.fixture(scope="session")
-def sleap_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Paths of the generated SLEAP test data, by name (see ``make_test_data``)."""
-    folder = tmp_path_factory.mktemp("sleap-data")
-    out = subprocess.run(
-        [sys.executable, "-m", "workers.kinds.sleap_tools", "make-data", str(folder)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parents[3],
-    )
-    paths = {}
-    for line in out.stdout.splitlines():
-        name, _, path = line.partition(": ")
-        paths[name] = Path(path)
-    return paths
 
 
 @pytest.fixture
