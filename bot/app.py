@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ExtBot
+from telegram.request import HTTPXRequest
+
+from workers.redaction import redact
 
 TELEGRAM_API = "https://api.telegram.org"
+# Parameters that carry text a person reads; every one goes through the redaction.
+TEXT_PARAMETERS = ("text", "caption", "message_text")
 
 # Durations from PTB (RetryAfter.retry_after) are timedeltas, as in its next major version.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
@@ -19,6 +24,18 @@ def bot_api_urls(api_url: str) -> tuple[str, str]:
     return f"{root}/bot", f"{root}/file/bot"
 
 
+class RedactingBot(ExtBot[Any]):
+    """The bot whose every outgoing text is redacted first: nothing a secret could hide in
+    (a log tail, an error message, a file name) leaves for the chat unmasked."""
+
+    async def _do_post(self, endpoint: str, data: dict[str, Any], **kwargs: Any) -> Any:
+        for name in TEXT_PARAMETERS:
+            value = data.get(name)
+            if isinstance(value, str):
+                data[name] = redact(value)
+        return await super()._do_post(endpoint, data, **kwargs)
+
+
 def build_application(
     token: str, api_url: str, *, media_timeout_s: float = 120.0
 ) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -27,17 +44,20 @@ def build_application(
     Updates are processed concurrently so that a slow download never holds up a /status.
     """
     base_url, base_file_url = bot_api_urls(api_url)
-    return (
-        ApplicationBuilder()
-        .token(token)
-        .base_url(base_url)
-        .base_file_url(base_file_url)
-        .rate_limiter(AIORateLimiter(max_retries=2))
-        .concurrent_updates(8)
-        .media_write_timeout(media_timeout_s)
-        .read_timeout(15.0)
-        .write_timeout(30.0)
-        .connect_timeout(10.0)
-        .get_updates_read_timeout(40.0)
-        .build()
+    bot = RedactingBot(
+        token,
+        base_url=base_url,
+        base_file_url=base_file_url,
+        request=HTTPXRequest(
+            connection_pool_size=256,
+            read_timeout=15.0,
+            write_timeout=30.0,
+            connect_timeout=10.0,
+            media_write_timeout=media_timeout_s,
+        ),
+        get_updates_request=HTTPXRequest(
+            connection_pool_size=1, read_timeout=40.0, write_timeout=30.0, connect_timeout=10.0
+        ),
+        rate_limiter=AIORateLimiter(max_retries=2),
     )
+    return ApplicationBuilder().bot(bot).concurrent_updates(8).build()

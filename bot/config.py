@@ -7,6 +7,7 @@ start-up with one line naming the key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -18,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.access import AccessPolicy
 from bot.errors import ConfigError
 
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
@@ -32,6 +34,7 @@ class TelegramConfig:
     token: str = ""
     api_url: str = ""
     allowed_users: tuple[int, ...] = ()
+    allowed_chats: tuple[int, ...] = ()
     max_download_mb: int = 20
 
 
@@ -43,6 +46,7 @@ class WorkerConfig:
     max_parallel_jobs: int = 1
     input_roots: tuple[Path, ...] = ()
     job_timeout_minutes: float = 0.0
+    min_free_disk_mb: float = 500.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class InputsConfig:
     max_download_mb: float = 5000.0
     allowed_url_hosts: tuple[str, ...] = ()
     allow_private_addresses: bool = False
+    allowed_networks: tuple[str, ...] = ()
     timeout_seconds: float = 60.0
 
 
@@ -129,6 +134,12 @@ SECTIONS: dict[str, type[Any]] = {
     for f in dataclasses.fields(Config)
     if f.name != "source"
 }
+
+
+def access_policy(config: Config) -> AccessPolicy:
+    """Who may use the bot, and in which group chats."""
+    tg = config.telegram
+    return AccessPolicy(frozenset(tg.allowed_users), frozenset(tg.allowed_chats))
 
 
 def mask_token(token: str) -> str:
@@ -278,7 +289,9 @@ def parse_config(
 def validate(config: Config) -> None:
     """Checks that involve values rather than types."""
     tg = config.telegram
-    if tg.token and not TOKEN_SHAPE.match(tg.token):
+    if tg.token and tg.token != tg.token.strip():
+        raise ConfigError("telegram.token", "has spaces or a line break around it; remove them")
+    if tg.token and not TOKEN_SHAPE.fullmatch(tg.token):
         raise ConfigError("telegram.token", "does not look like a bot token (123456:ABC-...)")
     if tg.token and not tg.allowed_users:
         raise ConfigError(
@@ -287,9 +300,17 @@ def validate(config: Config) -> None:
         )
     if tg.api_url and not re.match(r"^https?://[^/\s]+", tg.api_url):
         raise ConfigError("telegram.api_url", f"must be an http(s) URL, got {tg.api_url!r}")
+    for chat in tg.allowed_chats:
+        if chat > 0:
+            raise ConfigError(
+                "telegram.allowed_chats",
+                f"{chat} is a person's id: list people in telegram.allowed_users, and group "
+                "chats (their ids are negative) here",
+            )
     _positive("telegram.max_download_mb", tg.max_download_mb)
     _positive("worker.max_parallel_jobs", config.worker.max_parallel_jobs)
     _not_negative("worker.job_timeout_minutes", config.worker.job_timeout_minutes)
+    _not_negative("worker.min_free_disk_mb", config.worker.min_free_disk_mb)
     _not_negative("results.send_files_under_mb", config.results.send_files_under_mb)
     _not_negative("results.checkpoint_sync_minutes", config.results.checkpoint_sync_minutes)
     _positive("runtime.max_hours", config.runtime.max_hours)
@@ -311,6 +332,14 @@ def validate(config: Config) -> None:
     _not_negative("heartbeat.interval_minutes", config.heartbeat.interval_minutes)
     _positive("inputs.max_download_mb", config.inputs.max_download_mb)
     _positive("inputs.timeout_seconds", config.inputs.timeout_seconds)
+    for index, network in enumerate(config.inputs.allowed_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"inputs.allowed_networks[{index}]",
+                f"must be an address or a network such as 10.20.0.0/16, got {network!r}",
+            ) from None
     _positive("drive.chunk_mb", config.drive.chunk_mb)
     if config.results.backend == "drive":
         if not config.drive.folder_id:
@@ -385,6 +414,8 @@ def summary_lines(config: Config) -> list[str]:
         f"telegram token:     {mask_token(tg.token)}",
         f"bot API:            {tg.api_url or 'https://api.telegram.org (Telegram)'}",
         f"allowed users:      {users}",
+        "allowed groups:     "
+        + (", ".join(str(c) for c in tg.allowed_chats) or "(none: private chats only)"),
         f"data dir:           {config.worker.data_dir}",
         f"parallel jobs:      {config.worker.max_parallel_jobs}",
         f"input roots:        {roots}",

@@ -30,6 +30,7 @@ from telegram.ext import (
 )
 
 from bot import views
+from bot.access import Verdict
 from bot.commands import (
     USAGE,
     CancelDeclined,
@@ -49,12 +50,12 @@ from bot.commands import (
     parse_button,
     parse_command,
 )
-from bot.config import Config
+from bot.config import Config, access_policy
 from bot.delivery import ChatPositions, send_view
 from bot.errors import UploadError, UsageError
 from bot.runtime import RuntimeClock, read_facts
 from workers.engine import Engine
-from workers.errors import ColabotError, JobStateError, SpecError
+from workers.errors import ColabotError, JobStateError, SpecError, StoreError
 from workers.jobs import Action, JobSpec, JobState
 
 log = logging.getLogger(__name__)
@@ -107,16 +108,18 @@ class ChatHandlers:
         self.engine = engine
         self.registry = engine.registry
         self.clock = clock
-        self.allowed = frozenset(config.telegram.allowed_users)
+        self.policy = access_policy(config)
         self.staging = config.data_dir / "staging"
         self.on_submit = on_submit
         self.on_release = on_release
         self.positions = positions or ChatPositions()
         self._refused: dict[int, float] = {}
+        self._edits_answered: set[tuple[int, int]] = set()
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Attach the handlers: the access guard first, then commands, buttons, the rest."""
         app.add_handler(TypeHandler(Update, self.guard), group=-1)
+        app.add_handler(MessageHandler(filters.UpdateType.EDITED, self.on_edit))
         app.add_handler(MessageHandler(filters.COMMAND, self.on_command))
         app.add_handler(
             MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"^/"), self.on_command)
@@ -129,29 +132,65 @@ class ChatHandlers:
     # access -------------------------------------------------------------------------------------
 
     async def guard(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Let allowed users through; answer anyone else once, briefly, and stop."""
-        user = update.effective_user
-        if user is not None and user.id in self.allowed:
-            if update.effective_chat is not None:
-                self._remember_chat(update.effective_chat.id)
-                if update.effective_message is not None:
-                    self.positions.seen(
-                        update.effective_chat.id, update.effective_message.message_id
-                    )
+        """Let allowed users in allowed chats through; answer anyone else once, and stop.
+
+        Fails closed: whatever goes wrong while deciding or refusing, the update stops here.
+        """
+        try:
+            verdict = self._verdict(update)
+        except Exception:
+            log.exception("the access guard failed; refusing the update")
+            verdict = Verdict.STRANGER
+        if verdict is Verdict.ALLOW:
+            self._note_allowed(update)
             return
+        try:
+            await self._refuse(update, verdict)
+        except Exception as exc:
+            log.info("could not send the refusal: %s", type(exc).__name__)
+        finally:
+            # Whatever happened above, nothing may pass a refused update.
+            raise ApplicationHandlerStop
+
+    def _verdict(self, update: Update) -> Verdict:
+        user = update.effective_user
+        chat = update.effective_chat
+        return self.policy.verdict(
+            user.id if user is not None else None,
+            chat.id if chat is not None else None,
+            chat.type if chat is not None else None,
+        )
+
+    def _note_allowed(self, update: Update) -> None:
+        chat, message = update.effective_chat, update.effective_message
+        if chat is None:
+            return
+        try:
+            self._remember_chat(chat.id)
+        except ColabotError as exc:
+            log.warning("could not remember chat %s: %s", chat.id, exc)
+        if message is not None:
+            self.positions.seen(chat.id, message.message_id)
+
+    async def _refuse(self, update: Update, verdict: Verdict) -> None:
+        user = update.effective_user
         user_id = user.id if user is not None else None
-        log.warning("refused an update from user %s (not in telegram.allowed_users)", user_id)
+        # Only the id: nothing a stranger sends (text, names, files) is ever logged.
+        log.warning("refused an update from user %s (%s)", user_id, verdict.value)
+        chat = update.effective_chat
+        text = views.REFUSAL
+        if verdict is Verdict.CHAT_NOT_ALLOWED and chat is not None:
+            text = views.chat_not_allowed(chat.id)
+        if update.callback_query is not None:
+            # Only the presser sees it, and an unanswered button keeps spinning: always answer.
+            await update.callback_query.answer(text[:200])
+            return
         now = time.monotonic()
-        if user_id is not None and now - self._refused.get(user_id, -1e9) > REFUSAL_COOLDOWN_S:
-            self._refused[user_id] = now
-            try:
-                if update.callback_query is not None:
-                    await update.callback_query.answer(views.REFUSAL)
-                elif update.effective_message is not None:
-                    await update.effective_message.reply_text(views.REFUSAL)
-            except TelegramError as exc:
-                log.info("could not send the refusal: %s", exc)
-        raise ApplicationHandlerStop
+        if user_id is None or now - self._refused.get(user_id, -1e9) <= REFUSAL_COOLDOWN_S:
+            return
+        self._refused[user_id] = now
+        if update.effective_message is not None:
+            await update.effective_message.reply_text(text)
 
     def _remember_chat(self, chat_id: int) -> None:
         chats = self.engine.store.kv_get("chats") or []
@@ -179,6 +218,17 @@ class ChatHandlers:
             await self.dispatch(request, reply, update, document)
         except Exception as exc:
             await self._report(exc, reply, context, text)
+
+    async def on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """An edited message: edits are not commands, so say once that nothing is re-run."""
+        message = update.edited_message
+        if message is None or not (message.text or message.caption or "").startswith("/"):
+            return
+        key = (message.chat_id, message.message_id)
+        if key in self._edits_answered:
+            return
+        self._edits_answered.add(key)
+        await message.reply_text(views.EDIT_NOT_RUN, do_quote=True)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """An inline button press."""
@@ -230,6 +280,8 @@ class ChatHandlers:
             view = views.usage_view(exc.problem, exc.usage)
         elif isinstance(exc, SpecError):
             view = views.usage_view(str(exc), self._usage_for(text))
+        elif isinstance(exc, StoreError):
+            view = views.error_view(exc.reason)
         elif isinstance(exc, ColabotError):
             view = views.error_view(str(exc))
         else:
@@ -310,10 +362,17 @@ class ChatHandlers:
         self, request: SubmitRequest, reply: Reply, update: Update, document: Document | None
     ) -> None:
         spec = JobSpec(request.kind, request.action, dict(request.inputs), dict(request.params))
-        self.engine.registry.validate(spec)  # refuse bad params before any download
+        names: dict[str, str] = {}
+        if request.document_slot is not None and document is not None:
+            names[request.document_slot] = safe_filename(document.file_name)
+        # Refuse a bad request, the attached file included, before anything is downloaded.
+        self.engine.check(spec, names)
+        self.engine.disk.check_room()
         uploads: dict[str, Path] = {}
         if request.document_slot is not None and document is not None:
-            uploads[request.document_slot] = await self._download(document, update)
+            uploads[request.document_slot] = await self._download(
+                document, names[request.document_slot]
+            )
         origin = {
             "chat_id": reply.chat_id,
             "message_id": reply.message_id,
@@ -328,8 +387,7 @@ class ChatHandlers:
         if self.on_submit is not None:
             self.on_submit(job.id)
 
-    async def _download(self, document: Document, update: Update) -> Path:
-        name = safe_filename(document.file_name)
+    async def _download(self, document: Document, name: str) -> Path:
         limit_mb = self.config.telegram.max_download_mb
         size = document.file_size or 0
         if size > limit_mb * 1024 * 1024:

@@ -67,6 +67,7 @@ class Heartbeat:
         self.last_keepalive: float | None = None
         self.idle_since: float | None = time.time()
         self.idle_offered = False
+        self.disk_warned = False
         self._lock = asyncio.Lock()
         self._warning_key = f"warnings_sent:{int(clock.started_at)}"
 
@@ -104,6 +105,7 @@ class Heartbeat:
                 await self.keeper.sync_checkpoints()
             await self._keepalive(now)
             self._idle(now)
+            await self._disk(now)
 
     # warnings --------------------------------------------------------------------------------
 
@@ -166,6 +168,20 @@ class Heartbeat:
         )
         self.positions.seen(chat, message.message_id)
         self.engine.store.kv_set(key, message.message_id)
+
+    # disk space ------------------------------------------------------------------------------
+
+    async def _disk(self, now: float) -> None:
+        """Warn once when free space drops below worker.min_free_disk_mb; re-arm once it is back."""
+        disk = self.engine.disk
+        low = await asyncio.to_thread(disk.low)
+        if low and not self.disk_warned:
+            self.disk_warned = True
+            free = await asyncio.to_thread(disk.free_mb)
+            self.engine.notice(None, views.low_disk_text(free, disk.folder, disk.min_free_mb))
+        elif not low:
+            self.disk_warned = False
+            await asyncio.to_thread(disk.keep_reserve)
 
     # idle release ----------------------------------------------------------------------------
 

@@ -1,25 +1,19 @@
-"""Logging set-up that never lets a bot token or credential reach a log line."""
+"""Logging set-up that never lets a secret, or anything a stranger sent, reach a log line."""
 
 from __future__ import annotations
 
 import logging
-import re
 
-# A bot token anywhere in a message, including inside Bot API URLs (".../bot123:ABC/...").
-TOKEN_PATTERN = re.compile(r"\d{3,}:[A-Za-z0-9_-]{20,}")
-SECRET_PATTERN = re.compile(
-    r"(?i)(access_token|refresh_token|client_secret|private_key|assertion)([\"'=: ]+)[^\s\"'&,]+"
-)
+from workers.redaction import redact
 
-
-def redact(text: str) -> str:
-    """Replace bot tokens and credential values in ``text``."""
-    text = TOKEN_PATTERN.sub(lambda m: m.group(0).split(":", 1)[0] + ":****", text)
-    return SECRET_PATTERN.sub(lambda m: f"{m.group(1)}{m.group(2)}****", text)
+# Their DEBUG records carry whole updates and request bodies: message texts and file names,
+# strangers' included. They stay at INFO even with --verbose.
+CHATTY_LOGGERS = ("telegram", "httpx", "httpcore")
+QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "googleapiclient", "oauth2client")
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message with secrets replaced."""
+    """Rewrites each record's message (and traceback) with secrets masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Always keep the record, but redacted."""
@@ -49,5 +43,7 @@ def setup_logging(*, verbose: bool = False, quiet_console: bool = False) -> None
     root.addHandler(handler)
     level = logging.DEBUG if verbose else logging.INFO
     root.setLevel(logging.WARNING if quiet_console and not verbose else level)
-    for noisy in ("httpx", "httpcore", "apscheduler", "googleapiclient", "oauth2client"):
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.INFO)
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)

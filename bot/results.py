@@ -94,6 +94,7 @@ def fetch_policy(config: Config) -> FetchPolicy:
         max_bytes=int(inputs.max_download_mb * MB),
         allowed_hosts=inputs.allowed_url_hosts,
         allow_private=inputs.allow_private_addresses,
+        allowed_networks=inputs.allowed_networks,
         timeout_s=inputs.timeout_seconds,
     )
 

@@ -14,26 +14,33 @@ import signal
 import sys
 from typing import Any, TextIO
 
+from telegram.error import InvalidToken
 from telegram.ext import Application
 
 from bot import views
 from bot.app import build_application
-from bot.config import Config
+from bot.config import Config, access_policy
 from bot.delivery import ChatPositions, Delivery, view_payload
 from bot.errors import ConfigError
 from bot.handlers import ChatHandlers
 from bot.heartbeat import Heartbeat
 from bot.results import drive_client_factory, fetch_policy, open_results
 from bot.runtime import RuntimeClock, runtime_clock
+from workers.datadir import DataDirLock
 from workers.durability import Keeper
 from workers.engine import Engine, EngineSettings
-from workers.errors import ColabotError
+from workers.errors import ColabotError, StoreError
 from workers.fetch import Fetcher
 from workers.kinds import default_registry
+from workers.redaction import register_secret
 from workers.store import Store
 
 log = logging.getLogger(__name__)
 
+OFFLINE_BANNER = (
+    "colabot: no telegram.token is set, so this is the offline chat. Type /help; "
+    "Ctrl-D quits. Set COLABOT_TELEGRAM_TOKEN to use Telegram."
+)
 # Not a secret: the offline chat's own emulator accepts any well-formed token.
 OFFLINE_TOKEN = "1000001:offline-terminal-chat-token"  # noqa: S105
 
@@ -52,14 +59,48 @@ class Colabot:
         self.keeper: Keeper | None = None
         self.heartbeat: Heartbeat | None = None
         self.positions = ChatPositions()
+        self.policy = access_policy(config)
+        self.lock = DataDirLock(config.data_dir)
         self.running = False
+        token = config.telegram.token
+        register_secret(token, token.partition(":")[2])
 
     async def start(self) -> None:
         """Start everything; return once the bot is polling.
 
-        Raise ConfigError (one line, naming the setting) when the results backend or another
-        setting cannot be used.
+        Raise ConfigError (one line, naming the setting) when the token, the results backend
+        or another setting cannot be used, DataDirLockedError when another colabot holds the
+        data folder, StoreError when its database cannot be used. Whatever failed, what was
+        started is stopped again.
         """
+        self.lock.acquire()
+        try:
+            await self._start()
+        except BaseException:
+            await self._abandon_start()
+            raise
+
+    async def _abandon_start(self) -> None:
+        """Undo a start that failed half-way."""
+        with contextlib.suppress(Exception):
+            if self.app is not None:
+                if self.app.updater is not None and self.app.updater.running:
+                    await self.app.updater.stop()
+                if self.app.running:
+                    await self.app.stop()
+                await self.app.shutdown()
+        with contextlib.suppress(Exception):
+            if self.delivery is not None:
+                await self.delivery.stop()
+        with contextlib.suppress(Exception):
+            if self.engine is not None:
+                await self.engine.stop()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
+        self.lock.release()
+
+    async def _start(self) -> None:
         config = self.config
         opened = await asyncio.to_thread(open_results, config)
         self.store = Store(config.data_dir)
@@ -69,6 +110,7 @@ class Colabot:
             input_roots=tuple(r.expanduser() for r in config.worker.input_roots),
             default_timeout_s=(config.worker.job_timeout_minutes * 60) or None,
             send_files_under_bytes=int(config.results.send_files_under_mb * 1024 * 1024),
+            min_free_disk_mb=config.worker.min_free_disk_mb,
         )
         self.engine = Engine(settings, self.store, default_registry(), results=opened.backend)
         self.engine.inputs.use_remote(
@@ -105,7 +147,12 @@ class Colabot:
             positions=self.positions,
         )
         self.handlers.register(self.app)
-        await self.app.initialize()
+        try:
+            await self.app.initialize()
+        except InvalidToken:
+            raise ConfigError(
+                "telegram.token", "Telegram rejected the bot token: check it with @BotFather"
+            ) from None
         await self.engine.start()
         snapshot, lost = await self.keeper.carry_over()
         await self.app.start()
@@ -125,7 +172,7 @@ class Colabot:
 
     def _fallback_chats(self) -> list[int]:
         assert self.store is not None
-        return list(self.store.kv_get("chats") or self.config.telegram.allowed_users)
+        return self.policy.broadcast_chats(self.store.kv_get("chats") or [])
 
     async def stop(self) -> None:
         """Stop polling, interrupt running jobs (they stay resumable), flush and close."""
@@ -147,6 +194,7 @@ class Colabot:
         await app.shutdown()
         if self.store is not None:
             self.store.close()
+        self.lock.release()
         log.info("colabot stopped")
 
 
@@ -166,13 +214,20 @@ async def run_offline(
     from bot.emulator.state import DEFAULT_USER_ID
     from bot.emulator.terminal import TerminalChat
 
-    emulator = BotApiEmulator(config.data_dir / "offline-chat")
-    await emulator.start()
+    folder = config.data_dir / "offline-chat"
+    emulator = BotApiEmulator(folder)
+    try:
+        await emulator.start()
+    except OSError as exc:
+        raise StoreError(
+            str(folder), f"cannot use the data folder: {exc.strerror or exc}"
+        ) from None
     colabot = Colabot(offline_config(config, emulator.url, DEFAULT_USER_ID))
     stop = asyncio.Event()
     _on_signals(stop)
     try:
         await colabot.start()
+        print(OFFLINE_BANNER, file=sys.stderr)
         chat = TerminalChat(emulator, DEFAULT_USER_ID, input=input, output=output)
         chatting = asyncio.create_task(chat.run())
         stopping = asyncio.create_task(stop.wait())
@@ -209,11 +264,6 @@ def run_until_interrupted(config: Config) -> int:
     """``colabot run``: offline chat without a token, Telegram with one."""
     try:
         if config.offline:
-            print(
-                "colabot: no telegram.token is set, so this is the offline chat. Type /help; "
-                "Ctrl-D quits. Set COLABOT_TELEGRAM_TOKEN to use Telegram.",
-                file=sys.stderr,
-            )
             return asyncio.run(run_offline(config))
         return asyncio.run(run_online(config))
     except ConfigError as exc:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.commands import SUMMARY, USAGE, button_data, kind_usage
 from bot.runtime import MachineFacts, RuntimeClock
@@ -19,6 +20,18 @@ from workers.process import format_seconds
 
 TELEGRAM_LIMIT = 4096
 REFUSAL = "Sorry, this is a private bot."
+EDIT_NOT_RUN = (
+    "Edited commands are not run again. To run it with the change, send it as a new message."
+)
+
+
+def chat_not_allowed(chat_id: int) -> str:
+    """The answer to an allowed user in a chat colabot does not serve."""
+    return (
+        "I only work in private chats with the people I know, and in groups listed in "
+        f"telegram.allowed_chats. To use me in this chat, add its id ({chat_id}) there."
+    )
+
 
 STATE_MARK = {
     JobState.QUEUED: "⏳",
@@ -445,6 +458,14 @@ def lost_job_view(job: Job, stopped_at: float, note: CheckpointNote | None) -> V
     else:
         text += "it can be run again."
     return View(text, [[Button(f"Resume #{job.id}", button_data("rs", job.id))]])
+
+
+def low_disk_text(free_mb: float, folder: Path, min_free_mb: float) -> str:
+    """The warning when the data folder runs short of space."""
+    return (
+        f"Disk space is low: {free_mb:.0f} MB free in {folder} (worker.min_free_disk_mb is "
+        f"{min_free_mb:g}). New jobs are refused until there is more room; running jobs go on."
+    )
 
 
 def long_job_text(estimate_s: float, left_s: float) -> str:

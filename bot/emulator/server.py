@@ -53,6 +53,7 @@ class _Failure:
     remaining: int
     drop: bool = False
     delay: float = 0.0
+    odd_result: Any = None
 
 
 @dataclass(eq=False)
@@ -217,6 +218,23 @@ class BotApiEmulator:
         user, chat = users.user_chat(self.state, user_id, chat_id, first_name, username)
         record = users.write_text(
             self.state, user, chat, text, reply_to_message_id=reply_to_message_id
+        )
+        self._wake_polls()
+        return record.snapshot()
+
+    async def edit_text(
+        self,
+        message_id: int,
+        text: str,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        chat_id: int | None = None,
+    ) -> JSONDict:
+        """Edit a message the person wrote, as Telegram's clients allow; the bot gets an
+        ``edited_message`` update."""
+        user = self.state.user(user_id)
+        record = users.edit_text(
+            self.state, user, user_id if chat_id is None else chat_id, message_id, text
         )
         self._wake_polls()
         return record.snapshot()
@@ -417,6 +435,16 @@ class BotApiEmulator:
             ),
         )
 
+    def inject_odd_reply(self, method: str, result: Any, *, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``method`` succeed with ``result`` as the answer,
+        whatever the method should return (a server that answers oddly)."""
+        self._plan(
+            method,
+            _Failure(
+                status=200, description="", retry_after=None, remaining=times, odd_result=result
+            ),
+        )
+
     def clear_failures(self) -> None:
         """Forget every planned failure."""
         self._failures.clear()
@@ -453,6 +481,9 @@ class BotApiEmulator:
             params = await read_params(request, self.store.staging, self.api.upload_limit(key))
             call.params = params.summary()
             failure = self._take_failure(key)
+            if failure is not None and failure.odd_result is not None:
+                self.journal.finish_call(call, 200, "an odd reply, on purpose")
+                return web.json_response({"ok": True, "result": failure.odd_result})
             if failure is not None:
                 await self._fail(request, failure)
             bot = self.api.bot_user(int(match.group(1)))

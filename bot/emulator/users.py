@@ -69,6 +69,24 @@ def write_text(
     return record
 
 
+def edit_text(
+    state: EmulatorState, user: JSONDict, chat_id: int, message_id: int, text: str
+) -> MessageRecord:
+    """Edit a text message ``user`` wrote and queue the ``edited_message`` update."""
+    record = state.get_message(chat_id, message_id)
+    if record is None:
+        raise ValueError(f"there is no message #{message_id} in chat {chat_id}")
+    if record.message.get("from", {}).get("id") != user["id"] or "text" not in record.message:
+        raise ValueError(f"message #{message_id} is not a text message of user {user['id']}")
+    changes: JSONDict = {"text": text}
+    entities = detect_entities(text)
+    if entities:
+        changes["entities"] = entities
+    state.edit_message(record, changes, removed=("entities",))
+    state.queue_update("edited_message", record.message)
+    return record
+
+
 def post_document(
     state: EmulatorState,
     user: JSONDict,

@@ -49,7 +49,7 @@ async def test_internal_urls_are_refused_before_anything_runs(
 ) -> None:
     for url, why in (
         ("http://127.0.0.1:8080/admin", "an address on this machine"),
-        ("http://169.254.169.254/latest/meta-data", "an address on this machine"),
+        ("http://169.254.169.254/latest/meta-data", "a cloud metadata service"),
         ("http://localhost/x", "localhost is a local address"),
     ):
         reply = await person.say(f"/train selftest {url}")
