@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
@@ -86,6 +86,7 @@ class StepProcesses:
         self.mark = mark or secrets.token_hex(8)
         self.group: int | None = None
         self.cgroup: Path | None = None
+        self.adopted = False
         if cgroup_root is not None:
             folder = cgroup_root / f"step-{self.mark}"
             try:
@@ -98,43 +99,40 @@ class StepProcesses:
         """What the step's environment must carry to be found again."""
         return {MARK_VARIABLE: self.mark}
 
-    def before_exec(self) -> Callable[[], None] | None:
-        """A function the child runs before its program starts: it joins the step's cgroup.
-
-        It only opens and writes one file (no locks), so it is safe after ``fork``.
-        """
-        if self.cgroup is None:
-            return None
-        procs = str(self.cgroup / "cgroup.procs")
-
-        def join() -> None:
-            # If the cgroup is gone, the step still runs: the marker finds its processes.
-            try:
-                fd = os.open(procs, os.O_WRONLY)
-            except OSError:
-                return
-            try:
-                os.write(fd, b"0")
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-
-        return join
-
     def started(self, pid: int) -> None:
         """The step's main process started (it leads its own process group)."""
         self.group = pid
 
+    def adopt(self, pid: int) -> None:
+        """Move the step's main process, and anything it already started, into its cgroup.
+
+        Blocking (a cgroup move can take milliseconds): run it in a thread. The move happens
+        after the process started, so descendants it forked first are found by their marker
+        and moved too; from then on the kernel keeps every new one in the cgroup.
+        """
+        if self.cgroup is None:
+            return
+        procs = self.cgroup / "cgroup.procs"
+        try:
+            for member in [pid, *(p.pid for p in processes_marked(self.mark) if p.pid != pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    procs.write_text(str(member))
+        except OSError as exc:
+            log.debug("could not move the step into its cgroup (%s); using its marker", exc)
+            return
+        self.adopted = True
+
     def members(self) -> list[int]:
-        """Pids of every process of the step still alive, inside its group or not."""
-        if self.cgroup is not None:
-            try:
-                text = (self.cgroup / "cgroup.procs").read_text()
-                return [int(pid) for pid in text.split()]
-            except OSError:
-                pass
-        return [process.pid for process in processes_marked(self.mark)]
+        """Pids of every process of the step still alive, inside its group or not.
+
+        Both ways are asked when the step has a cgroup: the cgroup holds descendants that
+        cleared their environment, the marker those that forked before the move finished.
+        """
+        found = {process.pid for process in processes_marked(self.mark)}
+        if self.cgroup is not None and self.adopted:
+            with contextlib.suppress(OSError):
+                found.update(int(pid) for pid in (self.cgroup / "cgroup.procs").read_text().split())
+        return sorted(found)
 
     def signal(self, sig: signal.Signals) -> bool:
         """Send ``sig`` to the group and to members that left it; False when none is left."""
@@ -154,7 +152,7 @@ class StepProcesses:
 
     def kill_all(self) -> None:
         """SIGKILL every process of the step."""
-        if self.cgroup is not None:
+        if self.cgroup is not None and self.adopted:
             with contextlib.suppress(OSError):
                 (self.cgroup / "cgroup.kill").write_text("1")
         self.signal(signal.SIGKILL)

@@ -241,6 +241,7 @@ class ProcessRun:
         self.on_disk_full = on_disk_full
         self._cancel = asyncio.Event()
         self._disk_full = asyncio.Event()
+        self._adoption: asyncio.Future[None] | None = None
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def cancel(self) -> None:
@@ -261,7 +262,6 @@ class ProcessRun:
                 cwd=self.cwd,
                 env=env,
                 start_new_session=True,
-                preexec_fn=self.processes.before_exec(),
             )
         except FileNotFoundError:
             return self._not_started(
@@ -279,6 +279,7 @@ class ProcessRun:
         self.processes.started(proc.pid)
         if self.on_start is not None:
             self.on_start(proc.pid)
+        self._adoption = asyncio.ensure_future(asyncio.to_thread(self.processes.adopt, proc.pid))
         reader, transport = await _open_pipe(read_fd)
         pump = asyncio.create_task(self._pump(reader))
         file_watcher = _FileWatcher(self.watch, self.on_line)
@@ -287,6 +288,7 @@ class ProcessRun:
             cancelled, timed_out = await self._supervise(proc)
         finally:
             # Strays would keep the pipe open and the GPU busy, inside the group or not.
+            await self._adopted()
             self.processes.kill_all()
             if watcher is not None:
                 watcher.cancel()
@@ -351,7 +353,13 @@ class ProcessRun:
         stopped = cancel in done or disk_full in done
         return stopped, not stopped
 
+    async def _adopted(self) -> None:
+        """Wait until the step's processes are in its cgroup (if it has one)."""
+        if self._adoption is not None:
+            await asyncio.shield(self._adoption)
+
     async def _stop(self, waiter: asyncio.Task[int]) -> None:
+        await self._adopted()
         steps = (
             (signal.SIGINT, self.grace.after_interrupt),
             (signal.SIGTERM, self.grace.after_terminate),
