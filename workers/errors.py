@@ -94,7 +94,21 @@ class DriveQuotaError(DriveError):
 
 
 class DrivePermissionError(DriveError):
-    """The credentials cannot read or write the file or folder."""
+    """The credentials cannot read or write the file or folder: ``detail`` is Google's reason
+    and message, ``share_with`` the service account to share it with (None for a person)."""
+
+    def __init__(
+        self,
+        operation: str,
+        reason: str,
+        status: int | None = None,
+        *,
+        detail: str = "",
+        share_with: str | None = None,
+    ) -> None:
+        super().__init__(operation, reason, status)
+        self.detail = detail
+        self.share_with = share_with
 
 
 class ResultsError(ColabotError):
@@ -147,3 +161,8 @@ class DataDirLockedError(ColabotError):
         )
         self.folder = folder
         self.pid = pid
+
+
+class DriveSetupError(DriveError):
+    """The Drive set-up cannot work as configured (an API not enabled, a service account
+    asked to store files outside a shared drive); the message says what to change."""

@@ -43,6 +43,11 @@ MAX_REDIRECTS = 10
 MAX_ATTEMPTS = 5
 REPORT_EVERY_S = 0.5
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".h5", ".hdf5", ".mj2", ".webm")
+# What Google Docs files colabot can use as inputs, exported as (MIME type, file suffix).
+GOOGLE_EXPORTS = {
+    "application/vnd.google-apps.document": ("text/plain", ".txt"),
+    "application/vnd.google-apps.spreadsheet": ("text/csv", ".csv"),
+}
 
 
 class SafeResolver(AbstractResolver):
@@ -362,16 +367,20 @@ class DriveFetcher:
             self._client = self._client_factory()
         return self._client
 
-    async def fetch(self, file_id: str, progress: ProgressCallback) -> Path:
-        """Download a file or a whole folder; return the local file or folder."""
+    async def fetch(self, drive_source: DriveSource, progress: ProgressCallback) -> Path:
+        """Download a file or a whole folder (following a shortcut to what it points at, and
+        exporting a Google Docs or Sheets file); return the local file or folder."""
+        file_id = drive_source.file_id
         source = f"drive:{file_id}"
         loop = asyncio.get_running_loop()
         client = self.client()
         try:
-            item = await asyncio.to_thread(client.get, file_id)
-        except DrivePermissionError:
-            account = f" (share it with {client.account})" if client.account else ""
-            raise InputError(source, f"the Drive credentials cannot read it{account}") from None
+            item = await asyncio.to_thread(client.resolve, file_id, drive_source.resource_key)
+        except DrivePermissionError as exc:
+            share = f"; share it with {exc.share_with}" if exc.share_with else ""
+            raise InputError(
+                source, f"the Drive credentials cannot read it ({exc.detail}){share}"
+            ) from None
         except DriveError as exc:
             raise InputError(source, str(exc)) from None
         reporter = ProgressReporter(item.title, progress)
@@ -381,6 +390,8 @@ class DriveFetcher:
 
         if item.is_folder:
             return await self._fetch_folder(item, source, report)
+        if item.is_google_doc:
+            return await self._export(client, item, source)
         if item.size is not None and item.size > self.policy.max_bytes:
             raise InputError(source, _too_large(item.size, self.policy.max_bytes))
         validator = f"md5:{item.md5 or ''}:{item.size}"
@@ -390,23 +401,49 @@ class DriveFetcher:
             return cached
         folder = self.cache.folder(source)
         name = filename_for(item.title, None)
-        path = await self._download(client, item.id, folder / name, report, source)
+        path = await self._download(client, item, folder / name, report, source)
         self.cache.store(source, validator, name)
         if name.endswith(".slp") and not name.endswith(".pkg.slp"):
             await self._fetch_sibling_videos(client, item, path, report)
         return path
 
+    async def _export(self, client: DriveClient, item: DriveFile, source: str) -> Path:
+        """A Google Docs file as text, a Google Sheets file as CSV (and as JSONL when it has a
+        ``text`` column, which spaCy reads); anything else is refused, naming what works."""
+        export = GOOGLE_EXPORTS.get(item.mime_type)
+        kind = item.mime_type.removeprefix("application/vnd.google-apps.")
+        if export is None:
+            raise InputError(
+                source,
+                f"{item.title} is a Google {kind.title()} file, which has no file content. "
+                "colabot can read Google Docs (as .txt) and Google Sheets (as .csv, or .jsonl "
+                "when a column is called text); otherwise export it (File > Download) and "
+                "share the exported file",
+            )
+        mime_type, suffix = export
+        folder = self.cache.folder(source)
+        target = folder / (filename_for(item.title, None) + suffix)
+        try:
+            path = await asyncio.to_thread(client.export, item, mime_type, target)
+        except ColabotError as exc:
+            raise InputError(source, str(exc)) from None
+        if suffix == ".csv":
+            rows = await asyncio.to_thread(csv_as_jsonl, path)
+            if rows is not None:
+                return rows
+        return path
+
     async def _download(
         self,
         client: DriveClient,
-        file_id: str,
+        item: DriveFile,
         dest: Path,
         report: Callable[[int, int], None],
         source: str,
     ) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return await asyncio.to_thread(client.download, file_id, dest, report)
+            return await asyncio.to_thread(client.download_item, item, dest, report)
         except ColabotError as exc:
             raise InputError(source, str(exc)) from None
 
@@ -424,6 +461,7 @@ class DriveFetcher:
                     folder,
                     report,
                     max_bytes=self.policy.max_bytes,
+                    resource_key=item.resource_key,
                 )
             )
         except ColabotError as exc:
@@ -452,7 +490,7 @@ class DriveFetcher:
                     continue
                 target = labels.parent / filename_for(title, None)
                 if not target.exists():
-                    await self._download(client, sibling.id, target, report, f"drive:{title}")
+                    await self._download(client, sibling, target, report, f"drive:{title}")
 
 
 class Fetcher:
@@ -487,4 +525,19 @@ class Fetcher:
         if self.drive is None:
             self.check(source)
         assert self.drive is not None
-        return await self.drive.fetch(source.file_id, progress)
+        return await self.drive.fetch(source, progress)
+
+
+def csv_as_jsonl(path: Path) -> Path | None:
+    """A CSV with a ``text`` column as JSONL beside it (one object per row); None without one."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "text" not in rows[0]:
+        return None
+    target = path.with_suffix(".jsonl")
+    with target.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return target

@@ -27,7 +27,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from workers.errors import DriveAuthError, DriveError, DrivePermissionError, DriveQuotaError
+from workers.errors import (
+    DriveAuthError,
+    DriveError,
+    DrivePermissionError,
+    DriveQuotaError,
+    DriveSetupError,
+)
 from workers.redaction import register_secret
 from workers.sources import parse_drive_ref
 
@@ -64,15 +70,29 @@ else:
 
 __all__ = [
     "FOLDER_MIME",
+    "SHORTCUT_MIME",
     "DriveClient",
     "DriveFile",
     "DriveSettings",
+    "Identity",
     "Progress",
     "parse_drive_ref",
     "safe_file_name",
 ]
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
+SHORTCUT_MIME = "application/vnd.google-apps.shortcut"
+DRIVE_SCOPES = (
+    "https://www.googleapis.com/auth/drive",
+    "https://www.googleapis.com/auth/drive.file",
+)
+RESOURCE_KEYS_HEADER = "X-Goog-Drive-Resource-Keys"
+SERVICE_ACCOUNT_STORAGE = (
+    "a service account has no storage of its own, so it can only write into a shared drive: "
+    "put drive.folder_id in a shared drive where the service account is a Content manager "
+    '(or Manager), or sign in as a person instead (drive.auth = "oauth_token_file" with a '
+    'token file, or "colab" in a Colab notebook)'
+)
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
 AUTH_KINDS = ("service_account", "colab", "oauth_token_file")
 
@@ -98,10 +118,6 @@ _NETWORK_ERRNOS = frozenset(
 _UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 _MAX_NAME_BYTES = 255
 _SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "private_key_id", "client_id")
-_STORAGE_HINT = (
-    "; a service account has no storage of its own: upload into a shared drive or into a "
-    "folder that a person shared with the service account"
-)
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,11 @@ class DriveFile:
     view_link: str
     download_link: str | None
     parent_ids: tuple[str, ...]
+    drive_id: str | None = None
+    resource_key: str | None = None
+    shortcut_target: str | None = None
+    shortcut_target_key: str | None = None
+    export_links: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_folder(self) -> bool:
@@ -158,14 +179,24 @@ class DriveFile:
         return self.mime_type == FOLDER_MIME
 
     @property
+    def is_shortcut(self) -> bool:
+        """Whether this is a shortcut to another file (follow ``shortcut_target``)."""
+        return self.mime_type == SHORTCUT_MIME
+
+    @property
     def is_google_doc(self) -> bool:
         """Whether this is a Google Docs/Sheets/Slides/... file, which has no bytes to fetch."""
-        return self.mime_type.startswith(_GOOGLE_APPS_PREFIX) and not self.is_folder
+        return (
+            self.mime_type.startswith(_GOOGLE_APPS_PREFIX)
+            and not self.is_folder
+            and not self.is_shortcut
+        )
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> DriveFile:
         """Build from a Drive v2 file resource."""
         size = meta.get("fileSize")
+        shortcut = meta.get("shortcutDetails") or {}
         return cls(
             id=str(meta["id"]),
             title=str(meta.get("title", "")),
@@ -175,7 +206,25 @@ class DriveFile:
             view_link=str(meta.get("alternateLink", "")),
             download_link=_optional_str(meta.get("webContentLink")),
             parent_ids=tuple(str(p["id"]) for p in meta.get("parents") or () if "id" in p),
+            drive_id=_optional_str(meta.get("driveId") or meta.get("teamDriveId")),
+            resource_key=_optional_str(meta.get("resourceKey")),
+            shortcut_target=_optional_str(shortcut.get("targetId")),
+            shortcut_target_key=_optional_str(shortcut.get("targetResourceKey")),
+            export_links=tuple(sorted((meta.get("exportLinks") or {}).items())),
         )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the Drive credentials act as: a ``service account`` or a person (``user``)."""
+
+    kind: Literal["service account", "user"]
+    email: str
+
+    @property
+    def is_service_account(self) -> bool:
+        """Whether a service account (no storage of its own) is signed in."""
+        return self.kind == "service account"
 
 
 @dataclass(frozen=True)
@@ -225,9 +274,28 @@ class DriveClient:
 
     @property
     def account(self) -> str | None:
-        """The service account's e-mail address, the one to share folders with; else None."""
+        """The service account's e-mail address, the one to share folders with; else None.
+
+        Colab's sign-in gets its tokens from a metadata server, so its credentials look like
+        a machine's service account ("default"); it is the person signed in to Colab.
+        """
+        if self._settings.auth != "service_account":
+            return None
         email = getattr(self._credentials, "service_account_email", None)
         return email if isinstance(email, str) else None
+
+    def identity(self) -> Identity:
+        """Who the credentials act as, by Drive's own account (``about``)."""
+
+        def fetch() -> Identity:
+            about = self._gauth.service.about().get().execute(http=self._http())
+            email = str((about.get("user") or {}).get("emailAddress") or about.get("name", ""))
+            kind: Literal["service account", "user"] = (
+                "service account" if self._settings.auth == "service_account" else "user"
+            )
+            return Identity(kind, email or (self.account or "unknown"))
+
+        return self._call("about", fetch, "cannot read the account")
 
     # ------------------------------------------------------------- connection
 
@@ -304,29 +372,36 @@ class DriveClient:
             raise DriveAuthError(setting, f"the private key in {path} cannot be loaded") from None
 
     def _token_file_credentials(self) -> Any:
+        """An authorized-user login: gcloud's or Colab's file (``"type": "authorized_user"``),
+        google-auth's ``token.json`` (what Google's quickstart writes: no ``type``), or
+        oauth2client's own format."""
         setting = "drive.token_file"
         path = self._settings.token_file
         data = _read_json_file(path, setting)
         register_secret(str(data.get("client_secret", "")), str(data.get("refresh_token", "")))
-        try:
-            if data.get("type") == "authorized_user":
-                credentials = GoogleCredentials(
-                    access_token=None,
-                    client_id=data["client_id"],
-                    client_secret=data["client_secret"],
-                    refresh_token=data["refresh_token"],
-                    token_expiry=None,
-                    token_uri=data.get("token_uri") or oauth2client.GOOGLE_TOKEN_URI,
-                    user_agent="colabot",
-                )
-            elif data.get("_class") in ("OAuth2Credentials", "GoogleCredentials"):
-                credentials = OAuth2Credentials.from_json(json.dumps(data))
-            else:
+        if data.get("_class") in ("OAuth2Credentials", "GoogleCredentials"):
+            credentials = OAuth2Credentials.from_json(json.dumps(data))
+        else:
+            needed = ("client_id", "client_secret", "refresh_token")
+            missing = [key for key in needed if key not in data or data[key] is None]
+            if missing and data.get("type") not in (None, "authorized_user"):
                 raise DriveAuthError(
                     setting, f"{path} is not an authorized-user or oauth2client credentials file"
                 )
-        except KeyError as missing:
-            raise DriveAuthError(setting, f"{path} lacks {missing.args[0]}") from None
+            if missing:
+                raise DriveAuthError(setting, f"{path} lacks {', '.join(missing)}")
+            if not data["refresh_token"]:
+                raise DriveAuthError(setting, f"{path} has no refresh token; sign in again")
+            _warn_about_scopes(data.get("scopes"), path)
+            credentials = GoogleCredentials(
+                access_token=None,
+                client_id=data["client_id"],
+                client_secret=data["client_secret"],
+                refresh_token=data["refresh_token"],
+                token_expiry=None,
+                token_uri=data.get("token_uri") or oauth2client.GOOGLE_TOKEN_URI,
+                user_agent="colabot",
+            )
         if not credentials.refresh_token:
             raise DriveAuthError(setting, f"{path} has no refresh token; sign in again")
         return credentials
@@ -413,43 +488,74 @@ class DriveClient:
     def _as_drive_error(
         self, operation: str, failure: _Failure, denied: str, attempts: int
     ) -> DriveError:
-        status, reason = failure.status, failure.reason
+        """A failure as the error that names its cause; Google's own message always comes
+        along, since it often says exactly what to do (and where)."""
+        status, reason, said = failure.status, failure.reason, failure.message
         if failure.auth or status == 401:
+            return DriveAuthError(self._auth_setting(), f"Google refused the credentials ({said})")
+        if reason == "accessNotConfigured":
+            return DriveSetupError(
+                operation, f"the Drive API is not enabled for this Google Cloud project: {said}"
+            )
+        if reason == "insufficientPermissions":
             return DriveAuthError(
-                self._auth_setting(), f"Google refused the credentials ({failure.message})"
+                self._auth_setting(),
+                f"the credentials were not granted access to Drive (its scope): {said}",
+            )
+        if reason == "storageQuotaExceeded" and "service accounts" in said.lower():
+            return DriveSetupError(
+                operation, f"{SERVICE_ACCOUNT_STORAGE} (Google said: {said})", status
+            )
+        if reason == "downloadQuotaExceeded":
+            return DriveQuotaError(
+                operation,
+                "the file was downloaded too often recently: try again in 24 hours, or make a "
+                f"copy of it in your own Drive and share the copy (Google said: {said})",
+                status,
             )
         if reason in _QUOTA_REASONS or status == 429:
-            reason = reason or "rateLimitExceeded"
-            hint = _STORAGE_HINT if self.account and reason == "storageQuotaExceeded" else ""
-            return DriveQuotaError(operation, f"{reason}: {failure.message}{hint}", status)
+            return DriveQuotaError(operation, f"{reason or 'rateLimitExceeded'}: {said}", status)
         if reason == "fileNotDownloadable":
             return DriveError(operation, _NATIVE_DOC_MESSAGE, status)
-        if status in (403, 404):
+        if reason in ("notFound", "insufficientFilePermissions") or (status == 404 and not reason):
+            detail = f"{reason or 'notFound'}: {said}"
             hint = f"; share it with {self.account}" if self.account else ""
-            text = f"the configured credentials {denied} ({reason or 'notFound'}){hint}"
-            return DrivePermissionError(operation, text, status)
-        if failure.retryable:
-            return DriveError(
-                operation, f"{failure.message}; gave up after {attempts} attempts", status
+            text = f"the configured credentials {denied} ({detail}){hint}"
+            return DrivePermissionError(
+                operation, text, status, detail=detail, share_with=self.account
             )
-        return DriveError(operation, f"{failure.message} ({reason or f'HTTP {status}'})", status)
+        if failure.retryable:
+            return DriveError(operation, f"{said}; gave up after {attempts} attempts", status)
+        return DriveError(operation, f"{said} ({reason or f'HTTP {status}'})", status)
 
     # ------------------------------------------------------------ metadata
 
-    def get(self, file_id: str) -> DriveFile:
+    def get(self, file_id: str, resource_key: str | None = None) -> DriveFile:
         """Metadata of a file or folder; DrivePermissionError when the credentials cannot
-        read it."""
+        read it. ``resource_key`` opens files shared by a link that carries one."""
 
         def fetch() -> DriveFile:
-            item = self._drive.CreateFile({"id": file_id})
+            item = self._drive.CreateFile(
+                {"id": file_id, **({"resourceKey": resource_key} if resource_key else {})}
+            )
             item.FetchMetadata()
             return DriveFile.from_metadata(item)
 
         return self._call("get", fetch, f"cannot read {file_id}")
 
-    def list_folder(self, folder_id: str) -> list[DriveFile]:
+    def resolve(self, file_id: str, resource_key: str | None = None) -> DriveFile:
+        """A file's metadata, following shortcuts to what they point at."""
+        item = self.get(file_id, resource_key)
+        seen = {item.id}
+        while item.is_shortcut and item.shortcut_target and item.shortcut_target not in seen:
+            item = self.get(item.shortcut_target, item.shortcut_target_key)
+            seen.add(item.id)
+        return item
+
+    def list_folder(self, folder_id: str, resource_key: str | None = None) -> list[DriveFile]:
         """Everything directly inside a folder (not trashed), all pages of it."""
-        return self._list(f"{_quote(folder_id)} in parents and trashed = false", folder_id)
+        query = f"{_quote(folder_id)} in parents and trashed = false"
+        return self._list(query, folder_id, resource_key)
 
     def find(self, title: str, parent_id: str) -> DriveFile | None:
         """The first item titled ``title`` directly inside ``parent_id``, if any."""
@@ -462,10 +568,26 @@ class DriveClient:
         found = self._list(query, parent_id)
         return found[0] if found else None
 
-    def _list(self, query: str, folder_id: str) -> list[DriveFile]:
+    def _list(self, query: str, folder_id: str, resource_key: str | None = None) -> list[DriveFile]:
         def fetch() -> list[DriveFile]:
-            listing = self._drive.ListFile({"q": query})
-            return [DriveFile.from_metadata(item) for item in listing.GetList()]
+            files = self._gauth.service.files()
+            found: list[DriveFile] = []
+            token: str | None = None
+            while True:
+                request = files.list(
+                    q=query,
+                    supportsAllDrives=True,
+                    includeItemsFromAllDrives=True,
+                    pageToken=token,
+                    maxResults=1000,
+                )
+                if resource_key:
+                    request.headers[RESOURCE_KEYS_HEADER] = f"{folder_id}/{resource_key}"
+                page = request.execute(http=self._http())
+                found.extend(DriveFile.from_metadata(item) for item in page.get("items", []))
+                token = page.get("nextPageToken")
+                if not token:
+                    return found
 
         return self._call("list", fetch, f"cannot read folder {folder_id}")
 
@@ -508,6 +630,19 @@ class DriveClient:
 
         try:
             self._call("delete", remove, f"cannot delete {file_id}")
+        except DrivePermissionError as error:
+            if error.status != 404:
+                raise
+
+    def trash(self, file_id: str) -> None:
+        """Move a file to the trash: in a shared drive, Content managers may trash files but
+        only Managers may delete them for good. An id already gone is not an error."""
+
+        def move() -> None:
+            self._drive.CreateFile({"id": file_id}).Trash(param={"supportsAllDrives": True})
+
+        try:
+            self._call("trash", move, f"cannot move {file_id} to the trash")
         except DrivePermissionError as error:
             if error.status != 404:
                 raise
@@ -596,13 +731,52 @@ class DriveClient:
 
     # ---------------------------------------------------------------- download
 
-    def download(self, file_id: str, dest: Path, progress: Progress | None = None) -> Path:
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        progress: Progress | None = None,
+        *,
+        resource_key: str | None = None,
+    ) -> Path:
         """Download a file to ``dest``, resuming an earlier partial download of it.
 
         Bytes go to ``dest`` + ``.part`` in ``chunk_mb`` ranges and are renamed into place once
         the size and MD5 that Drive reports match. Google Docs files raise a DriveError.
         """
-        return self._download(self.get(file_id), dest, progress)
+        return self._download(self.get(file_id, resource_key), dest, progress)
+
+    def download_item(self, item: DriveFile, dest: Path, progress: Progress | None = None) -> Path:
+        """:meth:`download` for metadata already fetched (its resource key included)."""
+        return self._download(item, dest, progress)
+
+    def export(self, item: DriveFile, mime_type: str, dest: Path) -> Path:
+        """A Google Docs/Sheets file exported as ``mime_type`` (Drive exports at most 10 MB)."""
+        links = dict(item.export_links)
+        url = links.get(mime_type)
+        if url is None:
+            offered = ", ".join(sorted(links)) or "none"
+            raise DriveError(
+                "export", f"{item.title} cannot be exported as {mime_type} ({offered})"
+            )
+
+        def fetch() -> bytes:
+            response, content = self._http().request(url, "GET", headers=self._key_headers(item))
+            if response.status >= 300:
+                raise HttpError(response, content, uri=url)
+            return bytes(content)
+
+        data = self._call("export", fetch, f"cannot read {item.id}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        return dest
+
+    @staticmethod
+    def _key_headers(item: DriveFile) -> dict[str, str]:
+        """The resource-key header a link-shared file needs on every request."""
+        if item.resource_key:
+            return {RESOURCE_KEYS_HEADER: f"{item.id}/{item.resource_key}"}
+        return {}
 
     def _download(self, item: DriveFile, dest: Path, progress: Progress | None) -> Path:
         try:
@@ -638,7 +812,7 @@ class DriveClient:
         offset, total = start, item.size
         with part.open("ab") as out:
             while total is None or offset < total:
-                chunk = self._fetch_chunk(url, offset, item.id)
+                chunk = self._fetch_chunk(url, offset, item)
                 if chunk is None:
                     break
                 data, total = chunk
@@ -654,24 +828,25 @@ class DriveClient:
         request = self._gauth.service.files().get_media(fileId=file_id, supportsAllDrives=True)
         return str(request.uri)
 
-    def _fetch_chunk(self, url: str, offset: int, file_id: str) -> tuple[bytes, int | None] | None:
+    def _fetch_chunk(
+        self, url: str, offset: int, item: DriveFile
+    ) -> tuple[bytes, int | None] | None:
         """One ranged GET: (bytes, total size), or None past the end."""
         last = offset + self._settings.chunk_bytes - 1
+        headers = {"Range": f"bytes={offset}-{last}", **self._key_headers(item)}
         attempt = 0
         while True:
             attempt += 1
             self._ready()
             try:
-                response, content = self._http().request(
-                    url, "GET", headers={"Range": f"bytes={offset}-{last}"}
-                )
+                response, content = self._http().request(url, "GET", headers=headers)
                 if response.status == 416:
                     return None
                 if response.status >= 300:
                     raise HttpError(response, content, uri=url)
                 return _checked_range(response, bytes(content), offset)
             except Exception as exc:
-                self._after_failure("download", exc, attempt, f"cannot read {file_id}")
+                self._after_failure("download", exc, attempt, f"cannot read {item.id}")
 
     def _verify(self, part: Path, item: DriveFile) -> None:
         actual = part.stat().st_size
@@ -693,6 +868,7 @@ class DriveClient:
         progress: Progress | None = None,
         *,
         max_bytes: int | None = None,
+        resource_key: str | None = None,
     ) -> list[Path]:
         """Download a folder tree into ``dest_dir``, keeping its sub-folders.
 
@@ -701,7 +877,7 @@ class DriveClient:
         bytes over the whole tree. A tree larger than ``max_bytes`` is refused before anything
         is downloaded. Returns the downloaded files' paths.
         """
-        plan = self._plan_folder(folder_id, Path(), set())
+        plan = self._plan_folder(folder_id, Path(), set(), resource_key)
         total = sum(item.size or 0 for item, _ in plan)
         if max_bytes is not None and total > max_bytes:
             raise DriveError(
@@ -725,14 +901,17 @@ class DriveClient:
         return paths
 
     def _plan_folder(
-        self, folder_id: str, relative: Path, seen: set[str]
+        self, folder_id: str, relative: Path, seen: set[str], resource_key: str | None = None
     ) -> list[tuple[DriveFile, Path]]:
         if folder_id in seen:
             return []
         seen.add(folder_id)
         used: set[str] = set()
         plan: list[tuple[DriveFile, Path]] = []
-        for item in self.list_folder(folder_id):
+        for listed in self.list_folder(folder_id, resource_key):
+            item = self.resolve(listed.id, listed.resource_key) if listed.is_shortcut else listed
+            if item.is_shortcut:
+                continue  # a shortcut to nothing that can be read
             if item.is_google_doc:
                 _logger.warning(
                     "Skipping %r: Google Docs files have no bytes to download", item.title
@@ -741,7 +920,7 @@ class DriveClient:
             path = relative / _unique_name(safe_file_name(item.title), used)
             plan.append((item, path))
             if item.is_folder:
-                plan.extend(self._plan_folder(item.id, path, seen))
+                plan.extend(self._plan_folder(item.id, path, seen, item.resource_key))
         return plan
 
 
@@ -825,9 +1004,13 @@ def _classify(exc: BaseException) -> _Failure | None:
 
 
 def _session_expired(exc: BaseException, request: Any) -> bool:
-    """Whether Drive forgot the resumable session (they expire after a week)."""
-    started = request.resumable_uri is not None
-    return started and isinstance(exc, HttpError) and int(exc.resp.status) in (404, 410)
+    """Whether the resumable session must be started again: Google's guide says so for any
+    4xx from the session URL (it expired, or was refused), except a timeout or a slow-down."""
+    if request.resumable_uri is None or not isinstance(exc, HttpError):
+        return False
+    status = int(exc.resp.status)
+    reason, _ = _error_details(exc.content)
+    return 400 <= status < 500 and status not in (401, 408, 429) and reason not in _RATE_REASONS
 
 
 def _handled_http_error(exc: BaseException) -> HttpError | None:
@@ -959,3 +1142,18 @@ def _pydrive_settings() -> dict[str, Any]:
         "save_credentials": False,
         "oauth_scope": [DRIVE_SCOPE],
     }
+
+
+def _warn_about_scopes(scopes: Any, path: Path | None) -> None:
+    """A token whose scopes name no Drive scope will be refused by Drive: say so now."""
+    if scopes is None:
+        return
+    granted = scopes.split() if isinstance(scopes, str) else [str(s) for s in scopes]
+    if not any(scope in DRIVE_SCOPES for scope in granted):
+        _logger.warning(
+            "drive.token_file %s grants %s, none of them a Drive scope (%s): Drive will refuse "
+            "it; sign in again asking for the Drive scope",
+            path,
+            ", ".join(granted) or "no scopes",
+            DRIVE_SCOPES[0],
+        )

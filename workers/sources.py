@@ -40,9 +40,10 @@ class UrlSource:
 
 @dataclass(frozen=True)
 class DriveSource:
-    """A Google Drive file or folder id."""
+    """A Google Drive file or folder id, with the resource key of a link that carries one."""
 
     file_id: str
+    resource_key: str | None = None
 
 
 Source = LocalSource | UploadSource | JobSource | UrlSource | DriveSource
@@ -82,6 +83,18 @@ def parse_drive_ref(text: str) -> str | None:
     return None
 
 
+def drive_resource_key(text: str) -> str | None:
+    """The ``resourcekey=`` of a Drive link (files shared by link may need it), or None."""
+    url = text.strip().strip("<>")
+    if "://" not in url:
+        url = "https://" + url
+    try:
+        keys = parse_qs(urlsplit(url).query).get("resourcekey", [])
+    except ValueError:
+        return None
+    return keys[0] if keys and re.fullmatch(r"[A-Za-z0-9_-]{1,100}", keys[0]) else None
+
+
 def classify(text: str, *, model_slot: bool = False) -> Source:
     """Which kind of source ``text`` is; raise InputError for unusable forms.
 
@@ -104,12 +117,12 @@ def classify(text: str, *, model_slot: bool = False) -> Source:
         drive_id = parse_drive_ref(text[len("drive:") :])
         if drive_id is None:
             raise InputError(text, "not a Google Drive file or folder id")
-        return DriveSource(drive_id)
+        return DriveSource(drive_id, drive_resource_key(text[len("drive:") :]))
     if text.startswith(("http://", "https://")) and urlsplit(text).hostname in DRIVE_HOSTS:
         drive_id = parse_drive_ref(text)
         if drive_id is None:
             raise InputError(text, "this Google Drive link names no file or folder")
-        return DriveSource(drive_id)
+        return DriveSource(drive_id, drive_resource_key(text))
     scheme = _SCHEME.match(text)
     if scheme and len(scheme.group(1)) > 1:
         name = scheme.group(1).lower()

@@ -41,8 +41,9 @@ async def test_job_results_go_to_drive_and_the_links_to_the_chat(
     person: Person,
     drive_server: DriveServer,
     service_account_file: Path,
+    shared_drive: str,
 ) -> None:
-    folder = drive_server.add_folder("results")
+    folder = drive_server.add_folder("results", shared_drive)
     colabot = await start_colabot(
         drive_config(chat_config, drive_server, service_account_file, folder)
     )
@@ -102,8 +103,9 @@ async def test_a_quota_error_keeps_the_job_and_says_why(
     person: Person,
     drive_server: DriveServer,
     service_account_file: Path,
+    shared_drive: str,
 ) -> None:
-    folder = drive_server.add_folder("results")
+    folder = drive_server.add_folder("results", shared_drive)
     colabot = await start_colabot(
         drive_config(chat_config, drive_server, service_account_file, folder)
     )

@@ -37,6 +37,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
+SHORTCUT_MIME = "application/vnd.google-apps.shortcut"
+DOCUMENT_MIME = "application/vnd.google-apps.document"
+SPREADSHEET_MIME = "application/vnd.google-apps.spreadsheet"
+SERVICE_ACCOUNT_DOMAIN = ".iam.gserviceaccount.com"
+RESOURCE_KEYS_HEADER = "X-Goog-Drive-Resource-Keys"
+# Roles in a shared drive, weakest first (the API's names for Viewer ... Manager).
+DRIVE_ROLES = ("reader", "commenter", "writer", "fileOrganizer", "organizer")
+EXPORTS = {
+    DOCUMENT_MIME: ("text/plain", "application/pdf"),
+    SPREADSHEET_MIME: ("text/csv", "application/pdf"),
+}
 GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_ACCOUNT = "colabot-test@colabot-tests.iam.gserviceaccount.com"
@@ -50,9 +61,31 @@ _REASON_MESSAGES = {
     "storageQuotaExceeded": "The user's Drive storage quota has been exceeded.",
     "forbidden": "Forbidden",
     "notFound": "Not Found",
+    "accessNotConfigured": (
+        "Google Drive API has not been used in project 123456789012 before or it is disabled. "
+        "Enable it by visiting https://console.developers.google.com/apis/api/"
+        "drive.googleapis.com/overview?project=123456789012 then retry. If you enabled this API "
+        "recently, wait a few minutes for the action to propagate to our systems and retry."
+    ),
+    "insufficientPermissions": "Request had insufficient authentication scopes.",
+    "downloadQuotaExceeded": (
+        "The download quota for this file has been exceeded. You can't download this file at "
+        "this time. Please try again later."
+    ),
 }
+SERVICE_ACCOUNT_QUOTA = (
+    "Service Accounts do not have storage quota. Leverage shared drives "
+    "(https://developers.google.com/workspace/drive/api/guides/about-shareddrive), or use "
+    "OAuth delegation (http://support.google.com/a/answer/7281227) instead."
+)
 _DEFAULT_REASONS = {500: "backendError", 502: "backendError", 503: "backendError"}
-_USAGE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "storageQuotaExceeded"}
+_USAGE_LIMIT_REASONS = {
+    "rateLimitExceeded",
+    "userRateLimitExceeded",
+    "storageQuotaExceeded",
+    "accessNotConfigured",
+    "downloadQuotaExceeded",
+}
 
 
 def _now_rfc3339() -> str:
@@ -84,6 +117,11 @@ class StoredFile:
     blob: Path | None = None
     shared: bool = False
     permissions: list[dict[str, Any]] = field(default_factory=list)
+    drive_id: str | None = None
+    resource_key: str | None = None
+    shortcut_target: str | None = None
+    text: str | None = None
+    """For Google Docs and Sheets: the text they export."""
 
     @property
     def is_folder(self) -> bool:
@@ -94,6 +132,15 @@ class StoredFile:
     def has_content(self) -> bool:
         """Whether the file has downloadable bytes (not a folder or a Google Docs file)."""
         return not self.mime_type.startswith(GOOGLE_APPS_PREFIX)
+
+
+@dataclass
+class SharedDrive:
+    """A shared drive: its members' roles decide what they may do with the files in it."""
+
+    id: str
+    name: str
+    members: dict[str, str]
 
 
 @dataclass
@@ -262,6 +309,7 @@ class DriveServer:
         self._service_accounts: dict[str, rsa.RSAPublicKey] = {}
         self._refresh_tokens: dict[str, tuple[str, str, str]] = {}
         self._denied: dict[str, int] = {}
+        self._drives: dict[str, SharedDrive] = {}
         self._token_grants = 0
         self._download_bytes_sent = 0
         self._port = 0
@@ -347,6 +395,7 @@ class DriveServer:
         route.add_get("/drive/v2/files", self._list)
         route.add_post("/drive/v2/files", self._insert)
         route.add_get("/drive/v2/files/{file_id}", self._get)
+        route.add_get("/drive/v2/files/{file_id}/export", self._export)
         route.add_put("/drive/v2/files/{file_id}", self._update)
         route.add_patch("/drive/v2/files/{file_id}", self._update)
         route.add_delete("/drive/v2/files/{file_id}", self._delete)
@@ -406,9 +455,14 @@ class DriveServer:
 
     # ------------------------------------------------------------ seeding state
 
-    def add_folder(self, title: str, parent_id: str | None = None) -> str:
+    def add_folder(
+        self, title: str, parent_id: str | None = None, *, resource_key: bool = False
+    ) -> str:
         """Create a folder directly (no HTTP); returns its id."""
-        return self._create(title, FOLDER_MIME, parent_id, None)
+        file_id = self._create(title, FOLDER_MIME, parent_id, None)
+        if resource_key:
+            self._files[file_id].resource_key = "0-" + secrets.token_urlsafe(16)
+        return file_id
 
     def add_file(
         self,
@@ -416,9 +470,41 @@ class DriveServer:
         data: bytes = b"",
         parent_id: str | None = None,
         mime_type: str = "application/octet-stream",
+        *,
+        resource_key: bool = False,
+        text: str | None = None,
     ) -> str:
-        """Create a file directly (no HTTP); Google Docs mime types get no content."""
-        return self._create(title, mime_type, parent_id, data)
+        """Create a file directly (no HTTP); Google Docs mime types get no content, but
+        ``text`` to export. ``resource_key``: a file shared by link that older links reach
+        only with its resource key (Drive's 2021 security update)."""
+        file_id = self._create(title, mime_type, parent_id, data)
+        record = self._files[file_id]
+        record.text = text
+        if resource_key:
+            record.resource_key = "0-" + secrets.token_urlsafe(16)
+        return file_id
+
+    def add_shortcut(self, title: str, target_id: str, parent_id: str | None = None) -> str:
+        """A shortcut to another file, as Drive's "Add shortcut to Drive" makes."""
+        file_id = self._create(title, SHORTCUT_MIME, parent_id, None)
+        self._files[file_id].shortcut_target = target_id
+        return file_id
+
+    def add_shared_drive(self, name: str, members: dict[str, str]) -> str:
+        """A shared drive with these members (e-mail -> role: reader, commenter, writer,
+        fileOrganizer or organizer); returns its id, which is also its root folder's."""
+        drive_id = "0A" + secrets.token_urlsafe(14)
+        now = _now_rfc3339()
+        with self._lock:
+            self._drives[drive_id] = SharedDrive(drive_id, name, dict(members))
+            self._files[drive_id] = StoredFile(
+                drive_id, name, FOLDER_MIME, [], "shared drive", now, now, drive_id=drive_id
+            )
+        return drive_id
+
+    def resource_key(self, file_id: str) -> str | None:
+        """The resource key a link to this file carries, if it needs one."""
+        return self.file(file_id).resource_key
 
     def deny(self, file_id: str, status: int = 403) -> None:
         """Make the file unreadable for every caller: 403 (no permission) or 404 (not shared)."""
@@ -428,9 +514,9 @@ class DriveServer:
     def _create(self, title: str, mime_type: str, parent_id: str | None, data: bytes | None) -> str:
         file_id = _new_id()
         now = _now_rfc3339()
-        record = StoredFile(
-            file_id, title, mime_type, [parent_id or self.root_id], DEFAULT_ACCOUNT, now, now
-        )
+        parent = parent_id or self.root_id
+        record = StoredFile(file_id, title, mime_type, [parent], DEFAULT_ACCOUNT, now, now)
+        record.drive_id = self._files[parent].drive_id if parent in self._files else None
         if data is not None and record.has_content:
             blob = self._blobs / file_id
             blob.write_bytes(data)
@@ -745,12 +831,28 @@ class DriveServer:
             "editable": True,
             "userPermission": {"kind": "drive#permission", "id": "me", "role": "owner"},
         }
+        if record.drive_id is not None:
+            data["driveId"] = record.drive_id
+            del data["owners"]  # files in a shared drive belong to the drive
+        if record.resource_key is not None:
+            data["resourceKey"] = record.resource_key
+        if record.shortcut_target is not None:
+            target = self._files.get(record.shortcut_target)
+            data["shortcutDetails"] = {
+                "targetId": record.shortcut_target,
+                "targetMimeType": target.mime_type if target else "",
+            }
+            if target is not None and target.resource_key:
+                data["shortcutDetails"]["targetResourceKey"] = target.resource_key
         if record.is_folder:
             data["alternateLink"] = f"https://drive.google.com/drive/folders/{record.id}"
         elif not record.has_content:
             kind = record.mime_type.removeprefix(GOOGLE_APPS_PREFIX)
             data["alternateLink"] = f"https://docs.google.com/{kind}/d/{record.id}/edit"
-            data["exportLinks"] = {"application/pdf": f"{self.url}export/{record.id}?pdf"}
+            data["exportLinks"] = {
+                mime: f"{self.url}drive/v2/files/{record.id}/export?mimeType={mime}"
+                for mime in EXPORTS.get(record.mime_type, ("application/pdf",))
+            }
         else:
             data["alternateLink"] = f"https://drive.google.com/file/d/{record.id}/view?usp=drivesdk"
             data["webContentLink"] = f"https://drive.google.com/uc?id={record.id}&export=download"
@@ -761,14 +863,21 @@ class DriveServer:
             data["originalFilename"] = record.title
         return data
 
-    def _lookup(self, file_id: str) -> StoredFile:
-        """The live record for ``file_id`` (``root`` resolves); caller holds no lock."""
+    def _lookup(self, file_id: str, request: web.Request | None = None) -> StoredFile:
+        """The live record for ``file_id`` (``root`` resolves); caller holds no lock.
+
+        Given the request, Drive's rules for reaching a file apply: a file in a shared drive
+        is found only by a client that says it supports shared drives, and only by the
+        drive's members; a file that needs a resource key is found only with it.
+        """
         resolved = self.root_id if file_id == "root" else file_id
         with self._lock:
             denied = self._denied.get(resolved)
             record = self._files.get(resolved)
         if record is None or denied == 404:
             raise _ApiError(404, "notFound", f"File not found: {file_id}.")
+        if request is not None:
+            self._check_reach(record, request, file_id)
         if denied is not None:
             raise _ApiError(
                 denied,
@@ -777,9 +886,58 @@ class DriveServer:
             )
         return record
 
-    def _parents_from(self, metadata: dict[str, Any]) -> list[str]:
+    def _check_reach(self, record: StoredFile, request: web.Request, asked: str) -> None:
+        principal = request.get(_PRINCIPAL, "")
+        if record.drive_id is not None:
+            drive = self._drives.get(record.drive_id)
+            # Media downloads go to the URL Drive handed out, which needs no flag of its own.
+            all_drives = (
+                request.query.get("supportsAllDrives") == "true"
+                or request.query.get("alt") == "media"
+            )
+            if drive is None or not all_drives or principal not in drive.members:
+                raise _ApiError(404, "notFound", f"File not found: {asked}.")
+        if record.resource_key is not None and record.owner != principal:
+            keys = request.headers.get(RESOURCE_KEYS_HEADER, "")
+            given = dict(pair.split("/", 1) for pair in keys.split(",") if "/" in pair)
+            if given.get(record.id) != record.resource_key:
+                raise _ApiError(404, "notFound", f"File not found: {asked}.")
+
+    def _role(self, record: StoredFile, principal: str) -> str | None:
+        """The principal's role in the shared drive holding ``record`` (None: not in one)."""
+        if record.drive_id is None:
+            return None
+        drive = self._drives.get(record.drive_id)
+        return drive.members.get(principal) if drive is not None else None
+
+    def _require(self, record: StoredFile, principal: str, least: str, what: str) -> None:
+        """In a shared drive, refuse a member whose role is below ``least``."""
+        role = self._role(record, principal)
+        if record.drive_id is None:
+            return
+        if role is None or DRIVE_ROLES.index(role) < DRIVE_ROLES.index(least):
+            raise _ApiError(
+                403,
+                "insufficientFilePermissions",
+                f"The user does not have sufficient permissions for this file ({what} needs "
+                f"the {least} role in the shared drive).",
+            )
+
+    def _check_storage(self, parents: list[str], principal: str) -> None:
+        """A service account owns no storage: it may store content only in a shared drive."""
+        if not principal.endswith(SERVICE_ACCOUNT_DOMAIN):
+            return
+        in_drive = [self._files[p] for p in parents if self._files[p].drive_id is not None]
+        if not in_drive:
+            raise _ApiError(403, "storageQuotaExceeded", SERVICE_ACCOUNT_QUOTA, "usageLimits")
+        for folder in in_drive:
+            self._require(folder, principal, "writer", "adding files")
+
+    def _parents_from(
+        self, metadata: dict[str, Any], request: web.Request | None = None
+    ) -> list[str]:
         parents = [str(p["id"]) for p in metadata.get("parents") or [] if "id" in p]
-        resolved = [self._lookup(p).id for p in parents] or [self.root_id]
+        resolved = [self._lookup(p, request).id for p in parents] or [self.root_id]
         for parent in resolved:
             if not self._lookup(parent).is_folder:
                 raise _ApiError(400, "invalid", f"Parent {parent} is not a folder.")
@@ -804,20 +962,28 @@ class DriveServer:
                 "name": request[_PRINCIPAL],
                 "user": {"kind": "drive#user", "emailAddress": request[_PRINCIPAL]},
                 "rootFolderId": self.root_id,
+                "isCurrentAppInstalled": False,
                 "quotaBytesTotal": str(self.quota_bytes or 15 * 1024**3),
                 "quotaBytesUsed": str(self._used_bytes()),
             }
         )
 
     async def _list(self, request: web.Request) -> web.Response:
-        clauses = self._compile_query(request.query.get("q", ""))
+        clauses = self._compile_query(request.query.get("q", ""), request)
+        principal = request[_PRINCIPAL]
+        all_drives = (
+            request.query.get("supportsAllDrives") == "true"
+            and request.query.get("includeItemsFromAllDrives") == "true"
+        )
         with self._lock:
             hidden = {fid for fid, status in self._denied.items() if status == 404}
             items = [
                 record
                 for record in self._files.values()
                 if record.id != self.root_id
+                and record.id not in self._drives
                 and record.id not in hidden
+                and (record.drive_id is None or (all_drives and self._role(record, principal)))
                 and all(clause(record) for clause in clauses)
             ]
         page_size = min(int(request.query.get("maxResults", 100)), self.max_page_size, 1000)
@@ -831,26 +997,31 @@ class DriveServer:
             body["nextPageToken"] = str(start + page_size)
         return web.json_response(body)
 
-    def _compile_query(self, q: str) -> list[Callable[[StoredFile], bool]]:
+    def _compile_query(
+        self, q: str, request: web.Request | None = None
+    ) -> list[Callable[[StoredFile], bool]]:
         tokens = _tokenize_query(q) if q.strip() else []
         clauses: list[Callable[[StoredFile], bool]] = []
         while tokens:
             clause, tokens = tokens[:3], tokens[3:]
             if len(clause) < 3:
                 raise _ApiError(400, "invalid", f"Invalid query: {q}")
-            clauses.append(self._compile_clause(*clause))
+            left, op, right = clause
+            clauses.append(self._compile_clause(left, op, right, request))
             if tokens:
                 if tokens[0].lower() != "and":
                     raise _ApiError(400, "invalid", f"Only 'and' is supported: {q}")
                 tokens = tokens[1:]
         return clauses
 
-    def _compile_clause(self, left: str, op: str, right: str) -> Callable[[StoredFile], bool]:
+    def _compile_clause(
+        self, left: str, op: str, right: str, request: web.Request | None = None
+    ) -> Callable[[StoredFile], bool]:
         if op == "in" and right == "parents":
             parent = _unquote(left)
             parent_id = self.root_id if parent == "root" else parent
             if parent_id != self.root_id:
-                self._lookup(parent_id)
+                self._lookup(parent_id, request)
             return lambda record: parent_id in record.parents
         if op not in ("=", "!="):
             raise _ApiError(400, "invalid", f"Unsupported operator {op}")
@@ -869,26 +1040,33 @@ class DriveServer:
 
     async def _insert(self, request: web.Request) -> web.Response:
         metadata = await _json_body(request)
-        record = self._new_record(metadata, request[_PRINCIPAL])
+        record = self._new_record(metadata, request[_PRINCIPAL], request)
+        for parent in record.parents:
+            self._require(self._files[parent], request[_PRINCIPAL], "writer", "adding files")
         with self._changed:
             self._files[record.id] = record
             self._changed.notify_all()
         return web.json_response(self._resource(record))
 
-    def _new_record(self, metadata: dict[str, Any], owner: str) -> StoredFile:
+    def _new_record(
+        self, metadata: dict[str, Any], owner: str, request: web.Request | None = None
+    ) -> StoredFile:
         now = _now_rfc3339()
-        return StoredFile(
+        parents = self._parents_from(metadata, request)
+        record = StoredFile(
             _new_id(),
             str(metadata.get("title") or "Untitled"),
             str(metadata.get("mimeType") or "application/octet-stream"),
-            self._parents_from(metadata),
+            parents,
             owner,
             now,
             now,
         )
+        record.drive_id = self._files[parents[0]].drive_id
+        return record
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
-        record = self._lookup(request.match_info["file_id"])
+        record = self._lookup(request.match_info["file_id"], request)
         if request.query.get("alt") == "media":
             return await self._media(request, record)
         return web.json_response(self._resource(record))
@@ -937,8 +1115,23 @@ class DriveServer:
             request.transport.close()
         return response
 
+    async def _export(self, request: web.Request) -> web.Response:
+        record = self._lookup(request.match_info["file_id"], request)
+        mime_type = request.query.get("mimeType", "")
+        if mime_type not in EXPORTS.get(record.mime_type, ()):
+            raise _ApiError(400, "badRequest", f"Export to {mime_type} is not supported.")
+        text = record.text or ""
+        if mime_type == "application/pdf":
+            return web.Response(body=b"%PDF-1.4\n" + text.encode(), content_type=mime_type)
+        if len(text.encode()) > 10 * 1024 * 1024:
+            raise _ApiError(
+                403, "exportSizeLimitExceeded", "This file is too large to be exported."
+            )
+        return web.Response(text=text, content_type=mime_type)
+
     async def _update(self, request: web.Request) -> web.Response:
-        record = self._lookup(request.match_info["file_id"])
+        record = self._lookup(request.match_info["file_id"], request)
+        self._require(record, request[_PRINCIPAL], "writer", "changing files")
         metadata = await _json_body(request)
         self._apply_metadata(record, metadata, request.query)
         return web.json_response(self._resource(record))
@@ -961,7 +1154,8 @@ class DriveServer:
             self._changed.notify_all()
 
     async def _delete(self, request: web.Request) -> web.Response:
-        record = self._lookup(request.match_info["file_id"])
+        record = self._lookup(request.match_info["file_id"], request)
+        self._require(record, request[_PRINCIPAL], "organizer", "deleting files for good")
         with self._changed:
             self._remove_tree(record.id)
             self._changed.notify_all()
@@ -983,21 +1177,22 @@ class DriveServer:
         return self._set_trashed(request, False)
 
     def _set_trashed(self, request: web.Request, trashed: bool) -> web.Response:
-        record = self._lookup(request.match_info["file_id"])
+        record = self._lookup(request.match_info["file_id"], request)
+        self._require(record, request[_PRINCIPAL], "fileOrganizer", "moving files to the trash")
         with self._changed:
             record.trashed = trashed
             self._changed.notify_all()
         return web.json_response(self._resource(record))
 
     async def _list_permissions(self, request: web.Request) -> web.Response:
-        record = self._lookup(request.match_info["file_id"])
+        record = self._lookup(request.match_info["file_id"], request)
         owner = {"kind": "drive#permission", "id": "owner", "type": "user", "role": "owner"}
         with self._lock:
             items = [owner, *record.permissions]
         return web.json_response({"kind": "drive#permissionList", "items": items})
 
     async def _insert_permission(self, request: web.Request) -> web.Response:
-        record = self._lookup(request.match_info["file_id"])
+        record = self._lookup(request.match_info["file_id"], request)
         body = await _json_body(request)
         kind, role = body.get("type"), body.get("role")
         if kind not in ("user", "group", "domain", "anyone") or role not in (
@@ -1039,18 +1234,27 @@ class DriveServer:
         else:
             raise _ApiError(400, "invalid", f"Unsupported uploadType {upload_type}")
         self._count_received(request, len(data))
+        self._check_upload(request, metadata, target_id)
         blob = self._uploads / _new_id()
         blob.write_bytes(data)
         self._check_quota(len(data))
         record = self._store_upload(metadata, target_id, blob, request[_PRINCIPAL])
         return web.json_response(self._resource(record))
 
+    def _check_upload(
+        self, request: web.Request, metadata: dict[str, Any], target_id: str | None
+    ) -> None:
+        """Where new content may go: a service account only into a shared drive, and in a
+        shared drive only a writer (Contributor) or above."""
+        principal = request[_PRINCIPAL]
+        if target_id is not None:
+            self._require(self._lookup(target_id, request), principal, "writer", "changing files")
+            return
+        self._check_storage(self._parents_from(metadata, request), principal)
+
     async def _start_session(self, request: web.Request, target_id: str | None) -> web.Response:
         metadata = await _json_body(request)
-        if target_id is not None:
-            self._lookup(target_id)
-        else:
-            self._parents_from(metadata)
+        self._check_upload(request, metadata, target_id)
         length = request.headers.get("X-Upload-Content-Length")
         total = int(length) if length is not None else None
         self._check_quota(total or 0)

@@ -18,7 +18,7 @@ from oauth2client.service_account import ServiceAccountCredentials
 from pydrive2.auth import GoogleAuth
 from pydrive2.drive import GoogleDrive
 
-from tests.loopback.drive_server import DriveServer
+from tests.loopback.drive_server import DEFAULT_ACCOUNT, DriveServer
 
 SCOPE = "https://www.googleapis.com/auth/drive"
 
@@ -49,12 +49,18 @@ def _pydrive(server: DriveServer, key_file: Path) -> GoogleDrive:
     return GoogleDrive(gauth)
 
 
+@pytest.fixture
+def managed_drive(drive_server: DriveServer) -> str:
+    """A shared drive where the test's service account is a Manager."""
+    return drive_server.add_shared_drive("Managed", {DEFAULT_ACCOUNT: "organizer"})
+
+
 def test_pydrive2_file_round_trip(
-    drive_server: DriveServer, service_account_file: Path, tmp_path: Path
+    drive_server: DriveServer, service_account_file: Path, tmp_path: Path, managed_drive: str
 ) -> None:
     drive = _pydrive(drive_server, service_account_file)
     assert drive.GetAbout()["rootFolderId"] == drive_server.root_id
-    created = drive.CreateFile({"title": "hello.txt"})
+    created = drive.CreateFile({"title": "hello.txt", "parents": [{"id": managed_drive}]})
     created.SetContentString("hello, drive")
     created.Upload()
     again = drive.CreateFile({"id": created["id"]})
@@ -71,24 +77,29 @@ def test_pydrive2_file_round_trip(
     assert created["id"] not in {record.id for record in drive_server.files()}
 
 
-def test_multipart_upload(drive_server: DriveServer, service_account_file: Path) -> None:
+def test_multipart_upload(
+    drive_server: DriveServer, service_account_file: Path, managed_drive: str
+) -> None:
     data = b"line\r\n\r\nbreaks\n\n--" + os.urandom(5000) + b"\r\n"
     service = _service(drive_server, _authorized_http(drive_server, service_account_file))
     media = MediaIoBaseUpload(io.BytesIO(data), mimetype="application/octet-stream")
-    created = service.files().insert(body={"title": "m.bin"}, media_body=media).execute()
+    body = {"title": "m.bin", "parents": [{"id": managed_drive}]}
+    created = service.files().insert(body=body, media_body=media, supportsAllDrives=True).execute()
     assert created["title"] == "m.bin"
     assert drive_server.content(created["id"]) == data
     uploads = [r for r in drive_server.requests() if r.path.startswith("/upload/")]
     assert uploads[0].query["uploadType"] == "multipart"
 
 
-def test_resumable_protocol_by_hand(drive_server: DriveServer, service_account_file: Path) -> None:
+def test_resumable_protocol_by_hand(
+    drive_server: DriveServer, service_account_file: Path, managed_drive: str
+) -> None:
     http = _authorized_http(drive_server, service_account_file)
     data = os.urandom(1000)
     response, _ = http.request(
-        drive_server.url + "upload/drive/v2/files?uploadType=resumable",
+        drive_server.url + "upload/drive/v2/files?uploadType=resumable&supportsAllDrives=true",
         "POST",
-        body=json.dumps({"title": "r.bin"}),
+        body=json.dumps({"title": "r.bin", "parents": [{"id": managed_drive}]}),
         headers={"Content-Type": "application/json", "X-Upload-Content-Length": "1000"},
     )
     session = response["location"]
@@ -96,7 +107,7 @@ def test_resumable_protocol_by_hand(drive_server: DriveServer, service_account_f
         session, "PUT", body=data[:600], headers={"Content-Range": "bytes 0-599/1000"}
     )
     assert (response.status, response["range"]) == (308, "bytes=0-599")
-    assert drive_server.children(drive_server.root_id) == []
+    assert drive_server.children(managed_drive) == []
     response, _ = http.request(session, "PUT", body=b"", headers={"Content-Range": "bytes */1000"})
     assert (response.status, response["range"]) == (308, "bytes=0-599")
     response, content = http.request(

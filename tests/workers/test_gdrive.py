@@ -19,7 +19,13 @@ from tests.loopback.drive_server import (
     RequestRecord,
     write_service_account_key,
 )
-from workers.errors import DriveAuthError, DriveError, DrivePermissionError, DriveQuotaError
+from workers.errors import (
+    DriveAuthError,
+    DriveError,
+    DrivePermissionError,
+    DriveQuotaError,
+    DriveSetupError,
+)
 from workers.gdrive import (
     DriveClient,
     DriveFile,
@@ -427,7 +433,7 @@ def test_list_find_and_paging(
     for title in titles:
         drive_server.add_file(title, title.encode(), drive_root_folder.id)
     trashed = drive_server.add_file("gone.txt", b"x", drive_root_folder.id)
-    drive_client.delete(trashed)
+    drive_client.trash(trashed)
     listed = drive_client.list_folder(drive_root_folder.id)
     assert sorted(item.title for item in listed) == sorted(titles)
     list_calls = [r for r in drive_server.requests() if r.path == "/drive/v2/files"]
@@ -439,11 +445,12 @@ def test_list_find_and_paging(
 
 
 def test_delete_is_idempotent_and_takes_folder_contents(
-    drive_server: DriveServer, drive_client: DriveClient, drive_root_folder: DriveFile
+    drive_server: DriveServer, drive_client: DriveClient
 ) -> None:
-    inner = drive_server.add_file("inner.txt", b"x", drive_root_folder.id)
-    drive_client.delete(drive_root_folder.id)
-    drive_client.delete(drive_root_folder.id)
+    folder = drive_server.add_folder("to-delete")  # in the account's own My Drive
+    inner = drive_server.add_file("inner.txt", b"x", folder)
+    drive_client.delete(folder)
+    drive_client.delete(folder)
     assert {f.id for f in drive_server.files()} == {drive_server.root_id}
     assert inner not in {f.id for f in drive_server.files()}
 
@@ -669,8 +676,21 @@ def test_upload_over_quota(
     with pytest.raises(DriveQuotaError, match="storageQuotaExceeded") as caught:
         drive_client.upload(tmp_path / "big.bin", drive_root_folder.id)
     assert caught.value.status == 403
-    assert "shared drive" in str(caught.value)
+    assert "The user's Drive storage quota has been exceeded." in str(caught.value)
     assert drive_client.list_folder(drive_root_folder.id) == []
+
+
+def test_a_service_account_cannot_store_files_outside_a_shared_drive(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    folder = drive_server.add_folder("shared with the service account")  # a My Drive folder
+    _write(tmp_path / "model.zip", 1000)
+    with pytest.raises(DriveSetupError) as caught:
+        drive_client.upload(tmp_path / "model.zip", folder)
+    text = str(caught.value)
+    assert "a service account has no storage of its own" in text and "shared drive" in text
+    assert "Service Accounts do not have storage quota" in text  # Google's own words too
+    assert drive_server.children(folder) == []
 
 
 def test_rate_limit_is_retried(

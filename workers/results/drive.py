@@ -7,17 +7,36 @@ with the newest checkpoint only, ``job-<id>/inputs/`` with kept uploads, and
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from workers.archives import safe_extract, zip_folder
-from workers.errors import DriveError, ResultsError
-from workers.gdrive import DriveClient, DriveFile
+from workers.errors import DriveError, DriveSetupError, ResultsError
+from workers.gdrive import SERVICE_ACCOUNT_STORAGE, DriveClient, DriveFile, Identity
 from workers.jobs import Link
 from workers.results.base import UploadProgress
 
 SNAPSHOT_NAME = "colabot-state.json"
 FOLDER_MARK = ".folder.zip"
+WRITE_PROBE = ".colabot-write-check"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DriveSetup:
+    """What the start-up check found: who writes, where, and whether it is a shared drive."""
+
+    identity: Identity
+    folder_title: str
+    shared_drive: bool
+
+    def describe(self) -> str:
+        """``service account x@y, writing into "Lab" (a shared drive)``."""
+        where = "a shared drive" if self.shared_drive else "My Drive"
+        who = f"{self.identity.kind} {self.identity.email}"
+        return f"{who}, writing into {self.folder_title!r} ({where})"
 
 
 class DriveResults:
@@ -31,12 +50,30 @@ class DriveResults:
         self.share_anyone = share_anyone
         self._folders: dict[str, str] = {}
 
-    def check(self) -> None:
-        """Sign in and make sure the results folder can be read; raise DriveError otherwise."""
+    def check(self) -> DriveSetup:
+        """Sign in, and make sure the results folder can be written: by a service account
+        only inside a shared drive. A small probe file is written and moved to the trash.
+        Raise DriveError (or ResultsError) naming what is wrong."""
         self.client.connect()
         folder = self.client.get(self.folder_id)
         if not folder.is_folder:
             raise ResultsError("drive", f"drive.folder_id {self.folder_id} is not a folder")
+        identity = self.client.identity()
+        if identity.is_service_account and folder.drive_id is None:
+            raise DriveSetupError(
+                "check",
+                f"drive.folder_id {self.folder_id} is in a person's My Drive, and "
+                f"{SERVICE_ACCOUNT_STORAGE}",
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / WRITE_PROBE
+            probe.write_text("colabot checks that it can write here; this file can go.\n")
+            written = self.client.upload(probe, self.folder_id)
+        try:
+            self.client.trash(written.id)
+        except DriveError as exc:
+            log.warning("could not move the write check %s to the trash: %s", written.id, exc)
+        return DriveSetup(identity, folder.title, shared_drive=folder.drive_id is not None)
 
     def _folder(self, *names: str) -> str:
         parent = self.folder_id
@@ -78,8 +115,13 @@ class DriveResults:
             upload = _as_file(path, Path(tmp))
             item = self.client.upload(upload, folder)
         for old in self.client.list_folder(folder):
-            if old.id != item.id:
-                self.client.delete(old.id)
+            if old.id == item.id:
+                continue
+            try:
+                # Trash, not delete: in a shared drive a Content manager may only trash.
+                self.client.trash(old.id)
+            except DriveError as exc:
+                log.warning("an older checkpoint of job %s stays in Drive: %s", job_id, exc)
         return item.id
 
     def fetch_checkpoint(self, job_id: int, location: str, dest_dir: Path) -> Path:

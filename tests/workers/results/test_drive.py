@@ -13,8 +13,8 @@ from workers.results.drive import DriveResults
 
 
 @pytest.fixture
-def results_folder(drive_server: DriveServer) -> str:
-    return drive_server.add_folder("colabot-results")
+def results_folder(drive_server: DriveServer, shared_drive: str) -> str:
+    return drive_server.add_folder("colabot-results", shared_drive)
 
 
 @pytest.fixture
