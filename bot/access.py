@@ -8,7 +8,6 @@ posted there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -39,13 +38,3 @@ class AccessPolicy:
         if chat_type == PRIVATE:
             return Verdict.ALLOW if chat_id == user_id else Verdict.CHAT_NOT_ALLOWED
         return Verdict.ALLOW if chat_id in self.groups else Verdict.CHAT_NOT_ALLOWED
-
-    def may_receive(self, chat_id: int) -> bool:
-        """Whether broadcasts (warnings, lost jobs, keepalives) may go to this chat: an allowed
-        user's private chat (its id is the user's) or an opted-in group."""
-        return chat_id in self.users or chat_id in self.groups
-
-    def broadcast_chats(self, known: Iterable[int]) -> list[int]:
-        """The chats to broadcast to: known chats that may receive, else the users' own."""
-        chats = [chat for chat in dict.fromkeys(known) if self.may_receive(chat)]
-        return chats or sorted(self.users)

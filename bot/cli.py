@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate a configuration (file plus COLABOT_* environment variables) "
         "and print a summary with the token masked. Exits 0 when valid, 1 otherwise.",
     )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="only validate the file; do not contact Telegram, Drive or a cluster",
+    )
     for command in (run, check):
         command.add_argument(
             "--config",
@@ -67,8 +72,9 @@ def _load(path: Path | None) -> Config:
     return load_config(find_config_file(path, os.environ))
 
 
-def check(path: Path | None) -> int:
-    """Validate and summarise; 0 when valid, 1 otherwise."""
+def check(path: Path | None, *, offline: bool = False) -> int:
+    """Validate and summarise, then ask the services (unless ``offline``); 0 when all is
+    well, 1 otherwise."""
     from bot.runtime import setup_hints
 
     try:
@@ -81,7 +87,18 @@ def check(path: Path | None) -> int:
         print(f"  {line}")
     for hint in setup_hints(config):
         print(f"note: {hint}")
-    return 0
+    if offline:
+        return 0
+    import asyncio
+
+    from bot.logs import setup_logging
+    from bot.probes import probe_all
+
+    setup_logging(quiet_console=True)
+    findings = asyncio.run(probe_all(config))
+    for finding in findings:
+        print(("ok: " if finding.ok else "problem: ") + finding.text)
+    return 0 if all(finding.ok for finding in findings) else 1
 
 
 def run(path: Path | None, verbose: bool) -> int:
@@ -103,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "check":
-        return check(args.config)
+        return check(args.config, offline=args.offline)
     if args.command == "run":
         return run(args.config, args.verbose)
     parser.print_help()

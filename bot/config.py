@@ -36,6 +36,8 @@ class TelegramConfig:
     allowed_users: tuple[int, ...] = ()
     allowed_chats: tuple[int, ...] = ()
     max_download_mb: int = 20
+    local_mode: bool = False
+    local_files_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,17 @@ def validate(config: Config) -> None:
                 "chats (their ids are negative) here",
             )
     _positive("telegram.max_download_mb", tg.max_download_mb)
+    if tg.max_download_mb > 20 and not tg.local_mode:
+        raise ConfigError(
+            "telegram.max_download_mb",
+            f"{tg.max_download_mb} MB needs a self-hosted Bot API server started with --local "
+            "(telegram.local_mode = true); Telegram lets bots download at most 20 MB",
+        )
+    if tg.local_mode and not tg.api_url:
+        raise ConfigError(
+            "telegram.local_mode",
+            "needs telegram.api_url: only a self-hosted telegram-bot-api runs with --local",
+        )
     _positive("worker.max_parallel_jobs", config.worker.max_parallel_jobs)
     _not_negative("worker.job_timeout_minutes", config.worker.job_timeout_minutes)
     _not_negative("worker.min_free_disk_mb", config.worker.min_free_disk_mb)

@@ -2,16 +2,18 @@
 
 An event is marked delivered only after Telegram accepted it. Events of one job go out in
 order: when one cannot be sent, the later ones of that job wait for the next round. An outage
-or a restart therefore loses nothing and sends nothing twice.
+or a restart therefore loses nothing and sends nothing twice. Runtime events go to several
+chats; each chat's delivery is recorded on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -19,9 +21,19 @@ from typing import Any
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
 from bot import views
+from bot.chats import ChatBook
+from bot.pacing import EditPacer
+from bot.schedule import needs_new_keepalive
 from bot.views import View
 from workers.engine import Engine
 from workers.jobs import Event, EventType, Job, JobState, Link
@@ -31,8 +43,9 @@ log = logging.getLogger(__name__)
 NOT_MODIFIED = "message is not modified"
 RETRY_DELAY_S = 1.0
 MAX_RETRY_DELAY_S = 30.0
-PHOTO_LIMIT = 10 * 1024 * 1024
-DOCUMENT_LIMIT = 50 * 1024 * 1024
+# Telegram's own limits for bots, in bytes: a little under what it takes, never over.
+PHOTO_LIMIT = 10_000_000
+DOCUMENT_LIMIT = 50_000_000
 
 
 def keyboard(view: View) -> InlineKeyboardMarkup | None:
@@ -49,8 +62,16 @@ def is_not_modified(exc: BadRequest) -> bool:
     return NOT_MODIFIED in str(exc.message).lower()
 
 
-async def send_view(bot: Bot, chat_id: int, view: View, *, reply_to: int | None = None) -> Message:
-    """Send a view; one that is too long for a message goes as a text file."""
+async def send_view(
+    bot: Bot,
+    chat_id: int,
+    view: View,
+    *,
+    reply_to: int | None = None,
+    thread_id: int | None = None,
+) -> Message:
+    """Send a view (in a forum topic when ``thread_id`` is given); one that is too long for a
+    message goes as a text file."""
     if views.fits(view.text):
         return await bot.send_message(
             chat_id,
@@ -60,6 +81,7 @@ async def send_view(bot: Bot, chat_id: int, view: View, *, reply_to: int | None 
             link_preview_options=LinkPreviewOptions(is_disabled=True),
             reply_to_message_id=reply_to,
             allow_sending_without_reply=True,
+            message_thread_id=thread_id,
         )
     data = views.to_plain(view.text).encode()
     return await bot.send_document(
@@ -70,7 +92,34 @@ async def send_view(bot: Bot, chat_id: int, view: View, *, reply_to: int | None 
         reply_markup=keyboard(view),
         reply_to_message_id=reply_to,
         allow_sending_without_reply=True,
+        message_thread_id=thread_id,
     )
+
+
+def is_too_large(exc: TelegramError) -> bool:
+    """Whether Telegram refused an upload for its size (HTTP 413, which python-telegram-bot
+    reports as a NetworkError, the kind it retries)."""
+    text = str(exc.message).lower()
+    return isinstance(exc, NetworkError) and (
+        "request entity too large" in text or "(413)" in text or "file too large" in text
+    )
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a message goes: a chat, and a forum topic in it (None: the General topic)."""
+
+    chat_id: int
+    thread_id: int | None = None
+
+
+def job_place(job: Job) -> Place | None:
+    """Where a job's messages go: the chat and topic its command came from."""
+    chat = job.origin.get("chat_id")
+    if chat is None:
+        return None
+    thread = job.origin.get("thread_id")
+    return Place(int(chat), int(thread) if thread is not None else None)
 
 
 class ChatPositions:
@@ -122,24 +171,30 @@ class StatusMessage:
 
 
 class Delivery:
-    """Sends outbox events to the chat and keeps each job's status message current."""
+    """Sends outbox events to the chat and keeps each job's status message current.
+
+    A job's events go to the chat (and forum topic) its command came from; runtime events go
+    to every broadcast chat, and each chat's delivery is recorded, so that one chat that
+    fails neither blocks nor repeats the others. A group that became a supergroup is followed
+    to its new id; a chat that blocked or removed the bot is forgotten.
+    """
 
     def __init__(
         self,
         bot: Bot,
         engine: Engine,
         *,
-        fallback_chats: Callable[[], Iterable[int]],
+        chats: ChatBook,
         positions: ChatPositions | None = None,
-        min_edit_interval: float = 3.0,
+        pacer: EditPacer | None = None,
         refresh_interval: float = 2.0,
     ) -> None:
         self.bot = bot
         self.engine = engine
         self.store = engine.store
-        self.fallback_chats = fallback_chats
+        self.chats = chats
         self.positions = positions or ChatPositions()
-        self.min_edit_interval = min_edit_interval
+        self.pacer = pacer or EditPacer()
         self.refresh_interval = refresh_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -148,6 +203,7 @@ class Delivery:
         self._round_done = asyncio.Event()
         self.delivered_count = 0
         engine.on_events(self.wake)
+        chats.on_moved(self._chat_moved)
 
     def wake(self) -> None:
         """New events are waiting."""
@@ -230,64 +286,104 @@ class Delivery:
             self._retry_delay = min(MAX_RETRY_DELAY_S, delay * 2)
         return waiting
 
-    def _chats_for(self, job: Job | None) -> list[int]:
-        if job is not None and job.origin.get("chat_id") is not None:
-            return [int(job.origin["chat_id"])]
-        return list(dict.fromkeys(self.fallback_chats()))
-
     async def deliver(self, event: Event) -> None:
         """Send one event; raise TelegramError when it could not be delivered."""
         job = self.store.find_job(event.job_id) if event.job_id is not None else None
-        chats = self._chats_for(job)
-        if not chats:
-            log.info("event %s has nobody to go to; dropping it", event.id)
-            return
         if job is None:
-            for chat in chats:
-                await self._send_runtime_event(chat, event)
+            await self._broadcast(event)
             return
-        chat = chats[0]
+        place = job_place(job)
+        if place is None:
+            await self._broadcast(event)
+            return
+        place = Place(self.chats.current(place.chat_id), place.thread_id)
+        await self._at(place, lambda where: self._deliver_job_event(job, event, where))
+
+    async def _deliver_job_event(self, job: Job, event: Event, place: Place) -> None:
         payload = event.payload
         if event.type in (EventType.QUEUED, EventType.RESUMED):
-            await self._post_status(job, chat)
+            await self._post_status(job, place)
         elif event.type is EventType.STARTED:
-            await self._update_status(job, chat, force=True)
+            await self._update_status(job, place, force=True)
         elif event.type is EventType.NOTICE:
-            await self._send(chat, notice_view(job, payload), reply_to=self._status_id(job.id))
+            await self._send(place, notice_view(job, payload), reply_to=self._status_id(job.id))
         elif event.type is EventType.SUCCEEDED:
-            await self._update_status(job, chat, force=True)
+            await self._update_status(job, place, force=True)
             links = [Link.from_dict(d) for d in payload.get("links", [])]
-            await self._send(chat, views.succeeded_view(job, payload.get("summary", ""), links))
+            await self._send(place, views.succeeded_view(job, payload.get("summary", ""), links))
         elif event.type is EventType.FAILED:
-            await self._update_status(job, chat, force=True)
+            await self._update_status(job, place, force=True)
             view = views.failed_view(
                 job,
                 payload.get("reason", job.error or "failed"),
                 payload.get("tail", []),
                 payload.get("step", ""),
             )
-            await self._send(chat, view)
+            await self._send(place, view)
         elif event.type is EventType.CANCELLED:
-            await self._update_status(job, chat, force=True)
-            await self._send(chat, views.cancelled_view(job))
+            await self._update_status(job, place, force=True)
+            await self._send(place, views.cancelled_view(job))
         elif event.type is EventType.INTERRUPTED:
-            await self._update_status(job, chat, force=True)
-            await self._send(chat, views.interrupted_view(job))
+            await self._update_status(job, place, force=True)
+            await self._send(place, views.interrupted_view(job))
         elif event.type is EventType.FILE:
-            await self._send_file(chat, payload)
+            await self._send_file(place, payload, job)
 
-    async def _send_runtime_event(self, chat: int, event: Event) -> None:
+    async def _at(self, place: Place, send: Callable[[Place], Awaitable[None]]) -> Place:
+        """Send to ``place``, following a group that became a supergroup; forget a chat that
+        blocked or removed the bot. Returns where it went."""
+        try:
+            await send(place)
+            return place
+        except ChatMigrated as exc:
+            self.chats.migrate(place.chat_id, int(exc.new_chat_id))
+            moved = Place(int(exc.new_chat_id), None)
+            await send(moved)
+            return moved
+        except Forbidden as exc:
+            self.chats.forget(place.chat_id, str(exc.message))
+            raise
+
+    async def _broadcast(self, event: Event) -> None:
+        """Send a runtime event to every broadcast chat, each once, whatever the others do."""
+        key = f"broadcast:{event.id}"
+        done = {int(chat) for chat in self.store.kv_get(key) or []}
+        retry: TelegramError | None = None
+        for chat in self.chats.broadcast_chats():
+            if chat in done:
+                continue
+            try:
+                where = await self._at(Place(chat), lambda p: self._send_runtime_event(p, event))
+                done.add(where.chat_id)
+            except RetryAfter:
+                self.store.kv_set(key, sorted(done))
+                raise
+            except (BadRequest, Forbidden) as exc:
+                log.warning("runtime event %s was refused by chat %s: %s", event.id, chat, exc)
+            except TelegramError as exc:
+                retry = exc
+                continue
+            done.add(chat)
+            self.store.kv_set(key, sorted(done))
+        if retry is not None:
+            raise retry
+        self.store.kv_set(key, None)
+
+    async def _send_runtime_event(self, place: Place, event: Event) -> None:
         if event.type is EventType.FILE:
-            await self._send_file(chat, event.payload)
+            await self._send_file(place, event.payload, None)
             return
-        await self._send(chat, notice_view(None, event.payload))
+        await self._send(place, notice_view(None, event.payload))
 
-    async def _send(self, chat: int, view: View, *, reply_to: int | None = None) -> Message:
-        message = await send_view(self.bot, chat, view, reply_to=reply_to)
-        self.positions.seen(chat, message.message_id)
+    async def _send(self, place: Place, view: View, *, reply_to: int | None = None) -> Message:
+        message = await send_view(
+            self.bot, place.chat_id, view, reply_to=reply_to, thread_id=place.thread_id
+        )
+        self.positions.seen(place.chat_id, message.message_id)
+        self.pacer.sent(place.chat_id, time.time())
         return message
 
-    async def _send_file(self, chat: int, payload: dict[str, Any]) -> None:
+    async def _send_file(self, place: Place, payload: dict[str, Any], job: Job | None) -> None:
         path = Path(payload["path"])
         try:
             size = (await asyncio.to_thread(path.stat)).st_size
@@ -295,14 +391,75 @@ class Delivery:
             log.warning("file %s vanished before it could be sent", path)
             return
         caption = str(payload.get("caption", path.name))[:1000]
-        if payload.get("photo") and size <= PHOTO_LIMIT:
-            await self.bot.send_photo(chat, path, caption=caption)
-        elif size <= DOCUMENT_LIMIT:
-            await self.bot.send_document(chat, path, filename=path.name, caption=caption)
-        else:
-            log.info("%s is too large to send in the chat (%d bytes)", path, size)
+        try:
+            if payload.get("photo") and size <= PHOTO_LIMIT:
+                await self.bot.send_photo(
+                    place.chat_id, path, caption=caption, message_thread_id=place.thread_id
+                )
+            elif size <= DOCUMENT_LIMIT:
+                await self.bot.send_document(
+                    place.chat_id,
+                    path,
+                    filename=path.name,
+                    caption=caption,
+                    message_thread_id=place.thread_id,
+                )
+            else:
+                await self._send(place, views.file_too_large_view(path.name, size, job))
+                return
+        except NetworkError as exc:
+            if not is_too_large(exc):
+                raise
+            # Permanent: sending it again would upload it again each round.
+            await self._send(place, views.file_too_large_view(path.name, size, job))
+            return
+        self.pacer.sent(place.chat_id, time.time())
+
+    # the keepalive -----------------------------------------------------------------------------
+
+    async def show_keepalive(self, view: View) -> None:
+        """Show the keepalive in every broadcast chat: edited in place while it is near the
+        bottom of the chat, posted again (quietly) once the chat has scrolled on."""
+        for chat in self.chats.broadcast_chats():
+            try:
+                await self._at(Place(chat), lambda place: self._keepalive_at(place, view))
+            except TelegramError as exc:
+                log.info("keepalive to chat %s failed: %s", chat, exc)
+
+    async def _keepalive_at(self, place: Place, view: View) -> None:
+        key = f"keepalive:{place.chat_id}"
+        current = self.store.kv_get(key)
+        if current and not needs_new_keepalive(current, self.positions.latest(place.chat_id)):
+            try:
+                await self.bot.edit_message_text(
+                    view.text,
+                    chat_id=place.chat_id,
+                    message_id=current,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(view),
+                )
+                self.pacer.sent(place.chat_id, time.time())
+                return
+            except BadRequest as exc:
+                if is_not_modified(exc):
+                    return
+        message = await self.bot.send_message(
+            place.chat_id,
+            view.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard(view),
+            disable_notification=True,
+        )
+        self.positions.seen(place.chat_id, message.message_id)
+        self.pacer.sent(place.chat_id, time.time())
+        self.store.kv_set(key, message.message_id)
 
     # status messages --------------------------------------------------------------------------
+
+    def _chat_moved(self, old: int, new: int) -> None:
+        for job_id, status in list(self._status.items()):
+            if status.chat_id == old:
+                del self._status[job_id]  # reloaded from the store, where it was moved
 
     def _status_id(self, job_id: int) -> int | None:
         status = self._load_status(job_id)
@@ -326,24 +483,26 @@ class Delivery:
             {"chat_id": status.chat_id, "message_id": status.message_id, "text": status.text},
         )
 
-    async def _post_status(self, job: Job, chat: int) -> None:
+    async def _post_status(self, job: Job, place: Place) -> None:
         live = self.engine.job(job.id)
         view = views.live_status(live, self.engine.current_step(job.id))
         reply_to = job.origin.get("message_id") if job.attempt == 1 else None
-        message = await self._send(chat, view, reply_to=reply_to)
-        self._save_status(job.id, StatusMessage(chat, message.message_id, view.text, time.time()))
+        message = await self._send(place, view, reply_to=reply_to)
+        self._save_status(
+            job.id, StatusMessage(place.chat_id, message.message_id, view.text, time.time())
+        )
 
-    async def _update_status(self, job: Job, chat: int, *, force: bool = False) -> None:
+    async def _update_status(self, job: Job, place: Place, *, force: bool = False) -> None:
         status = self._load_status(job.id)
-        if status is None:
-            await self._post_status(job, chat)
+        if status is None or status.chat_id != place.chat_id:
+            await self._post_status(job, place)
             return
         live = self.engine.job(job.id)
         view = views.live_status(live, self.engine.current_step(job.id))
         if view.text == status.text:
             return
         now = time.time()
-        if not force and now - status.edited_at < self.min_edit_interval:
+        if not force and not self.pacer.may_edit(status.chat_id, job.id, now):
             return
         try:
             await self.bot.edit_message_text(
@@ -358,28 +517,31 @@ class Delivery:
             if is_not_modified(exc):
                 pass
             elif "not found" in str(exc.message).lower():
-                await self._post_status(job, chat)
+                await self._post_status(job, place)
                 return
             else:
                 raise
+        self.pacer.edited(status.chat_id, job.id, now)
         self._save_status(job.id, StatusMessage(status.chat_id, status.message_id, view.text, now))
 
     async def refresh_status_messages(self) -> None:
-        """Edit the status message of each running job whose view changed (throttled)."""
+        """Edit the status message of each running job whose view changed (paced)."""
         for job in self.engine.running_jobs():
             if self._load_status(job.id) is None:
                 continue
-            chats = self._chats_for(job)
-            if not chats:
+            place = job_place(job)
+            if place is None:
                 continue
+            place = Place(self.chats.current(place.chat_id), place.thread_id)
             try:
-                await self._update_status(job, chats[0])
+                await self._at(place, functools.partial(self._update_status, job))
             except RetryAfter:
                 return
             except TelegramError as exc:
                 log.debug("status edit of job %s failed: %s", job.id, exc)
         for job_id in [j for j in self._status if self._finished(j)]:
             self._status.pop(job_id, None)
+            self.pacer.forget(job_id)
 
     def _finished(self, job_id: int) -> bool:
         job = self.store.find_job(job_id)

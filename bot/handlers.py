@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 import logging
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
-from telegram import Document, Update
+from telegram import Message, Update, Video
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
@@ -31,6 +30,7 @@ from telegram.ext import (
 
 from bot import views
 from bot.access import Verdict
+from bot.chats import ChatBook
 from bot.commands import (
     USAGE,
     CancelDeclined,
@@ -50,13 +50,14 @@ from bot.commands import (
     parse_button,
     parse_command,
 )
-from bot.config import Config, access_policy
+from bot.config import Config
 from bot.delivery import ChatPositions, send_view
-from bot.errors import UploadError, UsageError
+from bot.downloads import Attachment, Downloads, attachment_name, attachment_of
+from bot.errors import UsageError
 from bot.runtime import RuntimeClock, read_facts
 from workers.engine import Engine
 from workers.errors import ColabotError, JobStateError, SpecError, StoreError
-from workers.jobs import Action, JobSpec, JobState
+from workers.jobs import Action, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,28 +68,22 @@ INTERNAL_ERROR = "Something went wrong while handling that; the details are in c
 ReleaseHandler = Callable[[bool, int], Awaitable[str]]
 
 
-def safe_filename(name: str | None) -> str:
-    """A document's name reduced to a harmless base name."""
-    base = Path(name or "upload.bin").name
-    cleaned = SAFE_NAME.sub("_", base).strip("._") or "upload.bin"
-    return cleaned[:120]
-
-
-def too_large_message(name: str, size_mb: float, limit_mb: int) -> str:
-    """Why a sent file cannot be used, and what to do instead."""
-    return (
-        f"{name} is {size_mb:.1f} MB, but bots can only download files up to {limit_mb} MB "
-        "from Telegram. Instead: put it on this machine and give its path (inside the allowed "
-        "folders), share it from Google Drive and give the link, or give an http(s) URL."
-    )
-
-
 @dataclass
 class Reply:
-    """Where a handler answers: the chat and the message to reply to."""
+    """Where a handler answers: the chat, the message to reply to, and the forum topic."""
 
     chat_id: int
     message_id: int | None
+    thread_id: int | None = None
+
+
+def reply_to(message: Message) -> Reply:
+    """Answer a message where it was written (in its forum topic, if it is in one)."""
+    thread = message.message_thread_id if message.is_topic_message else None
+    return Reply(message.chat_id, message.message_id, thread)
+
+
+ATTACHMENTS = filters.Document.ALL | filters.VIDEO | filters.ANIMATION
 
 
 class ChatHandlers:
@@ -100,6 +95,8 @@ class ChatHandlers:
         engine: Engine,
         clock: RuntimeClock,
         *,
+        chats: ChatBook,
+        downloads: Downloads,
         on_submit: Callable[[int], None] | None = None,
         on_release: ReleaseHandler | None = None,
         positions: ChatPositions | None = None,
@@ -108,8 +105,8 @@ class ChatHandlers:
         self.engine = engine
         self.registry = engine.registry
         self.clock = clock
-        self.policy = access_policy(config)
-        self.staging = config.data_dir / "staging"
+        self.chats = chats
+        self.downloads = downloads
         self.on_submit = on_submit
         self.on_release = on_release
         self.positions = positions or ChatPositions()
@@ -117,17 +114,36 @@ class ChatHandlers:
         self._edits_answered: set[tuple[int, int]] = set()
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        """Attach the handlers: the access guard first, then commands, buttons, the rest."""
+        """Attach the handlers: service updates first, then the access guard, then commands,
+        buttons and the rest."""
+        app.add_handler(TypeHandler(Update, self.on_service_update), group=-2)
         app.add_handler(TypeHandler(Update, self.guard), group=-1)
         app.add_handler(MessageHandler(filters.UpdateType.EDITED, self.on_edit))
         app.add_handler(MessageHandler(filters.COMMAND, self.on_command))
-        app.add_handler(
-            MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"^/"), self.on_command)
-        )
+        app.add_handler(MessageHandler(ATTACHMENTS & filters.CaptionRegex(r"^/"), self.on_command))
         app.add_handler(CallbackQueryHandler(self.on_button))
-        app.add_handler(MessageHandler(filters.Document.ALL, self.on_stray_document))
+        app.add_handler(MessageHandler(ATTACHMENTS, self.on_stray_attachment))
         app.add_handler(MessageHandler(filters.ALL, self.on_other))
         app.add_error_handler(self.on_error)
+
+    # service updates ----------------------------------------------------------------------------
+
+    async def on_service_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Telegram's own notes about chats, handled quietly and never answered: the bot was
+        removed or blocked, a group became a supergroup, members came or went."""
+        member = update.my_chat_member
+        if member is not None:
+            if member.new_chat_member.status in ("kicked", "left"):
+                self.chats.forget(member.chat.id, "the bot was removed from it or blocked")
+            raise ApplicationHandlerStop
+        message = update.message
+        if message is None or not filters.StatusUpdate.ALL.check_update(update):
+            return
+        if message.migrate_to_chat_id:
+            self.chats.migrate(message.chat.id, message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id:
+            self.chats.migrate(message.migrate_from_chat_id, message.chat.id)
+        raise ApplicationHandlerStop
 
     # access -------------------------------------------------------------------------------------
 
@@ -155,7 +171,7 @@ class ChatHandlers:
     def _verdict(self, update: Update) -> Verdict:
         user = update.effective_user
         chat = update.effective_chat
-        return self.policy.verdict(
+        return self.chats.verdict(
             user.id if user is not None else None,
             chat.id if chat is not None else None,
             chat.type if chat is not None else None,
@@ -166,7 +182,7 @@ class ChatHandlers:
         if chat is None:
             return
         try:
-            self._remember_chat(chat.id)
+            self.chats.met(chat.id)
         except ColabotError as exc:
             log.warning("could not remember chat %s: %s", chat.id, exc)
         if message is not None:
@@ -192,30 +208,23 @@ class ChatHandlers:
         if update.effective_message is not None:
             await update.effective_message.reply_text(text)
 
-    def _remember_chat(self, chat_id: int) -> None:
-        chats = self.engine.store.kv_get("chats") or []
-        if chat_id not in chats:
-            self.engine.store.kv_set("chats", [*chats, chat_id][-20:])
-
     # entry points -------------------------------------------------------------------------------
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A command, typed or as a document's caption (possibly replying to a document)."""
+        """A command, typed or as a file's caption (possibly replying to a file)."""
         message = update.effective_message
         if message is None:
             return
         text = message.text or message.caption or ""
-        document = message.document or (
-            message.reply_to_message.document if message.reply_to_message else None
-        )
-        reply = Reply(message.chat_id, message.message_id)
+        attachment = attachment_of(message) or attachment_of(message.reply_to_message)
+        reply = reply_to(message)
         try:
             request = parse_command(
                 text,
                 self.registry,
-                has_document=document is not None and command_name(text) in ("train", "infer"),
+                has_document=attachment is not None and command_name(text) in ("train", "infer"),
             )
-            await self.dispatch(request, reply, update, document)
+            await self.dispatch(request, reply, update, attachment)
         except Exception as exc:
             await self._report(exc, reply, context, text)
 
@@ -231,39 +240,41 @@ class ChatHandlers:
         await message.reply_text(views.EDIT_NOT_RUN, do_quote=True)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """An inline button press."""
+        """An inline button press: answered at once (Telegram refuses late answers), then
+        carried out; the outcome is reported by editing the message or in a new one."""
         query = update.callback_query
         if query is None or query.message is None:
             return
-        reply = Reply(query.message.chat.id, None)
+        reply = Reply(query.message.chat.id, None, _thread_of(query.message))
         try:
             request = parse_button(query.data or "")
         except UsageError as exc:
-            await query.answer(exc.problem)
+            await _answer(query, exc.problem)
             return
+        await _answer(query, views.button_note(request))
         try:
-            note = await self.dispatch(request, reply, update, None)
-            await query.answer(note or None)
+            await self.dispatch(request, reply, update, None)
         except Exception as exc:
-            await query.answer()
             await self._report(exc, reply, context, query.data or "")
 
-    async def on_stray_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A document without a command: explain how to use it."""
+    async def on_stray_attachment(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A file without a command: explain how to use it."""
         message = update.effective_message
-        if message is None or message.document is None:
+        attachment = attachment_of(message)
+        if message is None or attachment is None:
             return
-        name = views.esc(message.document.file_name or "the file")
+        name = views.esc(attachment_name(attachment))
         await message.reply_html(
             f"Got {name}. To use it as a job input, reply to it with a command such as "
             f"<code>/train &lt;kind&gt;</code>, or send it again with the command as its caption.",
             do_quote=True,
         )
+        await self._video_note(update.get_bot(), message.chat_id, attachment, reply_to(message))
 
     async def on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Plain text and anything else."""
+        """Plain text gets a hint; anything without text (stickers, polls...) gets nothing."""
         message = update.effective_message
-        if message is not None:
+        if message is not None and (message.text or message.caption):
             await message.reply_text("I only understand commands. /help lists them.", do_quote=True)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -287,7 +298,12 @@ class ChatHandlers:
         else:
             log.error("error while handling a command", exc_info=exc)
             view = views.error_view(INTERNAL_ERROR)
-        await send_view(context.bot, reply.chat_id, view, reply_to=reply.message_id)
+        await self._say(context.bot, reply, view)
+
+    async def _say(self, bot: Any, reply: Reply, view: views.View) -> None:
+        await send_view(
+            bot, reply.chat_id, view, reply_to=reply.message_id, thread_id=reply.thread_id
+        )
 
     def _usage_for(self, text: str) -> str:
         name = command_name(text)
@@ -303,51 +319,43 @@ class ChatHandlers:
     # dispatch -----------------------------------------------------------------------------------
 
     async def dispatch(
-        self, request: Request, reply: Reply, update: Update, document: Document | None
-    ) -> str:
-        """Carry out one request; return a short note for a button's answer."""
+        self, request: Request, reply: Reply, update: Update, attachment: Attachment | None
+    ) -> None:
+        """Carry out one request."""
         bot = update.get_bot()
-        if isinstance(request, HelpRequest):
-            view = views.help_view(request.topic, self.registry, welcome=request.welcome)
-            await send_view(bot, reply.chat_id, view, reply_to=reply.message_id)
-        elif isinstance(request, SubmitRequest):
-            await self._submit(request, reply, update, document)
-        elif isinstance(request, JobsRequest):
-            view = views.jobs_view(self.engine.jobs(request.limit))
-            await send_view(bot, reply.chat_id, view, reply_to=reply.message_id)
-        elif isinstance(request, StatusRequest):
-            job = self.engine.job(request.job_id)
-            tail = await asyncio.to_thread(self.engine.log_tail, job.id, 8)
-            view = views.status_view(job, self.engine.current_step(job.id), tail)
-            await send_view(bot, reply.chat_id, view, reply_to=reply.message_id)
-        elif isinstance(request, LogsRequest):
-            await self._logs(request, reply, update)
-        elif isinstance(request, CancelRequest):
-            return await self._cancel(request, reply, update)
-        elif isinstance(request, CancelDeclined):
-            await self._edit_button_message(update, f"Kept job #{request.job_id} running.")
-            return "kept"
-        elif isinstance(request, ResultsRequest):
-            view = views.results_view(self.engine.job(request.job_id))
-            await send_view(bot, reply.chat_id, view, reply_to=reply.message_id)
-        elif isinstance(request, ResumeRequest):
-            job = await self.resume(request.job_id)
-            return f"resuming #{job.id}"
-        elif isinstance(request, RuntimeRequest):
-            facts = await asyncio.to_thread(read_facts, self.config.data_dir)
-            view = views.runtime_view(facts, self.clock)
-            await send_view(bot, reply.chat_id, view, reply_to=reply.message_id)
-        elif isinstance(request, ReleaseRequest):
-            if self.on_release is None:
-                return "nothing to release"
-            note = await self.on_release(request.confirmed, reply.chat_id)
-            await self._edit_button_message(update, note)
-            return note
-        return ""
-
-    async def resume(self, job_id: int) -> Any:
-        """Queue a job again (overridden by the lifecycle layer to restore lost files)."""
-        return self.engine.resume(job_id)
+        match request:
+            case HelpRequest():
+                view = views.help_view(request.topic, self.registry, welcome=request.welcome)
+                await self._say(bot, reply, view)
+            case SubmitRequest():
+                await self._submit(request, reply, update, attachment)
+            case JobsRequest():
+                await self._say(bot, reply, views.jobs_view(self.engine.jobs(request.limit)))
+            case StatusRequest():
+                job = self.engine.job(request.job_id)
+                tail = await asyncio.to_thread(self.engine.log_tail, job.id, 8)
+                view = views.status_view(job, self.engine.current_step(job.id), tail)
+                await self._say(bot, reply, view)
+            case LogsRequest():
+                await self._logs(request, reply, update)
+            case CancelRequest():
+                await self._cancel(request, reply, update)
+            case CancelDeclined():
+                await self._edit_button_message(update, f"Kept job #{request.job_id} running.")
+            case ResultsRequest():
+                await self._say(bot, reply, views.results_view(self.engine.job(request.job_id)))
+            case ResumeRequest():
+                self.engine.resume(request.job_id)
+            case RuntimeRequest():
+                facts = await asyncio.to_thread(read_facts, self.config.data_dir)
+                await self._say(bot, reply, views.runtime_view(facts, self.clock))
+            case ReleaseRequest():
+                note = "nothing to release"
+                if self.on_release is not None:
+                    note = await self.on_release(request.confirmed, reply.chat_id)
+                await self._edit_button_message(update, note)
+            case _:
+                assert_never(request)
 
     async def _edit_button_message(self, update: Update, text: str) -> None:
         query = update.callback_query
@@ -359,25 +367,26 @@ class ChatHandlers:
             log.debug("could not edit the button message: %s", exc)
 
     async def _submit(
-        self, request: SubmitRequest, reply: Reply, update: Update, document: Document | None
+        self, request: SubmitRequest, reply: Reply, update: Update, attachment: Attachment | None
     ) -> None:
         spec = JobSpec(request.kind, request.action, dict(request.inputs), dict(request.params))
-        names: dict[str, str] = {}
-        if request.document_slot is not None and document is not None:
-            names[request.document_slot] = safe_filename(document.file_name)
+        slot = request.document_slot if attachment is not None else None
+        names = {slot: attachment_name(attachment)} if slot and attachment else {}
         # Refuse a bad request, the attached file included, before anything is downloaded.
         self.engine.check(spec, names)
         self.engine.disk.check_room()
         uploads: dict[str, Path] = {}
-        if request.document_slot is not None and document is not None:
-            uploads[request.document_slot] = await self._download(
-                document, names[request.document_slot]
-            )
+        if slot and attachment is not None:
+            self.downloads.check_size(attachment, names[slot])
+            await self._video_note(update.get_bot(), reply.chat_id, attachment, reply)
+            uploads[slot] = await self.downloads.fetch(attachment, names[slot])
         origin = {
             "chat_id": reply.chat_id,
             "message_id": reply.message_id,
             "user_id": update.effective_user.id if update.effective_user else None,
         }
+        if reply.thread_id is not None:
+            origin["thread_id"] = reply.thread_id
         try:
             job = self.engine.submit(spec, origin, uploads=uploads)
         finally:
@@ -387,36 +396,30 @@ class ChatHandlers:
         if self.on_submit is not None:
             self.on_submit(job.id)
 
-    async def _download(self, document: Document, name: str) -> Path:
-        limit_mb = self.config.telegram.max_download_mb
-        size = document.file_size or 0
-        if size > limit_mb * 1024 * 1024:
-            raise UploadError(name, too_large_message(name, size / 1024**2, limit_mb))
-        target = self.staging / secrets.token_hex(8) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            telegram_file = await document.get_file()
-            await telegram_file.download_to_drive(target)
-        except BadRequest as exc:
-            if "too big" in str(exc.message).lower():
-                raise UploadError(name, too_large_message(name, size / 1024**2, 20)) from None
-            raise UploadError(name, f"Telegram refused the download: {exc.message}") from None
-        except TelegramError as exc:
-            raise UploadError(name, f"the download failed ({exc}); please send it again") from None
-        if size and target.stat().st_size != size:
-            raise UploadError(name, "the download was incomplete; please send it again")
-        return target
+    async def _video_note(
+        self, bot: Any, chat_id: int, attachment: Attachment, reply: Reply
+    ) -> None:
+        """Once per chat: a clip sent as a video was re-encoded; sending it as a file keeps it."""
+        if not isinstance(attachment, Video):
+            return
+        told = self.engine.store.kv_get("video_note_sent") or []
+        if chat_id in told:
+            return
+        self.engine.store.kv_set("video_note_sent", [*told, chat_id])
+        await send_view(
+            bot, chat_id, views.View(views.esc(views.VIDEO_NOTE)), thread_id=reply.thread_id
+        )
 
     async def _logs(self, request: LogsRequest, reply: Reply, update: Update) -> None:
         lines = await asyncio.to_thread(self.engine.log_tail, request.job_id, request.lines)
         bot = update.get_bot()
         if not lines:
             view = views.View(f"Job #{request.job_id} has no log lines yet.")
-            await send_view(bot, reply.chat_id, view, reply_to=reply.message_id)
+            await self._say(bot, reply, view)
             return
         text = f"Last {len(lines)} lines of job #{request.job_id}:\n" + views.pre(lines)
         if views.fits(text):
-            await send_view(bot, reply.chat_id, views.View(text), reply_to=reply.message_id)
+            await self._say(bot, reply, views.View(text))
             return
         data = ("\n".join(lines) + "\n").encode()
         await bot.send_document(
@@ -426,20 +429,32 @@ class ChatHandlers:
             caption=f"Last {len(lines)} lines of job #{request.job_id}",
             reply_to_message_id=reply.message_id,
             allow_sending_without_reply=True,
+            message_thread_id=reply.thread_id,
         )
 
-    async def _cancel(self, request: CancelRequest, reply: Reply, update: Update) -> str:
+    async def _cancel(self, request: CancelRequest, reply: Reply, update: Update) -> None:
         job = self.engine.job(request.job_id)
-        if job.state not in (JobState.QUEUED, JobState.RUNNING, JobState.INTERRUPTED):
+        if not job.can_cancel:
             raise JobStateError(job.id, job.state.value, "cancel")
         if not request.confirmed:
-            await send_view(
-                update.get_bot(),
-                reply.chat_id,
-                views.cancel_question(job),
-                reply_to=reply.message_id,
-            )
-            return "confirm below"
+            await self._say(update.get_bot(), reply, views.cancel_question(job))
+            return
         await self._edit_button_message(update, f"Cancelling job #{job.id}…")
-        await self.engine.cancel(job.id)
-        return f"cancelled #{job.id}"
+        done = await self.engine.cancel(job.id)
+        await self._edit_button_message(update, views.cancel_outcome(done))
+
+
+async def _answer(query: Any, text: str | None) -> None:
+    """Answer a button press; an answer Telegram refuses (too late, already answered) only
+    means the spinner stopped on its own, so it is harmless."""
+    try:
+        await query.answer(text or None)
+    except BadRequest as exc:
+        log.info("the button answer came too late: %s", exc.message)
+
+
+def _thread_of(message: Any) -> int | None:
+    """The forum topic a message is in, if any."""
+    if isinstance(message, Message) and message.is_topic_message:
+        return message.message_thread_id
+    return None

@@ -13,24 +13,19 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
-from telegram import Bot
-from telegram.constants import ParseMode
-from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes, JobQueue
 
 from bot import views
 from bot.config import Config
-from bot.delivery import ChatPositions, keyboard, view_payload
+from bot.delivery import Delivery, view_payload
 from bot.runtime import RuntimeClock, is_colab, read_facts
 from bot.schedule import (
     due_warning,
     idle_release_due,
     is_last_warning,
     keepalive_due,
-    needs_new_keepalive,
     sync_due,
 )
 from workers.durability import Keeper
@@ -51,18 +46,13 @@ class Heartbeat:
         engine: Engine,
         keeper: Keeper,
         clock: RuntimeClock,
-        bot: Bot,
-        *,
-        chats: Callable[[], list[int]],
-        positions: ChatPositions,
+        delivery: Delivery,
     ) -> None:
         self.config = config
         self.engine = engine
         self.keeper = keeper
         self.clock = clock
-        self.bot = bot
-        self.chats = chats
-        self.positions = positions
+        self.delivery = delivery
         self.minutes = tuple(config.runtime.warn_before_minutes)
         self.last_keepalive: float | None = None
         self.idle_since: float | None = time.time()
@@ -141,33 +131,7 @@ class Heartbeat:
         self.last_keepalive = now
         facts = await asyncio.to_thread(read_facts, self.config.data_dir)
         view = views.keepalive_view(self.clock, now, running, queued, facts)
-        for chat in self.chats():
-            try:
-                await self._show_keepalive(chat, view)
-            except TelegramError as exc:
-                log.info("keepalive to chat %s failed: %s", chat, exc)
-
-    async def _show_keepalive(self, chat: int, view: views.View) -> None:
-        key = f"keepalive:{chat}"
-        current = self.engine.store.kv_get(key)
-        if current and not needs_new_keepalive(current, self.positions.latest(chat)):
-            try:
-                await self.bot.edit_message_text(
-                    view.text, chat_id=chat, message_id=current, parse_mode=ParseMode.HTML
-                )
-                return
-            except BadRequest as exc:
-                if "not modified" in str(exc.message).lower():
-                    return
-        message = await self.bot.send_message(
-            chat,
-            view.text,
-            parse_mode=ParseMode.HTML,
-            reply_markup=keyboard(view),
-            disable_notification=True,
-        )
-        self.positions.seen(chat, message.message_id)
-        self.engine.store.kv_set(key, message.message_id)
+        await self.delivery.show_keepalive(view)
 
     # disk space ------------------------------------------------------------------------------
 

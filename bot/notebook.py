@@ -11,6 +11,8 @@ pollers on one token (Telegram's "Conflict: terminated by other getUpdates reque
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from bot.logs import setup_logging
 from bot.service import Colabot
 
 _current: Colabot | None = None
+_watcher: asyncio.Task[None] | None = None
+log = logging.getLogger(__name__)
 
 
 def _resolve(config: Config | str | Path | None) -> Config:
@@ -44,13 +48,27 @@ async def start(config: Config | str | Path | None = None) -> Colabot:
     colabot = Colabot(resolved)
     await colabot.start()
     _current = colabot
+    global _watcher
+    _watcher = asyncio.create_task(_stop_on_failure(colabot), name="colabot-notebook-watch")
     return colabot
+
+
+async def _stop_on_failure(colabot: Colabot) -> None:
+    """In a notebook nobody waits for colabot: when it must stop (another process polls with
+    its token), say why in the log and stop it."""
+    await colabot.failed.wait()
+    log.error("colabot stopped: %s", colabot.fatal)
+    if _current is colabot:
+        await stop()
 
 
 async def stop() -> None:
     """Stop the running instance, if any (running jobs become interrupted and resumable)."""
-    global _current
+    global _current, _watcher
     colabot, _current = _current, None
+    watcher, _watcher = _watcher, None
+    if watcher is not None and watcher is not asyncio.current_task():
+        watcher.cancel()
     if colabot is not None:
         await colabot.stop()
 

@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OpenedResults:
-    """The backend in use, and a note for the chat when it is not the configured one."""
+    """The backend in use, what it is (who writes where), and a note for the chat when it is
+    not the configured one."""
 
     backend: ResultsBackend
     note: str = ""
+    description: str = ""
 
 
 def drive_settings(config: Config) -> DriveSettings:
@@ -54,7 +56,7 @@ def open_results(config: Config) -> OpenedResults:
     if config.results.backend == "local":
         local = LocalResults(config.results.dir)
         _check_local(local)
-        return OpenedResults(local)
+        return OpenedResults(local, description=f"the folder {local.root}")
     from workers.gdrive import DriveClient
     from workers.results.drive import DriveResults
 
@@ -64,8 +66,8 @@ def open_results(config: Config) -> OpenedResults:
         share_anyone=config.drive.share_anyone,
     )
     try:
-        drive.check()
-        return OpenedResults(drive)
+        setup = drive.check()
+        return OpenedResults(drive, description=f"Google Drive, as {setup.describe()}")
     except ColabotError as exc:
         setting = exc.setting if isinstance(exc, DriveAuthError) else "drive.folder_id"
         if config.results.fallback != "local":
@@ -77,7 +79,7 @@ def open_results(config: Config) -> OpenedResults:
             'instead, as results.fallback = "local" says.'
         )
         log.warning("%s", note)
-        return OpenedResults(local, note)
+        return OpenedResults(local, note, f"the folder {local.root} (Drive could not be used)")
 
 
 def _check_local(local: LocalResults) -> None:

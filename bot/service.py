@@ -12,15 +12,18 @@ import dataclasses
 import logging
 import signal
 import sys
+import time
 from typing import Any, TextIO
 
-from telegram.error import InvalidToken
+from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import Application
 
 from bot import views
 from bot.app import build_application
+from bot.chats import ChatBook
 from bot.config import Config, access_policy
-from bot.delivery import ChatPositions, Delivery, view_payload
+from bot.delivery import DOCUMENT_LIMIT, ChatPositions, Delivery, view_payload
+from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
 from bot.handlers import ChatHandlers
 from bot.heartbeat import Heartbeat
@@ -37,6 +40,9 @@ from workers.store import Store
 
 log = logging.getLogger(__name__)
 
+# Three 409 Conflicts within a minute: another process polls with the same token.
+CONFLICT_LIMIT = 3
+CONFLICT_WINDOW_S = 60.0
 OFFLINE_BANNER = (
     "colabot: no telegram.token is set, so this is the offline chat. Type /help; "
     "Ctrl-D quits. Set COLABOT_TELEGRAM_TOKEN to use Telegram."
@@ -60,8 +66,12 @@ class Colabot:
         self.heartbeat: Heartbeat | None = None
         self.positions = ChatPositions()
         self.policy = access_policy(config)
+        self.chats: ChatBook | None = None
         self.lock = DataDirLock(config.data_dir)
         self.running = False
+        self.fatal: ColabotError | None = None
+        self.failed = asyncio.Event()
+        self._conflicts: list[float] = []
         token = config.telegram.token
         register_secret(token, token.partition(":")[2])
 
@@ -109,7 +119,9 @@ class Colabot:
             max_parallel_jobs=config.worker.max_parallel_jobs,
             input_roots=tuple(r.expanduser() for r in config.worker.input_roots),
             default_timeout_s=(config.worker.job_timeout_minutes * 60) or None,
-            send_files_under_bytes=int(config.results.send_files_under_mb * 1024 * 1024),
+            send_files_under_bytes=min(
+                int(config.results.send_files_under_mb * 1024 * 1024), DOCUMENT_LIMIT
+            ),
             min_free_disk_mb=config.worker.min_free_disk_mb,
         )
         self.engine = Engine(settings, self.store, default_registry(), results=opened.backend)
@@ -121,27 +133,25 @@ class Colabot:
             )
         )
         self.keeper = Keeper(self.engine, opened.backend)
-        self.app = build_application(config.telegram.token, config.telegram.api_url)
+        tg = config.telegram
+        self.app = build_application(tg.token, tg.api_url)
         self.positions = ChatPositions()
+        self.chats = ChatBook(self.store, self.policy)
         self.delivery = Delivery(
-            self.app.bot,
-            self.engine,
-            fallback_chats=self._fallback_chats,
-            positions=self.positions,
+            self.app.bot, self.engine, chats=self.chats, positions=self.positions
         )
-        self.heartbeat = Heartbeat(
-            config,
-            self.engine,
-            self.keeper,
-            self.clock,
-            self.app.bot,
-            chats=self._fallback_chats,
-            positions=self.positions,
+        self.heartbeat = Heartbeat(config, self.engine, self.keeper, self.clock, self.delivery)
+        server = ServerFiles(
+            self_hosted=bool(tg.api_url),
+            local_mode=tg.local_mode,
+            local_dir=tg.local_files_dir.expanduser() if tg.local_files_dir else None,
         )
         self.handlers = ChatHandlers(
             config,
             self.engine,
             self.clock,
+            chats=self.chats,
+            downloads=Downloads(config.data_dir / "staging", tg.max_download_mb, server, tg.token),
             on_submit=self.heartbeat.check_new_job,
             on_release=self.heartbeat.release,
             positions=self.positions,
@@ -157,7 +167,9 @@ class Colabot:
         snapshot, lost = await self.keeper.carry_over()
         await self.app.start()
         assert self.app.updater is not None and self.app.job_queue is not None
-        await self.app.updater.start_polling(drop_pending_updates=False)
+        await self.app.updater.start_polling(
+            drop_pending_updates=False, error_callback=self._polling_error
+        )
         self.heartbeat.schedule(self.app.job_queue)
         self.delivery.start()
         self.running = True
@@ -168,11 +180,28 @@ class Colabot:
             for record in lost:
                 view = views.lost_job_view(record.job, snapshot.saved_at, record.checkpoint_note)
                 self.engine.post(record.job.id, view_payload(view))
-        log.info("colabot is running (bot api: %s)", config.telegram.api_url or "Telegram")
+        log.info(
+            "colabot is running (bot api: %s; results: %s)",
+            tg.api_url or "Telegram",
+            opened.description,
+        )
 
-    def _fallback_chats(self) -> list[int]:
-        assert self.store is not None
-        return self.policy.broadcast_chats(self.store.kv_get("chats") or [])
+    def _polling_error(self, exc: TelegramError) -> None:
+        """An error while polling Telegram: one line in the log; a lasting 409 Conflict
+        (another process polls with this token) stops colabot."""
+        if not isinstance(exc, Conflict):
+            log.warning("polling Telegram failed (%s); trying again", exc)
+            return
+        now = time.monotonic()
+        self._conflicts = [t for t in self._conflicts if now - t < CONFLICT_WINDOW_S] + [now]
+        if len(self._conflicts) < CONFLICT_LIMIT or self.fatal is not None:
+            return
+        self.fatal = ConfigError(
+            "telegram.token",
+            "another process is polling Telegram with this bot token (409 Conflict): stop the "
+            "other colabot, or give this one its own bot",
+        )
+        self.failed.set()
 
     async def stop(self) -> None:
         """Stop polling, interrupt running jobs (they stay resumable), flush and close."""
@@ -230,7 +259,7 @@ async def run_offline(
         print(OFFLINE_BANNER, file=sys.stderr)
         chat = TerminalChat(emulator, DEFAULT_USER_ID, input=input, output=output)
         chatting = asyncio.create_task(chat.run())
-        stopping = asyncio.create_task(stop.wait())
+        stopping = asyncio.create_task(_until(stop, colabot.failed))
         await asyncio.wait({chatting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in (chatting, stopping):
             task.cancel()
@@ -247,10 +276,22 @@ async def run_online(config: Config) -> int:
     _on_signals(stop)
     await colabot.start()
     try:
-        await stop.wait()
+        await _until(stop, colabot.failed)
     finally:
         await colabot.stop()
+    if colabot.fatal is not None:
+        raise colabot.fatal
     return 0
+
+
+async def _until(*events: asyncio.Event) -> None:
+    """Wait until any of the events is set."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _on_signals(stop: asyncio.Event) -> None:

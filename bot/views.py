@@ -249,6 +249,26 @@ def notice_view(job: Job | None, text: str) -> View:
     return View(prefix + esc(text))
 
 
+def button_note(request: object) -> str:
+    """The short answer a button press gets at once, before its work is done."""
+    from bot.commands import CancelDeclined, CancelRequest, ResumeRequest
+
+    if isinstance(request, CancelRequest) and request.confirmed:
+        return f"cancelling #{request.job_id}…"
+    if isinstance(request, CancelDeclined):
+        return "kept"
+    if isinstance(request, ResumeRequest):
+        return f"resuming #{request.job_id}"
+    return ""
+
+
+def cancel_outcome(job: Job) -> str:
+    """What a confirmed cancel did, for the confirmation message."""
+    if job.state is JobState.CANCELLED:
+        return f"Cancelled job #{job.id}."
+    return f"Job #{job.id} is {job.state.value}: it ended before the cancel reached it."
+
+
 def cancel_question(job: Job) -> View:
     """The confirmation asked before cancelling."""
     return View(
@@ -458,6 +478,26 @@ def lost_job_view(job: Job, stopped_at: float, note: CheckpointNote | None) -> V
     else:
         text += "it can be run again."
     return View(text, [[Button(f"Resume #{job.id}", button_data("rs", job.id))]])
+
+
+def file_too_large_view(name: str, size: int, job: Job | None) -> View:
+    """Instead of a file Telegram will not take: where to get it."""
+    links = [link for link in (job.links if job else ()) if name in link.url or link.label in name]
+    text = (
+        f"{esc(name)} ({_size(size)}) is too large to send in the chat (bots may send files "
+        "up to 50 MB)."
+    )
+    if links:
+        text += " It is here:\n" + "\n".join(links_lines(links))
+    elif job is not None:
+        text += f" /results {job.id} lists where it was saved."
+    return View(text)
+
+
+VIDEO_NOTE = (
+    "Telegram re-encodes clips sent as a video, which changes their frames. To keep the "
+    'original frames, send the file with 📎 → File ("send as file") instead.'
+)
 
 
 def low_disk_text(free_mb: float, folder: Path, min_free_mb: float) -> str:

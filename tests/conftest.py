@@ -65,9 +65,18 @@ def drive_client(drive_settings: DriveSettings) -> DriveClient:
 
 
 @pytest.fixture
-def drive_root_folder(drive_client: DriveClient) -> DriveFile:
-    """An empty folder in My Drive for the test to work in."""
-    return drive_client.ensure_folder("colabot-tests", "root")
+def shared_drive(drive_server: DriveServer) -> str:
+    """A shared drive where the test's service account is a Content manager, the set-up a
+    service account needs (it has no storage of its own)."""
+    from tests.loopback.drive_server import DEFAULT_ACCOUNT
+
+    return drive_server.add_shared_drive("Lab results", {DEFAULT_ACCOUNT: "fileOrganizer"})
+
+
+@pytest.fixture
+def drive_root_folder(drive_client: DriveClient, shared_drive: str) -> DriveFile:
+    """An empty folder in that shared drive for the test to work in."""
+    return drive_client.ensure_folder("colabot-tests", shared_drive)
 
 
 # ----------------------------------------------------------------------------- http(s) inputs

@@ -40,7 +40,7 @@ def test_check_accepts_the_example_and_masks_the_token(tmp_path: Path) -> None:
         "HOME": str(tmp_path),
     }
     out = subprocess.run(
-        [*COLABOT, "check", "--config", str(ROOT / "config.example.toml")],
+        [*COLABOT, "check", "--offline", "--config", str(ROOT / "config.example.toml")],
         capture_output=True,
         text=True,
         env=env,

@@ -157,6 +157,16 @@ class Job:
         """True once the job can no longer run (unless resumed)."""
         return self.state in FINISHED_STATES
 
+    @property
+    def can_cancel(self) -> bool:
+        """Whether the transition table lets the job be cancelled now."""
+        return can_transition(self.state, JobState.CANCELLED)
+
+    @property
+    def can_resume(self) -> bool:
+        """Whether the job can be queued again (interrupted, or failed)."""
+        return self.state is not JobState.QUEUED and can_transition(self.state, JobState.QUEUED)
+
     def elapsed(self, now: float | None = None) -> float | None:
         """Seconds spent running so far (or in total once finished)."""
         if self.started_at is None:

@@ -433,6 +433,25 @@ class Store:
             (now, event_id),
         )
 
+    @_translated
+    def move_chat(self, old: int, new: int) -> int:
+        """Rewrite a chat id in every job's origin (a group became a supergroup); return how
+        many jobs came from that chat."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET origin = json_set(origin, '$.chat_id', ?) "
+                "WHERE json_extract(origin, '$.chat_id') = ?",
+                (new, old),
+            )
+            return int(cur.rowcount)
+
+    @_translated
+    def kv_keys(self, prefix: str) -> list[str]:
+        """The keys that start with ``prefix``."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._db.execute("SELECT key FROM kv WHERE key LIKE ? ESCAPE '\\'", (pattern,))
+        return [str(row["key"]) for row in rows]
+
     # key-value ------------------------------------------------------------------------------
 
     @_translated

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from bot.emulator.errors import NOT_MODIFIED_DESCRIPTION, ApiError, bad_request
 from bot.emulator.formatting import FormattingError, merge_entities, parse_text, utf16_len
 from bot.emulator.media import guess_mime_type, image_size
+from bot.emulator.mode import PHOTO_UPLOAD_LIMIT, ServerMode
 from bot.emulator.params import Params, UploadedFile
 from bot.emulator.state import (
     MAX_CALLBACK_DATA_BYTES,
@@ -20,7 +21,6 @@ from bot.emulator.state import (
     MAX_MESSAGE_LENGTH,
     ChatRecord,
     EmulatorState,
-    FileKind,
     JSONDict,
     MessageRecord,
     StoredFile,
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from bot.emulator.events import EventKind, Journal
     from bot.emulator.storage import FileStore
 
-MB = 1024 * 1024
-MAX_DOCUMENT_UPLOAD = 50 * MB
-MAX_PHOTO_UPLOAD = 10 * MB
-MAX_BOT_DOWNLOAD = 20 * MB
 MAX_PHOTO_SIDES = 10_000
 MAX_PHOTO_RATIO = 20
 
@@ -57,6 +53,8 @@ _QUERY_INVALID = "query is too old and response timeout expired or query ID is i
 _WRONG_FILE = "wrong file identifier/HTTP URL specified"
 
 Handler = Callable[[JSONDict, Params], Awaitable[Any]]
+SentKind = Literal["document", "photo"]
+"""What colabot sends: documents and photos."""
 
 
 class BotApiMethods:
@@ -70,10 +68,14 @@ class BotApiMethods:
         *,
         bot_username: str,
         bot_first_name: str,
+        mode: ServerMode | None = None,
     ) -> None:
         self.state = state
         self.store = store
         self.journal = journal
+        self.mode = mode or ServerMode()
+        self.token = ""
+        """The token of the request being answered (a --local server keeps files by it)."""
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
         self.handlers: dict[str, Handler] = {
@@ -90,6 +92,7 @@ class BotApiMethods:
             "sendchataction": self.send_chat_action,
             "answercallbackquery": self.answer_callback_query,
             "getfile": self.get_file,
+            "getuserprofilephotos": self.get_user_profile_photos,
             "setmycommands": self.set_my_commands,
             "getmycommands": self.get_my_commands,
             "deletemycommands": self.delete_my_commands,
@@ -97,10 +100,9 @@ class BotApiMethods:
             "logout": self.close,
         }
 
-    @staticmethod
-    def upload_limit(method: str) -> int:
+    def upload_limit(self, method: str) -> int:
         """The largest file part ``method`` accepts, in bytes."""
-        return MAX_PHOTO_UPLOAD if method == "sendphoto" else MAX_DOCUMENT_UPLOAD
+        return PHOTO_UPLOAD_LIMIT if method == "sendphoto" else self.mode.document_upload_limit
 
     def bot_user(self, bot_id: int) -> JSONDict:
         """The bot as a User object, as it appears in ``from`` fields."""
@@ -154,11 +156,14 @@ class BotApiMethods:
         markup = self._inline_markup(params)
         if markup is not None:
             content["reply_markup"] = markup
+        reply_to = self._reply_target(chat, params)
+        content.update(self._thread(chat, params, reply_to))
+        self._count_message(chat)
         record = self.state.add_message(
             chat,
             bot,
             content,
-            reply_to=self._reply_target(chat, params),
+            reply_to=reply_to,
             parse_mode=params.text("parse_mode"),
         )
         self._record("message", record, "sendMessage")
@@ -177,6 +182,7 @@ class BotApiMethods:
             and markup == record.message.get("reply_markup")
         ):
             raise ApiError(400, NOT_MODIFIED_DESCRIPTION)
+        self._count_message(self._chat(params))
         self._apply_edit(record, {"text": text}, (), entities, "entities", markup, params)
         self._record("edit", record, "editMessageText")
         return record.snapshot()
@@ -247,6 +253,8 @@ class BotApiMethods:
         query = self.state.callback_queries.get(query_id)
         if query is None or query.answered:
             raise bad_request(_QUERY_INVALID)
+        if self.state.clock() - query.pressed_at > self.mode.callback_answer_window_s:
+            raise bad_request(_QUERY_INVALID)
         query.answered = True
         record = self.state.get_message(query.chat_id, query.message_id)
         answer = {
@@ -265,16 +273,27 @@ class BotApiMethods:
         return True
 
     async def get_file(self, bot: JSONDict, params: Params) -> JSONDict:
-        """``getFile``; bots may not download files over 20 MB."""
+        """``getFile``; bots may not download files over 20 MB, except from a ``--local``
+        server, which answers with the file's absolute path on its disk."""
         file_id = params.text("file_id")
         if not file_id:
             raise bad_request("file_id is empty")
         stored = self.state.files.get(file_id)
         if stored is None:
             raise bad_request("invalid file_id")
-        if stored.file_size > MAX_BOT_DOWNLOAD:
+        limit = self.mode.download_limit
+        if limit is not None and stored.file_size > limit:
             raise bad_request("file is too big")
-        return stored.file_info()
+        root = f"{self.mode.server_dir}/{self.token}" if self.mode.local else None
+        return stored.file_info(root)
+
+    async def get_user_profile_photos(self, bot: JSONDict, params: Params) -> JSONDict:
+        """``getUserProfilePhotos``: each photo in one size."""
+        user_id = params.require_int("user_id")
+        if user_id not in self.state.users:
+            raise bad_request("user not found")
+        photos = [[stored.to_api()] for stored in self.state.profile_photos.get(user_id, [])]
+        return {"total_count": len(photos), "photos": photos}
 
     # Commands
 
@@ -345,7 +364,44 @@ class BotApiMethods:
                 chat = None
         if chat is None:
             raise bad_request("chat not found")
+        if chat.migrated_to is not None:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=chat.migrated_to,
+            )
+        if chat.bot_status in ("kicked", "left"):
+            private = chat.chat["type"] == "private"
+            raise ApiError(
+                403,
+                "Forbidden: bot was blocked by the user"
+                if private
+                else f"Forbidden: bot was kicked from the {chat.chat['type']} chat",
+            )
         return chat
+
+    def _count_message(self, chat: ChatRecord) -> None:
+        """Telegram's limit on messages (edits included) a bot sends to one group a minute."""
+        if chat.chat_id > 0:
+            return
+        now = self.state.clock()
+        chat.sent_times[:] = [t for t in chat.sent_times if now - t < 60.0]
+        if len(chat.sent_times) >= self.mode.group_messages_per_minute:
+            wait = max(1, int(60.0 - (now - chat.sent_times[0])) + 1)
+            raise ApiError(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        chat.sent_times.append(now)
+
+    def _thread(self, chat: ChatRecord, params: Params, reply_to: MessageRecord | None) -> JSONDict:
+        """The forum topic a new message goes to: the one asked for, else the replied
+        message's; the General topic when neither."""
+        thread = params.integer("message_thread_id")
+        if thread is None and reply_to is not None:
+            thread = reply_to.message.get("message_thread_id")
+        if thread is None:
+            return {}
+        if thread not in chat.topics:
+            raise bad_request("message thread not found")
+        return {"message_thread_id": thread, "is_topic_message": True}
 
     def _editable(self, bot: JSONDict, params: Params) -> MessageRecord:
         if params.has("inline_message_id"):
@@ -457,7 +513,7 @@ class BotApiMethods:
             raise bad_request("message to be replied not found")
         return target
 
-    async def _send_file(self, bot: JSONDict, params: Params, kind: FileKind) -> JSONDict:
+    async def _send_file(self, bot: JSONDict, params: Params, kind: SentKind) -> JSONDict:
         chat = self._chat(params)
         reply_to = self._reply_target(chat, params)
         caption, entities = self._formatted(params, "caption", "caption_entities", caption=True)
@@ -470,6 +526,8 @@ class BotApiMethods:
         else:
             stored = await self._keep_upload(source, kind)
         content: JSONDict = {kind: [stored.to_api()] if kind == "photo" else stored.to_api()}
+        content.update(self._thread(chat, params, reply_to))
+        self._count_message(chat)
         if caption:
             content["caption"] = caption
         if entities:
@@ -487,7 +545,7 @@ class BotApiMethods:
         self._record(kind, record, "sendPhoto" if kind == "photo" else "sendDocument")
         return record.snapshot()
 
-    def _existing_file(self, file_id: str, kind: FileKind) -> StoredFile:
+    def _existing_file(self, file_id: str, kind: SentKind) -> StoredFile:
         stored = self.state.files.get(file_id)
         if stored is None:
             raise bad_request(_WRONG_FILE)
@@ -495,7 +553,7 @@ class BotApiMethods:
             raise bad_request(f"can't use file of type {stored.kind.title()} as {kind.title()}")
         return stored
 
-    async def _keep_upload(self, upload: UploadedFile, kind: FileKind) -> StoredFile:
+    async def _keep_upload(self, upload: UploadedFile, kind: SentKind) -> StoredFile:
         if upload.size == 0:
             raise bad_request("file must be non-empty")
         width = height = None

@@ -26,6 +26,7 @@ from bot.emulator.errors import CONFLICT_DESCRIPTION, ApiError, default_descript
 from bot.emulator.events import ApiCall, BotEvent, EventKind, EventListener, Journal
 from bot.emulator.media import guess_mime_type
 from bot.emulator.methods import BotApiMethods
+from bot.emulator.mode import ServerMode
 from bot.emulator.params import Params, read_params
 from bot.emulator.state import DEFAULT_USER_ID, EmulatorState, JSONDict, MessageRecord
 from bot.emulator.storage import FileStore
@@ -88,8 +89,10 @@ class BotApiEmulator:
         bot_username: str = DEFAULT_BOT_USERNAME,
         bot_first_name: str = DEFAULT_BOT_NAME,
         clock: Callable[[], float] = time.time,
+        mode: ServerMode | None = None,
     ) -> None:
         self.files_dir = Path(files_dir)
+        self.mode = mode or ServerMode()
         self.state = EmulatorState(clock=clock)
         self.journal = Journal(clock=clock)
         self.store = FileStore(self.files_dir)
@@ -99,11 +102,13 @@ class BotApiEmulator:
             self.journal,
             bot_username=bot_username,
             bot_first_name=bot_first_name,
+            mode=self.mode,
         )
         self._failures: dict[str, deque[_Failure]] = {}
         self._polls: dict[str, _Poll] = {}
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._bot_id = 0
         self._stopping = False
         self._stopped = asyncio.Event()
 
@@ -116,7 +121,8 @@ class BotApiEmulator:
         await self.store.prepare()
         app = web.Application(client_max_size=_MAX_FORM_BYTES)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
-        app.router.add_get("/file/bot{token}/{file_path:.+}", self._handle_file)
+        if self.mode.serves_files:
+            app.router.add_get("/file/bot{token}/{file_path:.+}", self._handle_file)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         runner = web.AppRunner(
             app,
@@ -210,14 +216,21 @@ class BotApiEmulator:
         first_name: str | None = None,
         username: str | None = None,
         reply_to_message_id: int | None = None,
+        thread_id: int | None = None,
     ) -> JSONDict:
         """Write ``text`` as a person and return the Message the bot will receive.
 
-        ``chat_id`` defaults to the person's private chat; commands get their entities.
+        ``chat_id`` defaults to the person's private chat; commands get their entities;
+        ``thread_id`` writes in a forum topic.
         """
         user, chat = users.user_chat(self.state, user_id, chat_id, first_name, username)
         record = users.write_text(
-            self.state, user, chat, text, reply_to_message_id=reply_to_message_id
+            self.state,
+            user,
+            chat,
+            text,
+            reply_to_message_id=reply_to_message_id,
+            thread_id=thread_id,
         )
         self._wake_polls()
         return record.snapshot()
@@ -281,6 +294,81 @@ class BotApiEmulator:
         record = users.post_document(
             self.state, user, chat, stored, caption, reply_to_message_id=reply_to_message_id
         )
+        self._wake_polls()
+        return record.snapshot()
+
+    async def send_video(
+        self,
+        source: Path | bytes,
+        filename: str | None = None,
+        caption: str | None = None,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        chat_id: int | None = None,
+        animation: bool = False,
+        mime_type: str = "video/mp4",
+        reply_to_message_id: int | None = None,
+    ) -> JSONDict:
+        """Send a clip as a phone client does: as a ``video`` (re-encoded by Telegram, so no
+        file name unless the client kept one) or as an ``animation`` (a GIF-like clip, which
+        messages carry as ``animation`` and, for older clients, as ``document``)."""
+        user, chat = users.user_chat(self.state, user_id, chat_id, None)
+        local = await self.store.copy_in(source, "user", filename or "clip.mp4")
+        size = await asyncio.to_thread(lambda: local.stat().st_size)
+        stored = self.state.add_file(
+            "animation" if animation else "video",
+            local,
+            file_size=size,
+            file_name=filename,
+            mime_type=mime_type,
+            width=128,
+            height=128,
+            duration=1,
+        )
+        record = users.post_media(
+            self.state, user, chat, stored, caption, reply_to_message_id=reply_to_message_id
+        )
+        self._wake_polls()
+        return record.snapshot()
+
+    def create_topic(self, chat_id: int, name: str, *, user_id: int = DEFAULT_USER_ID) -> int:
+        """Open a forum topic in a supergroup; return its ``message_thread_id``."""
+        user = self.state.user(user_id)
+        return users.create_topic(self.state, user, chat_id, name)
+
+    def set_profile_photo(self, user_id: int, image: bytes) -> None:
+        """Give a person a profile photo (``getUserProfilePhotos`` lists it)."""
+        path = self.files_dir / "profiles" / f"{user_id}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image)
+        stored = self.state.add_file("photo", path, file_size=len(image), width=64, height=64)
+        self.state.profile_photos.setdefault(user_id, []).insert(0, stored)
+
+    async def upgrade_to_supergroup(
+        self, chat_id: int, *, user_id: int = DEFAULT_USER_ID, announce: bool = True
+    ) -> int:
+        """Turn a group into a supergroup with a new id, as Telegram does when a group grows
+        or gets admin features. The bot then gets 400 with ``migrate_to_chat_id`` for the old
+        id. ``announce`` sends the two service messages that tell it (a bot that was not
+        polling at the time never sees them)."""
+        user = self.state.user(user_id)
+        new_id = users.upgrade_group(self.state, user, chat_id, announce=announce)
+        self._wake_polls()
+        return new_id
+
+    async def remove_bot(self, chat_id: int, *, user_id: int = DEFAULT_USER_ID) -> None:
+        """Kick the bot from a group, or block it in a private chat; the bot gets a
+        ``my_chat_member`` update and 403 for everything it sends there afterwards."""
+        user = self.state.user(user_id)
+        users.remove_bot(self.state, user, chat_id, self.api.bot_user(self._bot_id))
+        self._wake_polls()
+
+    async def add_members(
+        self, chat_id: int, member_ids: list[int], *, user_id: int = DEFAULT_USER_ID
+    ) -> JSONDict:
+        """Add people to a group: a ``new_chat_members`` service message."""
+        user = self.state.user(user_id)
+        record = users.add_members(self.state, user, chat_id, member_ids)
         self._wake_polls()
         return record.snapshot()
 
@@ -486,7 +574,9 @@ class BotApiEmulator:
                 return web.json_response({"ok": True, "result": failure.odd_result})
             if failure is not None:
                 await self._fail(request, failure)
-            bot = self.api.bot_user(int(match.group(1)))
+            self._bot_id = int(match.group(1))
+            self.api.token = token
+            bot = self.api.bot_user(self._bot_id)
             if key == "getupdates":
                 result: Any = await self._get_updates(request, token, params)
             else:

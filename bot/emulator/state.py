@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 JSONDict = dict[str, Any]
-FileKind = Literal["document", "photo"]
+FileKind = Literal["document", "photo", "video", "animation"]
 
 DEFAULT_USER_ID = 1000
 DEFAULT_FIRST_NAME = "User"
@@ -65,11 +65,20 @@ class MessageRecord:
 
 @dataclass
 class ChatRecord:
-    """A chat: its Bot API object and its messages by id."""
+    """A chat: its Bot API object and its messages by id.
+
+    ``migrated_to`` is set once a group became a supergroup (the bot must use the new id);
+    ``bot_status`` becomes ``kicked`` or ``left`` when the bot was removed or blocked;
+    ``topics`` are the forum topics' thread ids.
+    """
 
     chat: JSONDict
     messages: dict[int, MessageRecord] = field(default_factory=dict)
     last_message_id: int = 0
+    migrated_to: int | None = None
+    bot_status: str = "member"
+    topics: set[int] = field(default_factory=set)
+    sent_times: list[float] = field(default_factory=list)
 
     @property
     def chat_id(self) -> int:
@@ -91,31 +100,40 @@ class StoredFile:
     mime_type: str | None = None
     width: int | None = None
     height: int | None = None
+    duration: int | None = None
 
     def to_api(self) -> JSONDict:
-        """Return the Document or PhotoSize object for messages."""
+        """Return the Document, PhotoSize, Video or Animation object for messages."""
         data: JSONDict = {
             "file_id": self.file_id,
             "file_unique_id": self.file_unique_id,
             "file_size": self.file_size,
         }
-        if self.kind == "photo":
+        if self.kind in ("photo", "video", "animation"):
             data["width"] = self.width or 0
             data["height"] = self.height or 0
+        if self.kind == "photo":
             return data
+        if self.kind in ("video", "animation"):
+            data["duration"] = self.duration or 0
         if self.file_name is not None:
             data["file_name"] = self.file_name
         if self.mime_type is not None:
             data["mime_type"] = self.mime_type
         return data
 
-    def file_info(self) -> JSONDict:
-        """Return the File object ``getFile`` answers with."""
+    def file_info(self, local_root: str | None = None) -> JSONDict:
+        """Return the File object ``getFile`` answers with. A ``--local`` server gives the
+        file's absolute path on its own disk, ``<local_root>/<type>/<name>``, instead of a
+        path to download."""
+        path = self.file_path
+        if local_root is not None:
+            path = f"{local_root}/{self.file_path.split('/', 1)[0]}/{self.local_path.name}"
         return {
             "file_id": self.file_id,
             "file_unique_id": self.file_unique_id,
             "file_size": self.file_size,
-            "file_path": self.file_path,
+            "file_path": path,
         }
 
 
@@ -129,6 +147,7 @@ class CallbackQueryRecord:
     user_id: int
     data: str
     answered: bool = False
+    pressed_at: float = 0.0
 
 
 class EmulatorState:
@@ -144,6 +163,7 @@ class EmulatorState:
         self.files_by_path: dict[str, StoredFile] = {}
         self.callback_queries: dict[str, CallbackQueryRecord] = {}
         self.commands: dict[str, list[JSONDict]] = {}
+        self.profile_photos: dict[int, list[StoredFile]] = {}
         self._next_update_id = first_update_id
         self._file_counter = 0
         self._callback_counter = 0
@@ -151,6 +171,10 @@ class EmulatorState:
     def now(self) -> int:
         """Return the current time as Telegram's unix-seconds ``date``."""
         return int(self._clock())
+
+    def clock(self) -> float:
+        """The current time in seconds, as precise as the clock gives it."""
+        return self._clock()
 
     # Users and chats
 
@@ -306,13 +330,16 @@ class EmulatorState:
         mime_type: str | None = None,
         width: int | None = None,
         height: int | None = None,
+        duration: int | None = None,
     ) -> StoredFile:
         """Register a file and give it Telegram-style ids and a download path."""
         self._file_counter += 1
         number = self._file_counter
-        prefix = "AgAC" if kind == "photo" else "BQAC"
-        folder = "photos" if kind == "photo" else "documents"
-        suffix = local_path.suffix if kind == "document" else ".jpg"
+        prefix = {"photo": "AgAC", "video": "BAAC", "animation": "CgAC"}.get(kind, "BQAC")
+        folder = {"photo": "photos", "video": "videos", "animation": "animations"}.get(
+            kind, "documents"
+        )
+        suffix = ".jpg" if kind == "photo" else local_path.suffix
         stored = StoredFile(
             kind=kind,
             file_id=f"{prefix}AgIAAxkBAAE{number:08d}",
@@ -324,6 +351,7 @@ class EmulatorState:
             mime_type=mime_type,
             width=width,
             height=height,
+            duration=duration,
         )
         self.files[stored.file_id] = stored
         self.files_by_path[stored.file_path] = stored
@@ -342,6 +370,7 @@ class EmulatorState:
             message_id=message.message_id,
             user_id=user_id,
             data=data,
+            pressed_at=self._clock(),
         )
         self.callback_queries[query.id] = query
         return query

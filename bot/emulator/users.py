@@ -46,6 +46,18 @@ def _reply_target(
     return target
 
 
+def _topic(chat: ChatRecord, thread_id: int | None, reply_to: MessageRecord | None) -> JSONDict:
+    """The topic fields of a person's message in a forum (the replied message's topic by
+    default)."""
+    if thread_id is None and reply_to is not None:
+        thread_id = reply_to.message.get("message_thread_id")
+    if thread_id is None:
+        return {}
+    if thread_id not in chat.topics:
+        raise ValueError(f"chat {chat.chat_id} has no topic {thread_id}")
+    return {"message_thread_id": thread_id, "is_topic_message": True}
+
+
 def write_text(
     state: EmulatorState,
     user: JSONDict,
@@ -53,6 +65,7 @@ def write_text(
     text: str,
     *,
     reply_to_message_id: int | None = None,
+    thread_id: int | None = None,
 ) -> MessageRecord:
     """Add a text message from ``user`` and queue its ``message`` update."""
     if not text.strip():
@@ -64,6 +77,7 @@ def write_text(
     if entities:
         content["entities"] = entities
     reply_to = _reply_target(state, chat, reply_to_message_id)
+    content.update(_topic(chat, thread_id, reply_to))
     record = state.add_message(chat, user, content, reply_to=reply_to)
     state.queue_update("message", record.message)
     return record
@@ -107,6 +121,101 @@ def post_document(
             content["caption_entities"] = entities
     reply_to = _reply_target(state, chat, reply_to_message_id)
     record = state.add_message(chat, user, content, reply_to=reply_to, local_path=stored.local_path)
+    state.queue_update("message", record.message)
+    return record
+
+
+def post_media(
+    state: EmulatorState,
+    user: JSONDict,
+    chat: ChatRecord,
+    stored: StoredFile,
+    caption: str | None,
+    *,
+    reply_to_message_id: int | None = None,
+) -> MessageRecord:
+    """Add a video or animation message from ``user`` and queue its ``message`` update.
+
+    An animation message also carries the file as ``document``, as Telegram's do.
+    """
+    content: JSONDict = {stored.kind: stored.to_api()}
+    if stored.kind == "animation":
+        content["document"] = {
+            key: value
+            for key, value in stored.to_api().items()
+            if key not in ("width", "height", "duration")
+        }
+    if caption:
+        content["caption"] = caption
+        entities = detect_entities(caption)
+        if entities:
+            content["caption_entities"] = entities
+    reply_to = _reply_target(state, chat, reply_to_message_id)
+    record = state.add_message(chat, user, content, reply_to=reply_to, local_path=stored.local_path)
+    state.queue_update("message", record.message)
+    return record
+
+
+def create_topic(state: EmulatorState, user: JSONDict, chat_id: int, name: str) -> int:
+    """Open a forum topic: its service message's id becomes the topic's thread id."""
+    chat = state.get_chat(chat_id)
+    if chat is None or chat.chat["type"] != "supergroup":
+        raise ValueError(f"chat {chat_id} is not a supergroup")
+    chat.chat["is_forum"] = True
+    record = state.add_message(
+        chat, user, {"forum_topic_created": {"name": name, "icon_color": 7322096}}
+    )
+    chat.topics.add(record.message_id)
+    record.message["message_thread_id"] = record.message_id
+    record.message["is_topic_message"] = True
+    state.queue_update("message", record.message)
+    return record.message_id
+
+
+def upgrade_group(state: EmulatorState, user: JSONDict, chat_id: int, *, announce: bool) -> int:
+    """Make a group a supergroup with a new id; the old one answers with migrate_to_chat_id."""
+    old = state.get_chat(chat_id)
+    if old is None or old.chat["type"] != "group":
+        raise ValueError(f"chat {chat_id} is not a basic group")
+    new_id = -1_000_000_000_000 - abs(chat_id)
+    new = state.add_chat(new_id, title=old.chat.get("title"))
+    if announce:
+        moved = state.add_message(old, user, {"migrate_to_chat_id": new_id})
+        state.queue_update("message", moved.message)
+        arrived = state.add_message(new, user, {"migrate_from_chat_id": chat_id})
+        state.queue_update("message", arrived.message)
+    old.migrated_to = new_id
+    return new_id
+
+
+def remove_bot(state: EmulatorState, user: JSONDict, chat_id: int, bot: JSONDict) -> None:
+    """Kick the bot from a group (or block it in a private chat) and queue my_chat_member."""
+    chat = state.get_chat(chat_id)
+    if chat is None:
+        raise ValueError(f"there is no chat {chat_id}")
+    new_status = "kicked"
+    chat.bot_status = new_status
+    state.queue_update(
+        "my_chat_member",
+        {
+            "chat": chat.chat,
+            "from": user,
+            "date": state.now(),
+            "old_chat_member": {"user": bot, "status": "member"},
+            "new_chat_member": {"user": bot, "status": new_status, "until_date": 0},
+        },
+    )
+
+
+def add_members(
+    state: EmulatorState, user: JSONDict, chat_id: int, member_ids: list[int]
+) -> MessageRecord:
+    """Add people to a group: the ``new_chat_members`` service message."""
+    chat = state.get_chat(chat_id)
+    if chat is None or chat_id > 0:
+        raise ValueError(f"chat {chat_id} is not a group")
+    members = [state.user(member) for member in member_ids]
+    record = state.add_message(chat, user, {"new_chat_members": members})
     state.queue_update("message", record.message)
     return record
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from bot.config import (
     WorkerConfig,
 )
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
+from bot.emulator.mode import ServerMode
 from bot.runtime import RuntimeClock
 from bot.service import Colabot
 
@@ -27,9 +29,18 @@ STRANGER = 4242
 
 
 @pytest.fixture
-async def emu(tmp_path: Path) -> AsyncIterator[BotApiEmulator]:
+def emu_mode(request: pytest.FixtureRequest) -> ServerMode:
+    """How the emulated server behaves: Telegram's own, unless a test asks for another with
+    ``@pytest.mark.parametrize("emu_mode", [ServerMode(...)], indirect=True)``."""
+    mode = getattr(request, "param", ServerMode())
+    assert isinstance(mode, ServerMode)
+    return mode
+
+
+@pytest.fixture
+async def emu(tmp_path: Path, emu_mode: ServerMode) -> AsyncIterator[BotApiEmulator]:
     """A running Bot API emulator."""
-    emulator = BotApiEmulator(tmp_path / "telegram")
+    emulator = BotApiEmulator(tmp_path / "telegram", mode=emu_mode)
     await emulator.start()
     emulator.add_chat(USER, first_name="Ada")
     try:
@@ -148,3 +159,13 @@ class Person:
 def person(emu: BotApiEmulator) -> Person:
     """The allowed user."""
     return Person(emu)
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Wait, up to ``timeout`` seconds, until a cheap condition holds (checked every 20 ms)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.02)

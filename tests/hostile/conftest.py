@@ -17,6 +17,7 @@ from tests.bot.conftest import (  # noqa: F401 - fixtures, found by name
     chat_config,
     colabot,
     emu,
+    emu_mode,
     inputs_dir,
     person,
     start_colabot,

@@ -35,6 +35,13 @@ PARAMS: dict[str, Param] = {
         float, 0.2, "seconds per step (make it long to run long)", minimum=0.0, maximum=3600.0
     ),
     "fail": Param(bool, False, "fail halfway, to see how failures look"),
+    "stop_delay": Param(
+        float,
+        0.0,
+        "on a cancel, go on this many seconds (as a trainer saving a checkpoint does)",
+        minimum=0.0,
+        maximum=600.0,
+    ),
     "flood_mb": Param(
         float, 0.0, "print this many MB of output at full speed", minimum=0.0, maximum=100_000.0
     ),
@@ -92,6 +99,8 @@ class SelftestKind:
             argv.append("--fail")
         if ctx.param("flood_mb"):
             argv += ["--flood-mb", str(ctx.param("flood_mb"))]
+        if ctx.param("stop_delay"):
+            argv += ["--stop-delay", str(ctx.param("stop_delay"))]
         if ctx.resume_from is not None:
             argv += ["--resume-from", str(ctx.resume_from)]
             ctx.notify(f"resuming from checkpoint {ctx.resume_from.name}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,18 @@ def _resume_step(checkpoint: Path | None) -> int:
     return int(json.loads(checkpoint.read_text())["step"])
 
 
+def _stop_slowly(seconds: float) -> None:
+    """On SIGINT or SIGTERM, go on for ``seconds`` and then exit (like saving a checkpoint)."""
+
+    def stop(signum: int, frame: object) -> None:
+        print(f"selftest: stopping in {seconds:g} s", flush=True)
+        time.sleep(seconds)
+        sys.exit(130)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="selftest_job")
@@ -71,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail", action="store_true")
     parser.add_argument("--flood-mb", type=float, default=0.0)
     parser.add_argument("--resume-from", type=Path)
+    parser.add_argument("--stop-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
+    if args.stop_delay:
+        _stop_slowly(args.stop_delay)
 
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoints = args.out / "checkpoints"

@@ -1,0 +1,133 @@
+"""The chats colabot talks in: who may use it where, the chats it has met, groups that became
+supergroups, and chats that blocked or removed the bot.
+
+The access decisions are :class:`bot.access.AccessPolicy`'s; this keeps what changes while
+colabot runs, in the store, so a restart remembers it:
+
+- ``chats``: the allowed chats people used, the broadcast list;
+- ``chat_migrations``: old group id -> new supergroup id. A group listed in
+  ``telegram.allowed_chats`` stays allowed under its new id, and everything colabot keeps
+  about the old id (job origins, status messages, keepalives) moves to the new one;
+- a chat that blocked or removed the bot leaves the broadcast list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.access import AccessPolicy, Verdict
+from workers.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_KNOWN_CHATS = 50
+ChatMoved = Callable[[int, int], None]
+"""Called with (old chat id, new chat id) after a migration."""
+
+
+class ChatBook:
+    """Allowed chats, met chats and migrations, backed by the store."""
+
+    def __init__(self, store: Store, policy: AccessPolicy) -> None:
+        self.store = store
+        self._configured = policy
+        self._moved: list[ChatMoved] = []
+
+    @property
+    def migrations(self) -> dict[int, int]:
+        """Old group id -> the supergroup it became."""
+        raw = self.store.kv_get("chat_migrations") or {}
+        return {int(old): int(new) for old, new in raw.items()}
+
+    @property
+    def policy(self) -> AccessPolicy:
+        """The configured policy, with migrated groups allowed under their new ids."""
+        groups = set(self._configured.groups)
+        migrations = self.migrations
+        for old in list(groups):
+            groups.add(self.current(old, migrations))
+        return AccessPolicy(self._configured.users, frozenset(groups))
+
+    def current(self, chat_id: int, migrations: dict[int, int] | None = None) -> int:
+        """The id a chat has now, following its migrations."""
+        migrations = self.migrations if migrations is None else migrations
+        seen = {chat_id}
+        while chat_id in migrations and migrations[chat_id] not in seen:
+            chat_id = migrations[chat_id]
+            seen.add(chat_id)
+        return chat_id
+
+    def verdict(self, user_id: int | None, chat_id: int | None, chat_type: str | None) -> Verdict:
+        """Whether an update from ``user_id`` in ``chat_id`` may reach a command."""
+        return self.policy.verdict(user_id, chat_id, chat_type)
+
+    def on_moved(self, callback: ChatMoved) -> None:
+        """Call ``callback(old, new)`` after a chat migrated."""
+        self._moved.append(callback)
+
+    # the broadcast list -------------------------------------------------------------------
+
+    def known(self) -> list[int]:
+        """Chats colabot has met, oldest first."""
+        return [int(chat) for chat in self.store.kv_get("chats") or []]
+
+    def forgotten(self) -> set[int]:
+        """Chats that blocked or removed the bot (until someone writes there again)."""
+        return {int(chat) for chat in self.store.kv_get("forgotten_chats") or []}
+
+    def met(self, chat_id: int) -> None:
+        """Remember an allowed chat someone used."""
+        chats = self.known()
+        if chat_id not in chats:
+            self.store.kv_set("chats", [*chats, chat_id][-MAX_KNOWN_CHATS:])
+        forgotten = self.forgotten()
+        if chat_id in forgotten:
+            self.store.kv_set("forgotten_chats", sorted(forgotten - {chat_id}))
+
+    def forget(self, chat_id: int, why: str) -> None:
+        """Stop broadcasting to a chat that blocked or removed the bot."""
+        self.store.kv_set("chats", [c for c in self.known() if c != chat_id])
+        self.store.kv_set("forgotten_chats", sorted(self.forgotten() | {chat_id}))
+        log.info("forgot chat %s: %s", chat_id, why)
+
+    def broadcast_chats(self) -> list[int]:
+        """Where runtime warnings and lost-job notices go: every allowed user's private chat
+        and the opted-in groups colabot has met, minus those that blocked or removed it."""
+        policy = self.policy
+        forgotten = self.forgotten()
+        groups = [chat for chat in self.known() if chat in policy.groups]
+        candidates = [*sorted(policy.users), *groups]
+        return [chat for chat in dict.fromkeys(candidates) if chat not in forgotten]
+
+    # migrations ---------------------------------------------------------------------------
+
+    def migrate(self, old: int, new: int) -> bool:
+        """Record that group ``old`` is now supergroup ``new`` and move everything colabot
+        keeps about it. Only chats colabot knows (met or allowed) are followed."""
+        if old == new or self.migrations.get(old) == new:
+            return False
+        if old not in self.known() and old not in self.policy.groups:
+            log.info("ignored the migration of unknown chat %s", old)
+            return False
+        migrations = {str(k): v for k, v in self.migrations.items()}
+        migrations[str(old)] = new
+        self.store.kv_set("chat_migrations", migrations)
+        self.store.kv_set(
+            "chats", list(dict.fromkeys(new if c == old else c for c in self.known()))
+        )
+        moved = self.store.move_chat(old, new)
+        # Messages stay behind in the old chat (ids there mean nothing in the new one): the
+        # status messages and the keepalive are posted afresh in the new chat.
+        for key in self.store.kv_keys("status:"):
+            record = self.store.kv_get(key)
+            if isinstance(record, dict) and record.get("chat_id") == old:
+                self.store.kv_set(key, None)
+        self.store.kv_set(f"keepalive:{old}", None)
+        log.info("chat %s became %s; moved %d jobs to it", old, new, moved)
+        for callback in self._moved:
+            try:
+                callback(old, new)
+            except Exception:
+                log.exception("a chat migration listener failed")
+        return True

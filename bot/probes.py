@@ -1,0 +1,137 @@
+"""What ``colabot check`` finds out by asking the services themselves: the Bot API server and
+its mode, and who writes where in Google Drive. Each finding is one line; a problem says what
+to change."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.request import HTTPXRequest
+
+from bot.app import RedactingBot, bot_api_urls
+from bot.config import Config
+from bot.downloads import PUBLIC_DOWNLOAD_LIMIT_MB, server_path
+from bot.errors import ConfigError
+from workers.errors import ColabotError
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the check: a fact, or (``ok`` False) a problem."""
+
+    ok: bool
+    text: str
+
+
+async def probe_telegram(config: Config) -> list[Finding]:
+    """Reach the Bot API server with the token; tell which kind of server it is."""
+    tg = config.telegram
+    base_url, base_file_url = bot_api_urls(tg.api_url)
+    bot = RedactingBot(
+        tg.token,
+        base_url=base_url,
+        base_file_url=base_file_url,
+        request=HTTPXRequest(connect_timeout=10.0, read_timeout=15.0),
+    )
+    try:
+        await bot.initialize()
+    except InvalidToken:
+        return [
+            Finding(
+                False, "telegram.token: Telegram rejected the bot token: check it with @BotFather"
+            )
+        ]
+    except (NetworkError, OSError) as exc:
+        where = tg.api_url or "api.telegram.org"
+        return [Finding(False, f"telegram.api_url: cannot reach the Bot API at {where} ({exc})")]
+    try:
+        findings = [
+            Finding(
+                True, f"telegram: bot @{bot.username} answers at {tg.api_url or 'api.telegram.org'}"
+            )
+        ]
+        if not tg.api_url:
+            findings.append(
+                Finding(
+                    True,
+                    "Bot API server: Telegram's own (files from the chat up to "
+                    f"{PUBLIC_DOWNLOAD_LIMIT_MB} MB, files to the chat up to 50 MB)",
+                )
+            )
+            return findings
+        findings.append(await _local_mode(bot, config))
+        return findings
+    finally:
+        await bot.shutdown()
+
+
+async def _local_mode(bot: RedactingBot, config: Config) -> Finding:
+    """Whether a self-hosted server runs with ``--local``: it then answers ``getFile`` with
+    an absolute path. An allowed user's profile photo is the file asked about (read-only)."""
+    tg = config.telegram
+    local: bool | None = None
+    for user in tg.allowed_users:
+        try:
+            photos = await bot.get_user_profile_photos(user, limit=1)
+            if not photos.total_count:
+                continue
+            file = await bot.get_file(photos.photos[0][-1].file_id)
+        except TelegramError:
+            continue
+        path = server_path(file.file_path or "", bot.base_file_url)
+        local = PurePosixPath(path).is_absolute()
+        break
+    said = "on" if tg.local_mode else "off"
+    if local is None:
+        return Finding(
+            True,
+            "Bot API server: self-hosted; could not tell whether it runs with --local (no "
+            f"allowed user has a profile photo to ask about); telegram.local_mode is {said}",
+        )
+    if local != tg.local_mode:
+        actual = "runs with --local" if local else "runs without --local"
+        return Finding(
+            False,
+            f"telegram.local_mode: the self-hosted Bot API server {actual}, but "
+            f"telegram.local_mode is {said}: set it to {'true' if local else 'false'}",
+        )
+    if local:
+        return Finding(
+            True,
+            "Bot API server: self-hosted, with --local (files of any size, copied from its disk"
+            + (f" through {tg.local_files_dir}" if tg.local_files_dir else "")
+            + ")",
+        )
+    return Finding(
+        True,
+        "Bot API server: self-hosted, without --local (it serves no file downloads: share "
+        "its working folder as telegram.local_files_dir, or run it with --local)",
+    )
+
+
+def probe_results(config: Config) -> list[Finding]:
+    """Open the results backend as colabot run would (Drive: sign in, write a probe file)."""
+    from bot.results import open_results
+
+    try:
+        opened = open_results(config)
+    except ConfigError as exc:
+        return [Finding(False, str(exc))]
+    except ColabotError as exc:
+        return [Finding(False, f"results: {exc}")]
+    findings = [Finding(True, f"results: {opened.description}")]
+    if opened.note:
+        findings.append(Finding(False, opened.note))
+    return findings
+
+
+async def probe_all(config: Config) -> list[Finding]:
+    """Every probe the configuration calls for."""
+    findings: list[Finding] = []
+    if config.telegram.token:
+        findings += await probe_telegram(config)
+    findings += await asyncio.to_thread(probe_results, config)
+    return findings

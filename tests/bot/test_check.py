@@ -1,0 +1,85 @@
+"""``colabot check`` asks the services themselves: the Bot API server and its mode, and who
+writes where in Google Drive. Run as a person runs it, against the loopback servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.emulator import BotApiEmulator
+from bot.emulator.mode import ServerMode
+from tests.bot.conftest import TOKEN, USER
+from tests.hostile.conftest import colabot_env, start_cli
+from tests.loopback.drive_server import DriveServer
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+    b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
+    b"\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+async def run_check(emu: BotApiEmulator, tmp_path: Path, **settings: str) -> tuple[int, str]:
+    env = colabot_env(
+        telegram_token=TOKEN,
+        telegram_api_url=emu.url,
+        telegram_allowed_users=str(USER),
+        worker_data_dir=str(tmp_path / "data"),
+        results_dir=str(tmp_path / "results"),
+        **settings,
+    )
+    process = await start_cli("check", env=env)
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode() + err.decode()
+
+
+async def test_check_names_the_bot_and_the_results_folder(
+    emu: BotApiEmulator, tmp_path: Path
+) -> None:
+    code, out = await run_check(emu, tmp_path)
+    assert code == 0, out
+    assert "ok: telegram: bot @colabot_offline_bot answers at" in out
+    assert f"ok: results: the folder {tmp_path / 'results'}" in out
+    assert TOKEN.split(":")[1] not in out
+
+
+@pytest.mark.parametrize("emu_mode", [ServerMode(self_hosted=True, local=True)], indirect=True)
+async def test_check_tells_whether_a_self_hosted_server_runs_with_local(
+    emu: BotApiEmulator, tmp_path: Path
+) -> None:
+    emu.set_profile_photo(USER, PNG)
+    code, out = await run_check(emu, tmp_path)
+    assert code == 1
+    assert (
+        "problem: telegram.local_mode: the self-hosted Bot API server runs with --local, but "
+        "telegram.local_mode is off: set it to true"
+    ) in out
+    code, out = await run_check(emu, tmp_path, telegram_local_mode="true")
+    assert code == 0, out
+    assert "ok: Bot API server: self-hosted, with --local" in out
+
+
+async def test_check_refuses_a_service_account_outside_a_shared_drive(
+    emu: BotApiEmulator, tmp_path: Path, drive_server: DriveServer, service_account_file: Path
+) -> None:
+    my_drive = drive_server.add_folder("results")
+    drive = dict(
+        results_backend="drive",
+        drive_service_account_file=str(service_account_file),
+        drive_api_url=drive_server.url,
+    )
+    code, out = await run_check(emu, tmp_path, drive_folder_id=my_drive, **drive)
+    assert code == 1
+    assert "problem: drive.folder_id: Google Drive cannot be used for results" in out
+    assert "a service account has no storage of its own" in out
+    from tests.loopback.drive_server import DEFAULT_ACCOUNT
+
+    shared = drive_server.add_shared_drive("Lab", {DEFAULT_ACCOUNT: "fileOrganizer"})
+    code, out = await run_check(emu, tmp_path, drive_folder_id=shared, **drive)
+    assert code == 0, out
+    assert (
+        f"ok: results: Google Drive, as service account {DEFAULT_ACCOUNT}, writing into 'Lab' "
+        "(a shared drive)"
+    ) in out
