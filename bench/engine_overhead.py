@@ -17,7 +17,7 @@ from pathlib import Path
 
 from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, JobSpec, JobState
-from workers.kinds import default_registry
+from workers.kinds.registry import default_registry
 from workers.store import Store
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, JobSpec, JobState
-from workers.kinds import default_registry
-from workers.kinds.selftest_job import FLOOD_LINE
+from workers.kinds.registry import default_registry
+from workers.kinds.selftest.plan import FLOOD_LINE
 from workers.store import Store
 
 

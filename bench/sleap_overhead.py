@@ -30,7 +30,7 @@ import psutil
 
 from bench.colabot_process import colabot_env
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
-from workers.kinds.sleap import STEP_ENV
+from workers.kinds.sleap.kind import STEP_ENV
 
 SAMPLE_S = 0.02
 
@@ -141,7 +141,7 @@ def run_direct(config: Path, log: Path, cwd: Path) -> float:
 
 def make_data(folder: Path) -> Path:
     """Tiny SLEAP data; returns the labels file with its video beside it."""
-    argv = [sys.executable, "-m", "workers.kinds.sleap_tools", "make-data", str(folder)]
+    argv = [sys.executable, "-m", "workers.kinds.sleap.tools", "make-data", str(folder)]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     paths = dict(line.split(": ", 1) for line in out.splitlines())
     return Path(paths["slp_mp4"])

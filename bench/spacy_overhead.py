@@ -29,7 +29,9 @@ import psutil
 from bench.colabot_process import colabot_env
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
 from workers.archives import zip_folder
-from workers.kinds.spacy_example import write_corpus
+from workers.kinds.plans import REQUEST, write_json
+from workers.kinds.spacy.plan import Request
+from workers.kinds.spacy.tools.example import write_corpus
 
 
 def write_bench_corpus(dest: Path, steps: int) -> dict[str, Path]:
@@ -72,7 +74,8 @@ class PeakRss:
 
 def direct_argv(files: dict[str, Path], output: Path, *, block_torch: bool) -> list[str]:
     """The training command, as a person would type it (or with PyTorch kept out)."""
-    runner = ["-m", "workers.kinds.spacy_train", "--no-torch"] if block_torch else ["-m", "spacy"]
+    tools = ["-m", "workers.kinds.spacy.tools", "spacy", "--no-torch"]
+    runner = tools if block_torch else ["-m", "spacy"]
     return [
         sys.executable,
         *runner,
@@ -171,26 +174,18 @@ async def measure(rounds: int, steps: int) -> None:
 def overhead_parts(files: dict[str, Path], home: Path, job: Path) -> dict[str, float]:
     """Medians of the two known extra costs, measured on their own: the prepare step, and
     packing model-best and model-last for the results backend."""
-    prepare = [
-        sys.executable,
-        "-m",
-        "workers.kinds.spacy_tools",
-        "prepare",
-        "--plan",
-        str(home / "plan.json"),
-        "--work",
-        str(home / "work"),
-        "--output",
-        str(home / "out"),
-        "--gpu",
-        "cpu",
-        "--config",
-        str(files["config"]),
-        "--train",
-        str(files["train"]),
-        "--dev",
-        str(files["dev"]),
-    ]
+    work = home / "work"
+    request = Request(
+        action="train",
+        work=str(work),
+        outputs=str(home / "out"),
+        gpu="cpu",
+        config=str(files["config"]),
+        train=str(files["train"]),
+        dev=str(files["dev"]),
+    )
+    write_json(work / REQUEST, request)
+    prepare = [sys.executable, "-m", "workers.kinds.spacy.tools", "prepare", str(work)]
     prepare_s, pack_s = [], []
     for _ in range(5):
         started = time.perf_counter()

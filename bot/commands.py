@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from bot.errors import UsageError
 from workers.jobs import Action
-from workers.kinds import KindRegistry
 from workers.kinds.base import InputSlot, Param
+from workers.kinds.registry import KindRegistry
 
 MAX_LOG_LINES = 2000
 DEFAULT_LOG_LINES = 30

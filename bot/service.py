@@ -34,7 +34,7 @@ from workers.durability import Keeper
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError, StoreError
 from workers.fetch import Fetcher
-from workers.kinds import default_registry
+from workers.kinds.registry import default_registry
 from workers.redaction import register_secret
 from workers.store import Store
 

@@ -15,7 +15,7 @@ from bot.runtime import MachineFacts, RuntimeClock
 from bot.schedule import finish_verdict
 from workers.durability import CheckpointNote
 from workers.jobs import Action, Job, JobState, Link
-from workers.kinds import KindRegistry
+from workers.kinds.registry import KindRegistry
 from workers.process import format_seconds
 
 TELEGRAM_LIMIT = 4096

@@ -116,7 +116,7 @@ def sleap_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Paths of the generated SLEAP test data, by name (see ``make_test_data``)."""
     folder = tmp_path_factory.mktemp("sleap-data")
     out = subprocess.run(
-        [sys.executable, "-m", "workers.kinds.sleap_tools", "make-data", str(folder)],
+        [sys.executable, "-m", "workers.kinds.sleap.tools", "make-data", str(folder)],
         check=True,
         capture_output=True,
         text=True,

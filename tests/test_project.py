@@ -84,8 +84,8 @@ def test_run_refuses_a_broken_config_too(tmp_path: Path) -> None:
 def test_the_bot_process_imports_no_framework() -> None:
     code = (
         "import sys, bot.service, bot.handlers, bot.delivery, bot.views, bot.cli\n"
-        "import workers.engine, workers.kinds\n"
-        "workers.kinds.default_registry()\n"
+        "import workers.engine, workers.kinds.registry\n"
+        "workers.kinds.registry.default_registry()\n"
         "heavy = [m for m in ('torch', 'spacy', 'sleap_nn', 'sleap_io', 'thinc', 'lightning')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
@@ -96,11 +96,17 @@ def test_the_bot_process_imports_no_framework() -> None:
     assert out.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("tool", ["ruff", "mypy"])
+@pytest.mark.parametrize("tool", ["ruff", "mypy", "lint-imports"])
 def test_code_quality_tools_are_clean(tool: str) -> None:
     argv = {
         "ruff": [sys.executable, "-m", "ruff", "check", "."],
         "mypy": [sys.executable, "-m", "mypy"],
+        # The import contracts in pyproject.toml: which side may import what.
+        "lint-imports": [
+            sys.executable,
+            "-c",
+            "from importlinter.cli import lint_imports_command as c; c.main(['--no-cache'])",
+        ],
     }[tool]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]

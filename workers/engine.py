@@ -37,8 +37,8 @@ from workers.jobs import (
     Link,
     Progress,
 )
-from workers.kinds import KindRegistry
 from workers.kinds.base import JobContext, JobKind, Outcome, Output, Step
+from workers.kinds.registry import KindRegistry
 from workers.logfile import tail_lines
 from workers.process import Grace, ProcessResult, ProcessRun
 from workers.results.base import ResultsBackend

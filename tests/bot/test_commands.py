@@ -23,7 +23,7 @@ from bot.commands import (
 )
 from bot.errors import UsageError
 from workers.jobs import Action
-from workers.kinds import default_registry
+from workers.kinds.registry import default_registry
 
 REG = default_registry()
 

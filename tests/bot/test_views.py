@@ -8,7 +8,7 @@ from typing import Any
 from bot import views
 from bot.runtime import GpuInfo, MachineFacts, RuntimeClock
 from workers.jobs import Action, Job, JobSpec, JobState, Link, Progress
-from workers.kinds import default_registry
+from workers.kinds.registry import default_registry
 
 NOW = 1_000_000.0
 

@@ -15,9 +15,9 @@ from tests.bot.conftest import Person
 from workers.errors import InputError
 from workers.inputs import InputResolver
 from workers.jobs import Action, JobSpec
-from workers.kinds.sleap_labels import ToolError
-from workers.kinds.sleap_parse import PackageError, parse_jobs
-from workers.kinds.sleap_prepare import package_file
+from workers.kinds.sleap.tools.errors import ToolError
+from workers.kinds.sleap.tools.package import PackageError, parse_jobs
+from workers.kinds.sleap.tools.prepare import package_file
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import pytest
 from workers.containment import find_cgroup_root
 from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, JobSpec, JobState
-from workers.kinds import KindRegistry
 from workers.kinds.base import InputSlot, JobContext, Outcome, Param, Step, validate_common
+from workers.kinds.registry import KindRegistry
 from workers.process import Grace, ProcessRun
 from workers.store import Store
 

@@ -10,7 +10,7 @@ import pytest
 
 from workers.engine import Engine, EngineSettings
 from workers.jobs import FINISHED_STATES, Job, JobState
-from workers.kinds import default_registry
+from workers.kinds.registry import default_registry
 from workers.process import Grace
 from workers.store import Store
 

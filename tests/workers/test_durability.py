@@ -12,7 +12,7 @@ from tests.workers.conftest import WaitForState
 from workers.durability import CheckpointNote, JobRecord, Keeper, Snapshot, lost_jobs
 from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, Job, JobSpec, JobState, Progress
-from workers.kinds import default_registry
+from workers.kinds.registry import default_registry
 from workers.results.local import LocalResults
 from workers.store import Store
 

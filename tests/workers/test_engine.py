@@ -13,9 +13,9 @@ from tests.workers.conftest import WaitForState
 from workers.engine import Engine, EngineSettings, child_environment
 from workers.errors import JobStateError, SpecError, UnknownJobError
 from workers.jobs import Action, EventType, JobSpec, JobState
-from workers.kinds import KindRegistry, default_registry
 from workers.kinds.base import JobContext, Param, Step
-from workers.kinds.selftest import SelftestKind
+from workers.kinds.registry import KindRegistry, default_registry
+from workers.kinds.selftest.kind import SelftestKind
 from workers.store import Store
 
 

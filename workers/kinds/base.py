@@ -195,7 +195,8 @@ def coerce_param(name: str, param: Param, raw: ParamValue) -> ParamValue:
         raise SpecError(field_name, f"must be at least {param.minimum:g}, got {raw!r}")
     maximum = LARGEST_NUMBER if param.maximum is None else param.maximum
     if numeric and abs(float(value)) > maximum:
-        raise SpecError(field_name, f"must be at most {_number(maximum)}, got {_shorten(raw)}")
+        shown = shorten(repr(raw), 24)
+        raise SpecError(field_name, f"must be at most {_number(maximum)}, got {shown}")
     return value
 
 
@@ -203,9 +204,10 @@ def _number(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
-def _shorten(raw: ParamValue) -> str:
-    text = repr(raw)
-    return text if len(text) <= 24 else text[:20] + "…"
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` stripped, and cut to ``limit`` characters with an ellipsis when longer."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def validate_common(

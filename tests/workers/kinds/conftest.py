@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from workers.jobs import Action, JobSpec
+
 # ----------------------------------------------------------------------------- spaCy fixtures
 # A tiny NER corpus (DocBins), a blank-English NER config that trains in a few steps, sample
 # texts in each supported format, and one pipeline trained once per session for inference.
@@ -42,7 +44,7 @@ def write_spacy_corpus(dest: Path, *, max_steps: int = 20, eval_frequency: int =
     import spacy
     from spacy.tokens import DocBin
 
-    from workers.kinds.spacy_example import write_corpus
+    from workers.kinds.spacy.tools.example import write_corpus
 
     write_corpus(
         dest, sizes=(40, 12), pipeline=["ner"], max_steps=max_steps, eval_frequency=eval_frequency
@@ -72,7 +74,8 @@ def train_spacy_directly(corpus: SpacyCorpus, output: Path) -> Path:
     argv = [
         sys.executable,
         "-m",
-        "workers.kinds.spacy_train",
+        "workers.kinds.spacy.tools",
+        "spacy",
         "--no-torch",
         "train",
         str(corpus.config),
@@ -127,3 +130,15 @@ def sleap_inputs(sleap_data: dict[str, Path], input_root: Path) -> dict[str, Pat
 
 
 # --------------------------------------------------------------------------- end of SLEAP
+
+
+def touch(root: Path, *names: str) -> None:
+    """Create empty files (and their folders) under root."""
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+
+
+def train_spec(inputs: dict[str, str], **params: object) -> JobSpec:
+    """A spaCy training spec; parameters are given as chat text would give them."""
+    return JobSpec("spacy", Action.TRAIN, inputs, {k: str(v) for k, v in params.items()})

@@ -1,0 +1,1 @@
+"""SLEAP pose estimation: training with sleap-nn and inference on videos."""

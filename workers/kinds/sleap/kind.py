@@ -1,0 +1,289 @@
+"""The ``sleap`` kind: train SLEAP pose models with sleap-nn and run them on videos.
+
+Training takes labels (``.slp``/``.pkg.slp``, optionally with a config) or a training job
+package exported from SLEAP (``jobs.yaml`` plus one config per model), or the word
+``example``. Steps: ``prepare`` (check everything, write configs), one ``train`` per model,
+``finish training`` (settle models, loss curve), then ``predict`` and ``export`` when there is
+something to predict on. Inference is ``prepare``, ``predict``, ``export``.
+
+This module is imported by the bot: it reads small JSON files and never imports sleap-nn,
+sleap-io or torch; those run in the job's subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from workers.errors import StepFailedError
+from workers.jobs import Action, JobSpec, ParamValue
+from workers.kinds.base import InputSlot, JobContext, Outcome, Output, Param, Step
+from workers.kinds.plans import REQUEST, read_json, write_json
+from workers.kinds.sleap.failures import explain_lines
+from workers.kinds.sleap.params import (
+    INFER_INPUTS,
+    INFER_PARAMS,
+    TRAIN_INPUTS,
+    TRAIN_PARAMS,
+    looks_like_override,
+    override_key,
+    validate,
+)
+from workers.kinds.sleap.plan import (
+    CHECKPOINT,
+    FINISHED,
+    FINISHED_MARK,
+    HISTORY,
+    RESULT,
+    ModelPlan,
+    Plan,
+    PredictPlan,
+    Request,
+    load_plan,
+    load_result,
+)
+from workers.kinds.sleap.progress import PredictTracker, TrainingTracker
+from workers.logfile import tail_lines
+
+TOOLS_MODULE = "workers.kinds.sleap.tools"
+STEP_ENV = {
+    "WANDB_MODE": "disabled",
+    "NO_COLOR": "1",
+    "FORCE_COLOR": "0",
+    "HF_HUB_OFFLINE": "1",
+    "MPLBACKEND": "Agg",
+    "PYTHONUNBUFFERED": "1",
+    "COLUMNS": "120",
+}
+# What a checkpoint keeps of each run folder: enough to continue or to use the model, and
+# none of the labels or pictures sleap-nn also writes there.
+RUNNING_FILES = (
+    "last.ckpt",
+    "best.ckpt",
+    "training_config.yaml",
+    "initial_config.yaml",
+    "training_log.csv",
+)
+FINISHED_FILES = ("best.ckpt", "training_config.yaml", "initial_config.yaml", "training_log.csv")
+
+
+HELP_NOTES = """\
+New to SLEAP here? /train sleap example trains on synthetic data and predicts on a new video \
+(about a minute on a CPU).
+Training input: labels (.slp, or .pkg.slp with the frames inside). Videos are looked for \
+beside the labels file, so keep them in the same folder. Or a training job package (.zip) \
+exported from SLEAP: its jobs.yaml is followed, model by model (infer=yes also runs its \
+inference jobs). Without config=, a config is made from the labels (preset= picks the model \
+type).
+Any sleap-nn setting can be changed as key=value, e.g. trainer_config.optimizer.lr=0.0005 or \
+model_config.backbone_config.unet.filters=16; unknown keys are refused before training. \
+Progress comes once per epoch; trainer_config.enable_progress_bar=true adds progress within \
+each epoch (and a longer log).
+Checkpoints (best and last) are kept with the results; /resume <id> continues an interrupted \
+training from its last epoch, and models already finished are not trained again.
+/infer sleap <job id> <video> writes the predictions (.slp), a CSV and an analysis .h5, and \
+shows one frame with the skeleton drawn."""
+
+
+class SleapKind:
+    """SLEAP pose estimation: training with sleap-nn and inference on videos."""
+
+    name = "sleap"
+    summary = "SLEAP animal pose models: train on labels or a training package, then predict"
+    actions = frozenset({Action.TRAIN, Action.INFER})
+    help_notes = HELP_NOTES
+
+    def inputs(self, action: Action) -> tuple[InputSlot, ...]:
+        """Labels (or a package) and a config to train; a model and a video to infer."""
+        return TRAIN_INPUTS if action is Action.TRAIN else INFER_INPUTS
+
+    def params(self, action: Action) -> Mapping[str, Param]:
+        """The parameters of each action (training also takes dotted config overrides)."""
+        return TRAIN_PARAMS if action is Action.TRAIN else INFER_PARAMS
+
+    def validate(self, spec: JobSpec) -> JobSpec:
+        """Check what needs no framework: file types, value forms, override keys."""
+        return validate(spec)
+
+    # steps --------------------------------------------------------------------------------
+
+    def steps(self, ctx: JobContext) -> Iterator[Step]:
+        """Prepare, then train each model and/or predict, as the plan says."""
+        work = ctx.scratch_dir
+        work.mkdir(parents=True, exist_ok=True)
+        (work / RESULT).unlink(missing_ok=True)
+        write_json(work / REQUEST, _request(ctx))
+        yield self._tool_step(ctx, "prepare")
+        plan = load_plan(work)
+        if plan is None:
+            raise StepFailedError("prepare", "the prepare step wrote no plan")
+        ctx.notify(plan.summary)
+        if ctx.spec.action is Action.TRAIN:
+            yield from self._training_steps(ctx, plan)
+            yield self._tool_step(ctx, "finish-training")
+        for index, prediction in enumerate(plan.predictions, 1):
+            yield self._predict_step(ctx, plan, prediction, index)
+        if plan.predictions:
+            yield self._tool_step(ctx, "export")
+
+    def _tool_step(self, ctx: JobContext, command: str) -> Step:
+        argv = [ctx.python, "-m", TOOLS_MODULE, command, str(ctx.scratch_dir)]
+        return Step(name=command.replace("-", " "), argv=argv, env=dict(STEP_ENV))
+
+    def _training_steps(self, ctx: JobContext, plan: Plan) -> Iterator[Step]:
+        count = len(plan.models)
+        for model in plan.models:
+            if model.skip:
+                continue
+            tracker = TrainingTracker(model, count)
+            name = f"train {model.head}" + (
+                f" (model {model.index} of {count})" if count > 1 else ""
+            )
+            yield Step(
+                name=name,
+                argv=[ctx.python, "-m", "sleap_nn.cli", "train", model.config],
+                env=dict(STEP_ENV),
+                cwd=Path(plan.cwd) if plan.cwd else None,
+                watch=(Path(model.run_dir) / "training_log.csv",),
+                parser=tracker.parse,
+            )
+            _mark_finished(ctx.scratch_dir, model.run_name)
+
+    def _predict_step(
+        self, ctx: JobContext, plan: Plan, prediction: PredictPlan, index: int
+    ) -> Step:
+        device = {"gpu": "cuda"}.get(plan.accelerator, plan.accelerator)
+        argv = [
+            ctx.python,
+            "-m",
+            "sleap_nn.cli",
+            "predict",
+            "--gui",
+            "-i",
+            prediction.data,
+            "-o",
+            prediction.output,
+            "-d",
+            device,
+        ]
+        for model in prediction.models:
+            argv += ["-m", model]
+        if prediction.only_suggested_frames:
+            argv.append("--only_suggested_frames")
+        if prediction.tracking:
+            argv.append("--tracking")
+        if prediction.frames:
+            argv += ["--frames", prediction.frames]
+        if prediction.batch:
+            argv += ["--batch_size", str(prediction.batch)]
+        if prediction.peak_threshold is not None:
+            argv += ["--peak_threshold", str(prediction.peak_threshold)]
+        if prediction.max_instances:
+            argv += ["--max_instances", str(prediction.max_instances)]
+        many = len(plan.predictions) > 1
+        label = f"predict {Path(prediction.data).name}"
+        tracker = PredictTracker(f"{label} ({index} of {len(plan.predictions)})" if many else "")
+        return Step(
+            name=label,
+            argv=argv,
+            env=dict(STEP_ENV),
+            cwd=Path(plan.cwd) if plan.cwd else None,
+            parser=tracker.parse,
+        )
+
+    # failures and results -----------------------------------------------------------------
+
+    def explain_failure(self, ctx: JobContext, step: Step, tail: list[str]) -> str | None:
+        """The cause, from the step's last lines and the end of its part of the log."""
+        return explain_lines([*_step_log(ctx.workdir / "job.log"), *tail])
+
+    def collect(self, ctx: JobContext) -> Outcome:
+        """The outputs and summary recorded by the last step."""
+        result = load_result(ctx.scratch_dir)
+        outputs = [Output(Path(o.path), o.role, o.label, o.photo) for o in result.outputs]
+        return Outcome(outputs=outputs, summary=result.summary, metrics=dict(result.metrics))
+
+    def checkpoint(self, ctx: JobContext) -> Path | None:
+        """``work/sleap-resume``: per model, hard links to the files a resume needs.
+
+        A finished model keeps best.ckpt, its configs and its log (and a FINISHED mark); the
+        model in training also keeps last.ckpt and the log of earlier attempts. Labels,
+        videos and pictures stay out, so it stays small. Links cost no copying here.
+        """
+        if ctx.spec.action is not Action.TRAIN:
+            return None
+        plan = load_plan(ctx.scratch_dir)
+        if plan is None:
+            return None
+        finished = set(read_json(ctx.scratch_dir / FINISHED) or [])
+        folder = ctx.scratch_dir / CHECKPOINT
+        for model in plan.models:
+            _refresh_model(folder / model.run_name, model, model.skip or model.run_name in finished)
+        if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
+            return None
+        return folder
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _request(ctx: JobContext) -> Request:
+    params: dict[str, ParamValue] = {}
+    overrides: dict[str, str] = {}
+    for name, value in ctx.spec.params.items():
+        if looks_like_override(name):
+            overrides[override_key(name)] = str(value)
+        else:
+            params[name] = value
+    return Request(
+        action=ctx.spec.action.value,
+        workdir=str(ctx.workdir),
+        inputs={slot: [str(p) for p in paths] for slot, paths in ctx.inputs.items()},
+        params=params,
+        overrides=overrides,
+        attempt=ctx.job.attempt,
+        resume_from=str(ctx.resume_from) if ctx.resume_from else None,
+    )
+
+
+def _mark_finished(work: Path, run_name: str) -> None:
+    done = read_json(work / FINISHED) or []
+    if run_name not in done:
+        write_json(work / FINISHED, [*done, run_name])
+
+
+def _step_log(log: Path, lines: int = 400) -> list[str]:
+    """The log lines of the last step (after its ``=== colabot step`` marker)."""
+    found = tail_lines(log, lines)
+    for i in range(len(found) - 1, -1, -1):
+        if found[i].startswith("=== colabot step:"):
+            return found[i + 1 :]
+    return found
+
+
+def _link(source: Path, dest: Path) -> None:
+    """Make ``dest`` a hard link to ``source`` unless it already is one."""
+    try:
+        if dest.exists() and os.path.samestat(source.stat(), dest.stat()):
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".link")
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        tmp.replace(dest)
+    except OSError:
+        return
+
+
+def _refresh_model(folder: Path, model: ModelPlan, finished: bool) -> None:
+    run_dir = Path(model.run_dir if not model.skip else model.final_dir)
+    names = FINISHED_FILES if finished else RUNNING_FILES
+    for name in names:
+        if (run_dir / name).is_file():
+            _link(run_dir / name, folder / name)
+    if model.history and Path(model.history).is_file():
+        _link(Path(model.history), folder / HISTORY)
+    if finished and folder.is_dir():
+        (folder / "last.ckpt").unlink(missing_ok=True)
+        (folder / FINISHED_MARK).touch()

@@ -1,0 +1,137 @@
+"""The files the SLEAP kind and its job program pass to each other, as plain dataclasses.
+
+The kind writes ``request.json`` (inputs, params, resume point); the prepare step answers
+with ``plan.json`` (the models to train, the predictions to make); the last step writes
+``result.json`` (outputs and summary). All live in the job's ``work`` folder. Light imports
+only: the kind reads these in the bot process.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workers.kinds.plans import load
+
+PLAN = "plan.json"
+RESULT = "result.json"
+FINISHED = "finished.json"
+CHECKPOINT = "sleap-resume"
+FINISHED_MARK = "FINISHED"
+HISTORY = "history.csv"
+
+
+@dataclass
+class Request:
+    """What a job asks for: resolved input paths, params, config overrides, resume point."""
+
+    action: str
+    workdir: str
+    inputs: dict[str, list[str]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
+    attempt: int = 1
+    resume_from: str | None = None
+
+    @property
+    def work(self) -> Path:
+        """The job's scratch folder."""
+        return Path(self.workdir) / "work"
+
+    @property
+    def outputs(self) -> Path:
+        """The job's outputs folder."""
+        return Path(self.workdir) / "outputs"
+
+
+@dataclass
+class ModelPlan:
+    """One model to train (or already trained by an earlier attempt)."""
+
+    index: int
+    head: str
+    run_name: str
+    config: str
+    run_dir: str
+    final_dir: str
+    max_epochs: int
+    start_epoch: int = 0
+    skip: bool = False
+    history: str = ""
+    earlier_best: str = ""
+
+
+@dataclass
+class PredictPlan:
+    """One ``sleap-nn predict`` run."""
+
+    data: str
+    models: list[str]
+    output: str
+    only_suggested_frames: bool = False
+    tracking: bool = False
+    frames: str = ""
+    batch: int | None = None
+    peak_threshold: float | None = None
+    max_instances: int | None = None
+
+
+@dataclass
+class Plan:
+    """What the prepare step decided."""
+
+    action: str
+    summary: str = ""
+    notes: list[str] = field(default_factory=list)
+    accelerator: str = "auto"
+    models: list[ModelPlan] = field(default_factory=list)
+    predictions: list[PredictPlan] = field(default_factory=list)
+    cwd: str = ""
+
+
+@dataclass
+class OutputRecord:
+    """An output for the kind's ``collect``."""
+
+    path: str
+    role: str
+    label: str = ""
+    photo: bool = False
+
+
+@dataclass
+class Result:
+    """What the job left: outputs, a summary line, metrics."""
+
+    outputs: list[OutputRecord] = field(default_factory=list)
+    summary: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def set_aside(folder: Path, work: Path, tag: str) -> None:
+    """Move ``folder`` to ``work/stale/<name>.<tag>``, replacing whatever was set aside there."""
+    target = work / "stale" / f"{folder.name}.{tag}"
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder.replace(target)
+
+
+def load_request(path: Path) -> Request:
+    """Read request.json."""
+    request = load(Request, path)
+    if request is None:
+        raise FileNotFoundError(f"no request at {path}")
+    return request
+
+
+def load_plan(work: Path) -> Plan | None:
+    """The plan in a job's work folder, if the prepare step wrote one."""
+    return load(Plan, work / PLAN)
+
+
+def load_result(work: Path) -> Result:
+    """The result in a job's work folder (empty when there is none)."""
+    return load(Result, work / RESULT) or Result()

@@ -1,0 +1,105 @@
+"""The SLEAP kind's tools: ``python -m workers.kinds.sleap.tools <command> ...``.
+
+Commands:
+  prepare WORK          check the inputs in WORK/request.json, write WORK/plan.json
+  finish-training WORK  settle trained models, draw the loss curve, write WORK/result.json
+  export WORK           export predictions (CSV, analysis HDF5) and draw a preview
+  make-data FOLDER      write small synthetic SLEAP data and training packages to try things
+
+A refusal is printed as ``sleap_tools: error: <why>`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workers.errors import ArchiveError
+from workers.kinds.plans import REQUEST, write_json
+from workers.kinds.sleap.plan import PLAN, Plan, load_plan, load_request
+from workers.kinds.sleap.tools.errors import ToolError
+
+ERROR_PREFIX = "sleap_tools: error: "
+
+
+def prepare(work: Path) -> int:
+    """Check a job's inputs and write its plan; print the summary."""
+    from workers.kinds.sleap.tools.prepare import prepare_inference, prepare_training
+
+    request = load_request(work / REQUEST)
+    plan = prepare_training(request) if request.action == "train" else prepare_inference(request)
+    for prediction in plan.predictions:
+        Path(prediction.output).parent.mkdir(parents=True, exist_ok=True)
+    write_json(work / PLAN, plan)
+    print(plan.summary, flush=True)
+    return 0
+
+
+def _planned(work: Path) -> Plan:
+    plan = load_plan(work)
+    if plan is None:
+        raise ToolError("the job's plan is missing (the prepare step did not finish)")
+    return plan
+
+
+def finish_training(work: Path) -> int:
+    """Settle models, draw the loss curve and record the outputs."""
+    from workers.kinds.sleap.tools.finish import finish_training as finish
+
+    plan = _planned(work)
+    result = finish(plan, work, work.parent / "outputs")
+    print(result.summary, flush=True)
+    return 0
+
+
+def export(work: Path) -> int:
+    """Export predictions and draw the preview."""
+    from workers.kinds.sleap.tools.finish import export_predictions
+
+    plan = _planned(work)
+    result = export_predictions(plan, work)
+    print(result.summary, flush=True)
+    return 0
+
+
+def make_data(folder: Path) -> int:
+    """Write every kind of test input into ``folder`` and print their paths."""
+    from workers.kinds.sleap.tools.example import make_package, make_test_data
+
+    paths = make_test_data(folder)
+    paths["package"] = make_package(paths["pkg"], folder / "project.slp.training_job.zip")
+    paths["package14"] = make_package(
+        paths["pkg"],
+        folder / "project14.slp.training_job.zip",
+        style="1.4",
+        heads=("single_instance",),
+    )
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+COMMANDS = {
+    "prepare": prepare,
+    "finish-training": finish_training,
+    "export": export,
+    "make-data": make_data,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="sleap_tools", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args.folder)
+    except (ToolError, ArchiveError) as exc:
+        print(ERROR_PREFIX + str(exc), flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

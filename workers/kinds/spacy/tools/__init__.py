@@ -1,0 +1,76 @@
+"""The spaCy kind's tools, run as ``python -m workers.kinds.spacy.tools <command> ...``.
+
+Commands:
+  prepare WORK   check the training request in WORK/request.json, write the plan
+  infer WORK     run a trained pipeline over texts (the request's, or the example's), as JSONL
+  spacy [--no-torch] ARGS...   spaCy's own command line (train, package), optionally with
+                 PyTorch kept out
+
+A refusal is printed as one ``colabot-spacy: error: <why>`` line and exits with status 2.
+spaCy itself is imported only where it is needed, and PyTorch is kept out whenever the
+pipeline does not use it (it costs seconds and about 800 MB to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from workers.kinds.plans import REQUEST, load, write_json
+from workers.kinds.spacy.plan import ERROR_PREFIX, PLAN_FILE, Request, read_plan
+from workers.kinds.spacy.tools.errors import ToolError
+
+__all__ = ["main"]
+
+
+def _request(work: Path) -> Request:
+    request = load(Request, work / REQUEST)
+    if request is None:
+        raise ToolError(f"no request in {work} (the kind writes {REQUEST} before this step)")
+    return request
+
+
+def prepare(work: Path) -> int:
+    """Check a training request and write its plan."""
+    from workers.kinds.spacy.tools.prepare import prepare as plan_training
+
+    plan = plan_training(_request(work))
+    write_json(work / PLAN_FILE, plan)
+    print(f"colabot-spacy: plan written to {work / PLAN_FILE}", flush=True)
+    return 0
+
+
+def infer(work: Path) -> int:
+    """Annotate the texts and write the counts the kind reports."""
+    from workers.kinds.spacy.tools.infer import inference_of, run_inference
+
+    request = _request(work)
+    plan = read_plan(work) if request.action == "train" else None
+    stats = run_inference(request, inference_of(request, plan))
+    write_json(request.stats, stats)
+    print(f"colabot-spacy: wrote {stats['docs']} predictions to {request.predictions}", flush=True)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Path], int]] = {"prepare": prepare, "infer": infer}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 when the request is refused)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["spacy"]:
+        from workers.kinds.spacy.tools.cli import run_spacy
+
+        run_spacy(args[1:])
+        return 0
+    parser = argparse.ArgumentParser(prog="spacy_tools", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("work", type=Path)
+    parsed = parser.parse_args(args)
+    try:
+        return COMMANDS[parsed.command](parsed.work.resolve())
+    except ToolError as exc:
+        print(ERROR_PREFIX + str(exc), flush=True)
+        return 2
