@@ -4,8 +4,8 @@ supergroups, and chats that blocked or removed the bot.
 The access decisions are :class:`bot.access.AccessPolicy`'s; this keeps what changes while
 colabot runs, in the store, so a restart remembers it:
 
-- ``chats``: the allowed chats people used, the broadcast list;
-- ``chat_migrations``: old group id -> new supergroup id. A group listed in
+- the allowed chats people used: the broadcast list;
+- groups that became supergroups (old id -> new id). A group listed in
   ``telegram.allowed_chats`` stays allowed under its new id, and everything colabot keeps
   about the old id (job origins, status messages, keepalives) moves to the new one;
 - a chat that blocked or removed the bot leaves the broadcast list.
@@ -37,8 +37,7 @@ class ChatBook:
     @property
     def migrations(self) -> dict[int, int]:
         """Old group id -> the supergroup it became."""
-        raw = self.store.kv_get("chat_migrations") or {}
-        return {int(old): int(new) for old, new in raw.items()}
+        return self.store.chat_migrations()
 
     @property
     def policy(self) -> AccessPolicy:
@@ -62,6 +61,10 @@ class ChatBook:
         """Whether an update from ``user_id`` in ``chat_id`` may reach a command."""
         return self.policy.verdict(user_id, chat_id, chat_type)
 
+    def first_video(self, chat_id: int) -> bool:
+        """True the first time a chat sends a video (it is then told how to keep frames)."""
+        return self.store.note_video_sent(chat_id)
+
     def on_moved(self, callback: ChatMoved) -> None:
         """Call ``callback(old, new)`` after a chat migrated."""
         self._moved.append(callback)
@@ -70,25 +73,19 @@ class ChatBook:
 
     def known(self) -> list[int]:
         """Chats colabot has met, oldest first."""
-        return [int(chat) for chat in self.store.kv_get("chats") or []]
+        return self.store.met_chats()
 
     def forgotten(self) -> set[int]:
         """Chats that blocked or removed the bot (until someone writes there again)."""
-        return {int(chat) for chat in self.store.kv_get("forgotten_chats") or []}
+        return self.store.forgotten_chats()
 
     def met(self, chat_id: int) -> None:
         """Remember an allowed chat someone used."""
-        chats = self.known()
-        if chat_id not in chats:
-            self.store.kv_set("chats", [*chats, chat_id][-MAX_KNOWN_CHATS:])
-        forgotten = self.forgotten()
-        if chat_id in forgotten:
-            self.store.kv_set("forgotten_chats", sorted(forgotten - {chat_id}))
+        self.store.meet_chat(chat_id, keep=MAX_KNOWN_CHATS)
 
     def forget(self, chat_id: int, why: str) -> None:
         """Stop broadcasting to a chat that blocked or removed the bot."""
-        self.store.kv_set("chats", [c for c in self.known() if c != chat_id])
-        self.store.kv_set("forgotten_chats", sorted(self.forgotten() | {chat_id}))
+        self.store.forget_chat(chat_id, why)
         log.info("forgot chat %s: %s", chat_id, why)
 
     def broadcast_chats(self) -> list[int]:
@@ -110,20 +107,7 @@ class ChatBook:
         if old not in self.known() and old not in self.policy.groups:
             log.info("ignored the migration of unknown chat %s", old)
             return False
-        migrations = {str(k): v for k, v in self.migrations.items()}
-        migrations[str(old)] = new
-        self.store.kv_set("chat_migrations", migrations)
-        self.store.kv_set(
-            "chats", list(dict.fromkeys(new if c == old else c for c in self.known()))
-        )
-        moved = self.store.move_chat(old, new)
-        # Messages stay behind in the old chat (ids there mean nothing in the new one): the
-        # status messages and the keepalive are posted afresh in the new chat.
-        for key in self.store.kv_keys("status:"):
-            record = self.store.kv_get(key)
-            if isinstance(record, dict) and record.get("chat_id") == old:
-                self.store.kv_set(key, None)
-        self.store.kv_set(f"keepalive:{old}", None)
+        moved = self.store.migrate_chat(old, new)
         log.info("chat %s became %s; moved %d jobs to it", old, new, moved)
         for callback in self._moved:
             try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import assert_never
 
 from bot.errors import UsageError
 from workers.jobs import Action
@@ -292,32 +294,60 @@ def parse_command(text: str, registry: KindRegistry, *, has_document: bool = Fal
 # Inline buttons: callback data is at most 64 bytes, so it is a short verb and a job id.
 
 
-def button_data(verb: str, job_id: int) -> str:
+class Verb(StrEnum):
+    """What a button asks for; its callback data is ``<verb>:<job id>`` (or ``rl:yes|no``)."""
+
+    STATUS = "st"
+    LOGS = "lg"
+    CANCEL = "cx"
+    CANCEL_CONFIRMED = "cy"
+    CANCEL_DECLINED = "cn"
+    RESUME = "rs"
+    RESULTS = "rr"
+    RELEASE = "rl"
+
+
+def button_data(verb: Verb, job_id: int) -> str:
     """Callback data for a job button (``st:12``)."""
     return f"{verb}:{job_id}"
 
 
+def release_data(confirmed: bool) -> str:
+    """Callback data for the buttons of the offer to release an idle runtime."""
+    return f"{Verb.RELEASE}:{'yes' if confirmed else 'no'}"
+
+
 def parse_button(data: str) -> Request:
     """Callback data -> a request; raise UsageError for data this bot did not make."""
-    usage = "use the buttons on a recent message, or /help"
-    verb, _, rest = (data or "").partition(":")
-    if verb == "rl" and rest in ("yes", "no"):
+    stale = UsageError(
+        "that button is not valid any more", "use the buttons on a recent message, or /help"
+    )
+    text, _, rest = (data or "").partition(":")
+    try:
+        verb = Verb(text)
+    except ValueError:
+        raise stale from None
+    if verb is Verb.RELEASE:
+        if rest not in ("yes", "no"):
+            raise stale
         return ReleaseRequest(confirmed=rest == "yes")
     if not rest.isdigit() or len(rest) > 12:
-        raise UsageError("that button is not valid any more", usage)
+        raise stale
     job_id = int(rest)
-    if verb == "cy":
-        return CancelRequest(job_id, confirmed=True)
-    if verb == "cn":
-        return CancelDeclined(job_id)
-    if verb == "st":
-        return StatusRequest(job_id)
-    if verb == "lg":
-        return LogsRequest(job_id)
-    if verb == "cx":
-        return CancelRequest(job_id)
-    if verb == "rs":
-        return ResumeRequest(job_id)
-    if verb == "rr":
-        return ResultsRequest(job_id)
-    raise UsageError("that button is not valid any more", usage)
+    match verb:
+        case Verb.STATUS:
+            return StatusRequest(job_id)
+        case Verb.LOGS:
+            return LogsRequest(job_id)
+        case Verb.CANCEL:
+            return CancelRequest(job_id)
+        case Verb.CANCEL_CONFIRMED:
+            return CancelRequest(job_id, confirmed=True)
+        case Verb.CANCEL_DECLINED:
+            return CancelDeclined(job_id)
+        case Verb.RESUME:
+            return ResumeRequest(job_id)
+        case Verb.RESULTS:
+            return ResultsRequest(job_id)
+        case _:
+            assert_never(verb)

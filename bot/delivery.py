@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import assert_never
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
@@ -36,7 +36,22 @@ from bot.pacing import EditPacer
 from bot.schedule import needs_new_keepalive
 from bot.views import View
 from workers.engine import Engine
-from workers.jobs import Event, EventType, Job, JobState, Link
+from workers.events import (
+    Cancelled,
+    Event,
+    Failed,
+    FileReady,
+    Interrupted,
+    Keepalive,
+    Notice,
+    NoticeButton,
+    Queued,
+    Resumed,
+    Started,
+    Succeeded,
+)
+from workers.jobs import Job
+from workers.store import StatusRecord
 
 log = logging.getLogger(__name__)
 
@@ -141,22 +156,30 @@ class ChatPositions:
         return self._latest.get(chat_id, 0)
 
 
-def view_payload(view: View) -> dict[str, Any]:
-    """A view as a NOTICE event payload (the inverse of :func:`notice_view`)."""
-    return {
-        "html": view.text,
-        "buttons": [[{"label": b.label, "data": b.data} for b in row] for row in view.buttons],
-    }
+def _event_buttons(view: View) -> list[list[NoticeButton]]:
+    return [[NoticeButton(b.label, b.data) for b in row] for row in view.buttons]
 
 
-def notice_view(job: Job | None, payload: dict[str, Any]) -> View:
-    """A NOTICE event as a view: plain ``text`` is escaped, ``html`` is used as it is."""
-    buttons = [
-        [views.Button(b["label"], b["data"]) for b in row] for row in payload.get("buttons", [])
-    ]
-    if "html" in payload:
-        return View(str(payload["html"]), buttons)
-    base = views.notice_view(job, str(payload.get("text", "")))
+def _view_buttons(buttons: list[list[NoticeButton]]) -> list[list[views.Button]]:
+    return [[views.Button(b.label, b.data) for b in row] for row in buttons]
+
+
+def view_notice(view: View) -> Notice:
+    """A view as a notice event (the inverse of :func:`notice_view`)."""
+    return Notice(html=view.text, buttons=_event_buttons(view))
+
+
+def keepalive_event(view: View) -> Keepalive:
+    """The keepalive view as its event."""
+    return Keepalive(view.text, _event_buttons(view))
+
+
+def notice_view(job: Job | None, notice: Notice) -> View:
+    """A notice as a view: plain ``text`` is escaped, ``html`` is used as it is."""
+    buttons = _view_buttons(notice.buttons)
+    if notice.html is not None:
+        return View(notice.html, buttons)
+    base = views.notice_view(job, notice.text)
     return View(base.text, buttons or base.buttons)
 
 
@@ -300,34 +323,33 @@ class Delivery:
         await self._at(place, lambda where: self._deliver_job_event(job, event, where))
 
     async def _deliver_job_event(self, job: Job, event: Event, place: Place) -> None:
-        payload = event.payload
-        if event.type in (EventType.QUEUED, EventType.RESUMED):
-            await self._post_status(job, place)
-        elif event.type is EventType.STARTED:
-            await self._update_status(job, place, force=True)
-        elif event.type is EventType.NOTICE:
-            await self._send(place, notice_view(job, payload), reply_to=self._status_id(job.id))
-        elif event.type is EventType.SUCCEEDED:
-            await self._update_status(job, place, force=True)
-            links = [Link.from_dict(d) for d in payload.get("links", [])]
-            await self._send(place, views.succeeded_view(job, payload.get("summary", ""), links))
-        elif event.type is EventType.FAILED:
-            await self._update_status(job, place, force=True)
-            view = views.failed_view(
-                job,
-                payload.get("reason", job.error or "failed"),
-                payload.get("tail", []),
-                payload.get("step", ""),
-            )
-            await self._send(place, view)
-        elif event.type is EventType.CANCELLED:
-            await self._update_status(job, place, force=True)
-            await self._send(place, views.cancelled_view(job))
-        elif event.type is EventType.INTERRUPTED:
-            await self._update_status(job, place, force=True)
-            await self._send(place, views.interrupted_view(job))
-        elif event.type is EventType.FILE:
-            await self._send_file(place, payload, job)
+        match event.payload:
+            case Queued() | Resumed():
+                await self._post_status(job, place)
+            case Started():
+                await self._update_status(job, place, force=True)
+            case Notice() as notice:
+                view = notice_view(job, notice)
+                await self._send(place, view, reply_to=self._status_id(job.id))
+            case Succeeded() as done:
+                await self._update_status(job, place, force=True)
+                await self._send(place, views.succeeded_view(job, done.summary, done.links))
+            case Failed() as failed:
+                await self._update_status(job, place, force=True)
+                view = views.failed_view(job, failed.reason, failed.tail, failed.step)
+                await self._send(place, view)
+            case Cancelled():
+                await self._update_status(job, place, force=True)
+                await self._send(place, views.cancelled_view(job))
+            case Interrupted():
+                await self._update_status(job, place, force=True)
+                await self._send(place, views.interrupted_view(job))
+            case FileReady() as file:
+                await self._send_file(place, file, job)
+            case Keepalive():
+                log.warning("a keepalive event names job %s; it is for the runtime", job.id)
+            case _:
+                assert_never(event.payload)
 
     async def _at(self, place: Place, send: Callable[[Place], Awaitable[None]]) -> Place:
         """Send to ``place``, following a group that became a supergroup; forget a chat that
@@ -346,34 +368,37 @@ class Delivery:
 
     async def _broadcast(self, event: Event) -> None:
         """Send a runtime event to every broadcast chat, each once, whatever the others do."""
-        key = f"broadcast:{event.id}"
-        done = {int(chat) for chat in self.store.kv_get(key) or []}
+        done = self.store.delivered_to(event.id)
         retry: TelegramError | None = None
         for chat in self.chats.broadcast_chats():
             if chat in done:
                 continue
             try:
                 where = await self._at(Place(chat), lambda p: self._send_runtime_event(p, event))
-                done.add(where.chat_id)
+                self.store.note_delivered_to(event.id, where.chat_id)
             except RetryAfter:
-                self.store.kv_set(key, sorted(done))
                 raise
             except (BadRequest, Forbidden) as exc:
                 log.warning("runtime event %s was refused by chat %s: %s", event.id, chat, exc)
             except TelegramError as exc:
                 retry = exc
                 continue
-            done.add(chat)
-            self.store.kv_set(key, sorted(done))
+            self.store.note_delivered_to(event.id, chat)
         if retry is not None:
             raise retry
-        self.store.kv_set(key, None)
+        self.store.forget_deliveries(event.id)
 
     async def _send_runtime_event(self, place: Place, event: Event) -> None:
-        if event.type is EventType.FILE:
-            await self._send_file(place, event.payload, None)
-            return
-        await self._send(place, notice_view(None, event.payload))
+        match event.payload:
+            case FileReady() as file:
+                await self._send_file(place, file, None)
+            case Keepalive() as keepalive:
+                view = View(keepalive.html, _view_buttons(keepalive.buttons))
+                await self._keepalive_at(place, view)
+            case Notice() as notice:
+                await self._send(place, notice_view(None, notice))
+            case other:
+                log.warning("a %s event without a job cannot be delivered", type(other).__name__)
 
     async def _send(self, place: Place, view: View, *, reply_to: int | None = None) -> Message:
         message = await send_view(
@@ -383,16 +408,16 @@ class Delivery:
         self.pacer.sent(place.chat_id, time.time())
         return message
 
-    async def _send_file(self, place: Place, payload: dict[str, Any], job: Job | None) -> None:
-        path = Path(payload["path"])
+    async def _send_file(self, place: Place, file: FileReady, job: Job | None) -> None:
+        path = Path(file.path)
         try:
             size = (await asyncio.to_thread(path.stat)).st_size
         except FileNotFoundError:
             log.warning("file %s vanished before it could be sent", path)
             return
-        caption = str(payload.get("caption", path.name))[:1000]
+        caption = (file.caption or path.name)[:1000]
         try:
-            if payload.get("photo") and size <= PHOTO_LIMIT:
+            if file.photo and size <= PHOTO_LIMIT:
                 await self.bot.send_photo(
                     place.chat_id, path, caption=caption, message_thread_id=place.thread_id
                 )
@@ -417,32 +442,38 @@ class Delivery:
 
     # the keepalive -----------------------------------------------------------------------------
 
-    async def show_keepalive(self, view: View) -> None:
-        """Show the keepalive in every broadcast chat: edited in place while it is near the
-        bottom of the chat, posted again (quietly) once the chat has scrolled on."""
-        for chat in self.chats.broadcast_chats():
-            try:
-                await self._at(Place(chat), lambda place: self._keepalive_at(place, view))
-            except TelegramError as exc:
-                log.info("keepalive to chat %s failed: %s", chat, exc)
+    async def _edit(self, chat_id: int, message_id: int, view: View) -> bool:
+        """Edit a message in place; False when it is gone or can no longer be edited.
+
+        An edit that changes nothing counts as done.
+        """
+        try:
+            await self.bot.edit_message_text(
+                view.text,
+                chat_id=chat_id,
+                message_id=message_id,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard(view),
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except BadRequest as exc:
+            if is_not_modified(exc):
+                return True
+            text = str(exc.message).lower()
+            if "not found" in text or "can't be edited" in text:
+                return False
+            raise
+        return True
 
     async def _keepalive_at(self, place: Place, view: View) -> None:
-        key = f"keepalive:{place.chat_id}"
-        current = self.store.kv_get(key)
-        if current and not needs_new_keepalive(current, self.positions.latest(place.chat_id)):
-            try:
-                await self.bot.edit_message_text(
-                    view.text,
-                    chat_id=place.chat_id,
-                    message_id=current,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard(view),
-                )
-                self.pacer.sent(place.chat_id, time.time())
-                return
-            except BadRequest as exc:
-                if is_not_modified(exc):
-                    return
+        """Show the keepalive in one chat: edited in place while it is near the bottom of the
+        chat, posted again (quietly) once the chat has scrolled on."""
+        current = self.store.keepalive_message(place.chat_id)
+        latest = self.positions.latest(place.chat_id)
+        near = current is not None and not needs_new_keepalive(current, latest)
+        if near and current is not None and await self._edit(place.chat_id, current, view):
+            self.pacer.sent(place.chat_id, time.time())
+            return
         message = await self.bot.send_message(
             place.chat_id,
             view.text,
@@ -452,7 +483,7 @@ class Delivery:
         )
         self.positions.seen(place.chat_id, message.message_id)
         self.pacer.sent(place.chat_id, time.time())
-        self.store.kv_set(key, message.message_id)
+        self.store.set_keepalive_message(place.chat_id, message.message_id)
 
     # status messages --------------------------------------------------------------------------
 
@@ -469,18 +500,17 @@ class Delivery:
         cached = self._status.get(job_id)
         if cached is not None:
             return cached
-        stored = self.store.kv_get(f"status:{job_id}")
-        if not stored:
+        stored = self.store.status_message(job_id)
+        if stored is None:
             return None
-        status = StatusMessage(stored["chat_id"], stored["message_id"], stored["text"], 0.0)
+        status = StatusMessage(stored.chat_id, stored.message_id, stored.text, 0.0)
         self._status[job_id] = status
         return status
 
     def _save_status(self, job_id: int, status: StatusMessage) -> None:
         self._status[job_id] = status
-        self.store.kv_set(
-            f"status:{job_id}",
-            {"chat_id": status.chat_id, "message_id": status.message_id, "text": status.text},
+        self.store.save_status_message(
+            job_id, StatusRecord(status.chat_id, status.message_id, status.text)
         )
 
     async def _post_status(self, job: Job, place: Place) -> None:
@@ -504,23 +534,9 @@ class Delivery:
         now = time.time()
         if not force and not self.pacer.may_edit(status.chat_id, job.id, now):
             return
-        try:
-            await self.bot.edit_message_text(
-                view.text,
-                chat_id=status.chat_id,
-                message_id=status.message_id,
-                parse_mode=ParseMode.HTML,
-                reply_markup=keyboard(view),
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        except BadRequest as exc:
-            if is_not_modified(exc):
-                pass
-            elif "not found" in str(exc.message).lower():
-                await self._post_status(job, place)
-                return
-            else:
-                raise
+        if not await self._edit(status.chat_id, status.message_id, view):
+            await self._post_status(job, place)
+            return
         self.pacer.edited(status.chat_id, job.id, now)
         self._save_status(job.id, StatusMessage(status.chat_id, status.message_id, view.text, now))
 
@@ -545,4 +561,4 @@ class Delivery:
 
     def _finished(self, job_id: int) -> bool:
         job = self.store.find_job(job_id)
-        return job is None or job.state not in (JobState.RUNNING, JobState.QUEUED)
+        return job is None or not job.active

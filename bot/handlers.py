@@ -402,10 +402,8 @@ class ChatHandlers:
         """Once per chat: a clip sent as a video was re-encoded; sending it as a file keeps it."""
         if not isinstance(attachment, Video):
             return
-        told = self.engine.store.kv_get("video_note_sent") or []
-        if chat_id in told:
+        if not self.chats.first_video(chat_id):
             return
-        self.engine.store.kv_set("video_note_sent", [*told, chat_id])
         await send_view(
             bot, chat_id, views.View(views.esc(views.VIDEO_NOTE)), thread_id=reply.thread_id
         )

@@ -19,7 +19,7 @@ from telegram.ext import ContextTypes, JobQueue
 
 from bot import views
 from bot.config import Config
-from bot.delivery import Delivery, view_payload
+from bot.delivery import Delivery, keepalive_event, view_notice
 from bot.runtime import RuntimeClock, is_colab, read_facts
 from bot.schedule import (
     due_warning,
@@ -59,7 +59,6 @@ class Heartbeat:
         self.idle_offered = False
         self.disk_warned = False
         self._lock = asyncio.Lock()
-        self._warning_key = f"warnings_sent:{int(clock.started_at)}"
 
     # scheduling ------------------------------------------------------------------------------
 
@@ -82,7 +81,7 @@ class Heartbeat:
     @property
     def sent_warnings(self) -> frozenset[int]:
         """Lead times (minutes) already warned about on this runtime."""
-        return frozenset(self.engine.store.kv_get(self._warning_key) or [])
+        return self.engine.store.warnings_sent(self.clock.started_at)
 
     async def tick(self, now: float) -> None:
         """Do whatever is due at ``now``."""
@@ -103,7 +102,7 @@ class Heartbeat:
         warning, sent = due_warning(now, self.clock, self.minutes, self.sent_warnings)
         if warning is None:
             return
-        self.engine.store.kv_set(self._warning_key, sorted(sent))
+        self.engine.store.note_warnings_sent(self.clock.started_at, sent)
         await self.keeper.sync_checkpoints()
         if is_last_warning(warning, self.minutes):
             await self.keeper.snapshot_now()
@@ -118,7 +117,7 @@ class Heartbeat:
             saved,
             self.keeper.results.name,
         )
-        self.engine.post(None, {"html": view.text})
+        self.engine.post(None, view_notice(view))
 
     # keepalive -------------------------------------------------------------------------------
 
@@ -131,7 +130,7 @@ class Heartbeat:
         self.last_keepalive = now
         facts = await asyncio.to_thread(read_facts, self.config.data_dir)
         view = views.keepalive_view(self.clock, now, running, queued, facts)
-        await self.delivery.show_keepalive(view)
+        self.engine.post(None, keepalive_event(view))
 
     # disk space ------------------------------------------------------------------------------
 
@@ -159,7 +158,7 @@ class Heartbeat:
         minutes = self.config.runtime.idle_release_minutes
         if idle_release_due(now, self.idle_since, minutes, self.idle_offered):
             self.idle_offered = True
-            self.engine.post(None, view_payload(views.idle_offer_view(minutes, is_colab())))
+            self.engine.post(None, view_notice(views.idle_offer_view(minutes, is_colab())))
 
     async def release(self, confirmed: bool, chat_id: int) -> str:
         """Answer the idle-release offer."""

@@ -22,7 +22,7 @@ from bot import views
 from bot.app import build_application
 from bot.chats import ChatBook
 from bot.config import Config, access_policy
-from bot.delivery import DOCUMENT_LIMIT, ChatPositions, Delivery, view_payload
+from bot.delivery import DOCUMENT_LIMIT, ChatPositions, Delivery, view_notice
 from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
 from bot.handlers import ChatHandlers
@@ -179,7 +179,7 @@ class Colabot:
         if snapshot is not None:
             for record in lost:
                 view = views.lost_job_view(record.job, snapshot.saved_at, record.checkpoint_note)
-                self.engine.post(record.job.id, view_payload(view))
+                self.engine.post(record.job.id, view_notice(view))
         log.info(
             "colabot is running (bot api: %s; results: %s)",
             tg.api_url or "Telegram",

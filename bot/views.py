@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.commands import SUMMARY, USAGE, button_data, kind_usage
+from bot.commands import SUMMARY, USAGE, Verb, button_data, kind_usage, release_data
 from bot.runtime import MachineFacts, RuntimeClock
 from bot.schedule import finish_verdict
-from workers.durability import CheckpointNote
-from workers.jobs import Action, Job, JobState, Link
+from workers.jobs import Action, CheckpointNote, Job, JobState, Link
 from workers.kinds.registry import KindRegistry
 from workers.process import format_seconds
 
@@ -82,14 +81,18 @@ def job_title(job: Job) -> str:
 
 
 def job_buttons(job: Job) -> list[list[Button]]:
-    """Status, Logs and Cancel while a job is active; Results or Resume after."""
-    row = [Button("Status", button_data("st", job.id)), Button("Logs", button_data("lg", job.id))]
-    if job.state in (JobState.QUEUED, JobState.RUNNING):
-        row.append(Button("Cancel", button_data("cx", job.id)))
-    elif job.state is JobState.SUCCEEDED:
-        row.append(Button("Results", button_data("rr", job.id)))
-    elif job.state in (JobState.FAILED, JobState.INTERRUPTED) and job.spec.action is Action.TRAIN:
-        row.append(Button("Resume", button_data("rs", job.id)))
+    """Status and Logs, then what the job's state allows: Results once it succeeded, Resume
+    while it can be queued again, Cancel while it can be cancelled."""
+    row = [
+        Button("Status", button_data(Verb.STATUS, job.id)),
+        Button("Logs", button_data(Verb.LOGS, job.id)),
+    ]
+    if job.state is JobState.SUCCEEDED:
+        row.append(Button("Results", button_data(Verb.RESULTS, job.id)))
+    if job.can_resume:
+        row.append(Button("Resume", button_data(Verb.RESUME, job.id)))
+    if job.can_cancel:
+        row.append(Button("Cancel", button_data(Verb.CANCEL, job.id)))
     return [row]
 
 
@@ -198,7 +201,7 @@ def results_view(job: Job) -> View:
     if job.state is not JobState.SUCCEEDED and not job.links:
         return View(
             f"{job_title(job)} is {job.state.value}: it has no results"
-            + (" yet." if job.state in (JobState.QUEUED, JobState.RUNNING) else ".")
+            + (" yet." if job.active else ".")
         )
     lines = [f"<b>Results of {esc(job_title(job))}</b>"]
     if job.summary:
@@ -275,8 +278,8 @@ def cancel_question(job: Job) -> View:
         f"Cancel <b>{esc(job_title(job))}</b> ({job.state.value})?",
         [
             [
-                Button("Yes, cancel it", button_data("cy", job.id)),
-                Button("No, keep it", button_data("cn", job.id)),
+                Button("Yes, cancel it", button_data(Verb.CANCEL_CONFIRMED, job.id)),
+                Button("No, keep it", button_data(Verb.CANCEL_DECLINED, job.id)),
             ]
         ],
     )
@@ -477,7 +480,7 @@ def lost_job_view(job: Job, stopped_at: float, note: CheckpointNote | None) -> V
         text += "no checkpoint was saved, so it would start from the beginning."
     else:
         text += "it can be run again."
-    return View(text, [[Button(f"Resume #{job.id}", button_data("rs", job.id))]])
+    return View(text, [[Button(f"Resume #{job.id}", button_data(Verb.RESUME, job.id))]])
 
 
 def file_too_large_view(name: str, size: int, job: Job | None) -> View:
@@ -526,5 +529,5 @@ def idle_offer_view(idle_minutes: float, colab: bool) -> View:
     )
     return View(
         f"💤 No job has run or waited for {idle_minutes:g} minutes. {where}",
-        [[Button("Release runtime", "rl:yes"), Button("Keep it", "rl:no")]],
+        [[Button("Release runtime", release_data(True)), Button("Keep it", release_data(False))]],
     )

@@ -17,13 +17,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from workers.engine import Engine
 from workers.errors import ColabotError
-from workers.jobs import Job, JobSpec, JobState, Link, Progress
+from workers.jobs import CheckpointNote, Job, JobSpec, JobState, Link, Progress
 from workers.results.base import ResultsBackend
 from workers.sources import UPLOAD_PREFIX, is_plain_name
 
@@ -31,19 +31,6 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
 LOST_STATES = frozenset({JobState.RUNNING, JobState.QUEUED, JobState.INTERRUPTED})
-
-
-@dataclass(frozen=True)
-class CheckpointNote:
-    """When a job's checkpoint was last saved off the machine, and how far the job was."""
-
-    location: str
-    saved_at: float
-    progress: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -111,7 +98,7 @@ def _record_to_dict(record: JobRecord) -> dict[str, Any]:
         "checkpoint": job.checkpoint,
         "summary": job.summary,
         "kept_inputs": record.kept_inputs,
-        "checkpoint_note": record.checkpoint_note.to_dict() if record.checkpoint_note else None,
+        "checkpoint_note": asdict(record.checkpoint_note) if record.checkpoint_note else None,
     }
 
 
@@ -186,12 +173,11 @@ class Keeper:
         """The snapshot of every job this store knows."""
         records = []
         for job in self.engine.jobs(limit=500):
-            note = self.store.kv_get(f"checkpoint_note:{job.id}")
             records.append(
                 JobRecord(
                     job=job,
-                    kept_inputs=self.store.kv_get(f"kept_inputs:{job.id}") or {},
-                    checkpoint_note=CheckpointNote(**note) if note else None,
+                    kept_inputs=self.store.kept_inputs(job.id),
+                    checkpoint_note=self.store.checkpoint_note(job.id),
                 )
             )
         return Snapshot(saved_at=time.time() if now is None else now, jobs=records)
@@ -250,24 +236,23 @@ class Keeper:
 
     async def keep_uploads(self, job_id: int, uploads: dict[str, str]) -> None:
         """Copy files sent in the chat to the results backend: nothing else can bring them back."""
-        kept = dict(self.store.kv_get(f"kept_inputs:{job_id}") or {})
+        kept = self.store.kept_inputs(job_id)
         inputs = self.engine.workdir(job_id) / "inputs"
         for name in uploads.values():
             path = inputs / name
             if name in kept or not path.exists():
                 continue
             try:
-                kept[name] = await asyncio.to_thread(self.results.save_inputs, job_id, path)
+                location = await asyncio.to_thread(self.results.save_inputs, job_id, path)
             except ColabotError as exc:
                 self.engine.notice(job_id, f"could not keep a copy of {name}: {exc}")
                 continue
-        self.store.kv_set(f"kept_inputs:{job_id}", kept)
+            self.store.keep_input(job_id, name, location)
         self.schedule_snapshot()
 
     async def restore_inputs(self, job: Job, workdir: Path) -> None:
         """Before a job runs, bring back kept uploads this machine does not have."""
-        kept = self.store.kv_get(f"kept_inputs:{job.id}") or {}
-        for name, location in kept.items():
+        for name, location in self.store.kept_inputs(job.id).items():
             if not is_plain_name(name):
                 log.warning("ignoring a kept input of job %s with an unsafe name", job.id)
                 continue
@@ -297,7 +282,7 @@ class Keeper:
         return saved
 
     async def _sync_newest(self, job: Job) -> bool:
-        known = self.store.kv_get(f"checkpoint_signature:{job.id}")
+        known = self.store.checkpoint_signature(job.id)
         copied = await asyncio.to_thread(
             _copy_newest,
             lambda: self.engine.checkpoint_of(job.id),
@@ -314,14 +299,12 @@ class Keeper:
         self.store.set_checkpoint(job.id, location)
         live = self.engine.job(job.id).progress.message
         note = CheckpointNote(location=location, saved_at=time.time(), progress=live)
-        self.store.kv_set(f"checkpoint_note:{job.id}", note.to_dict())
-        self.store.kv_set(f"checkpoint_signature:{job.id}", signature)
+        self.store.save_checkpoint_note(job.id, note, signature)
         return True
 
     def checkpoint_note(self, job_id: int) -> CheckpointNote | None:
         """When and at what progress a job's checkpoint was last saved."""
-        raw = self.store.kv_get(f"checkpoint_note:{job_id}")
-        return CheckpointNote(**raw) if raw else None
+        return self.store.checkpoint_note(job_id)
 
     # a new runtime ----------------------------------------------------------------------------
 
@@ -348,12 +331,10 @@ class Keeper:
             if self.store.find_job(record.job.id) is not None:
                 continue
             self.store.import_job(carried_over(record, snapshot.saved_at))
-            if record.kept_inputs:
-                self.store.kv_set(f"kept_inputs:{record.job.id}", record.kept_inputs)
+            for name, location in record.kept_inputs.items():
+                self.store.keep_input(record.job.id, name, location)
             if record.checkpoint_note is not None:
-                self.store.kv_set(
-                    f"checkpoint_note:{record.job.id}", record.checkpoint_note.to_dict()
-                )
+                self.store.save_checkpoint_note(record.job.id, record.checkpoint_note)
         return snapshot, lost
 
 

@@ -26,23 +26,35 @@ from workers.archives import zip_folder
 from workers.containment import find_cgroup_root, processes_marked
 from workers.disk import DiskGuard, trim_log
 from workers.errors import ColabotError, JobStateError, SpecError, StepFailedError
+from workers.events import (
+    Cancelled,
+    Failed,
+    FileReady,
+    Interrupted,
+    Notice,
+    Payload,
+    Resumed,
+    Started,
+    Succeeded,
+)
 from workers.inputs import InputResolver, upload_source
 from workers.jobs import (
     FINISHED_STATES,
     Action,
-    EventType,
     Job,
     JobSpec,
     JobState,
+    KeptOutput,
     Link,
     Progress,
+    StepRecord,
 )
 from workers.kinds.base import JobContext, JobKind, Outcome, Output, Step
 from workers.kinds.registry import KindRegistry
 from workers.logfile import tail_lines
 from workers.process import Grace, ProcessResult, ProcessRun
 from workers.results.base import ResultsBackend
-from workers.store import Store
+from workers.store import INTERRUPTED_REASON, Store
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +201,20 @@ class Engine:
             self._set_state(
                 job_id,
                 JobState.INTERRUPTED,
-                error="colabot stopped while the job was running",
-                event=(EventType.INTERRUPTED, {}),
+                error=INTERRUPTED_REASON,
+                event=Interrupted(INTERRUPTED_REASON),
             )
 
     def _kill_leftovers(self, job_id: int) -> None:
         """Stop processes a crashed colabot left behind for this job, found by their mark."""
-        record = self.store.kv_get(f"process:{job_id}")
-        if not record:
-            return
-        mark = record.get("mark")
-        if isinstance(mark, str) and mark:
-            for process in processes_marked(mark):
-                with contextlib.suppress(Exception):
-                    process.kill()
-                    log.info("stopped a leftover process of job %s", job_id)
-        self.store.kv_set(f"process:{job_id}", None)
+        for step in self.store.open_steps(job_id):
+            mark = step.ref.get("mark")
+            if isinstance(mark, str) and mark:
+                for process in processes_marked(mark):
+                    with contextlib.suppress(Exception):
+                        process.kill()
+                        log.info("stopped a leftover process of job %s", job_id)
+            self.store.end_step(job_id, step.index)
 
     # listeners ------------------------------------------------------------------------------
 
@@ -243,7 +253,7 @@ class Engine:
         target: JobState,
         *,
         error: str | None = None,
-        event: tuple[EventType, dict[str, Any]] | None = None,
+        event: Payload | None = None,
     ) -> Job:
         job = self.store.transition(job_id, target, error=error, event=event)
         if event is not None:
@@ -258,11 +268,11 @@ class Engine:
 
     def notice(self, job_id: int | None, text: str) -> None:
         """Record a plain-text notice for a person to read (delivered through the outbox)."""
-        self.post(job_id, {"text": text})
+        self.post(job_id, Notice(text))
 
-    def post(self, job_id: int | None, payload: dict[str, Any]) -> None:
-        """Record a NOTICE event with any payload the chat side understands."""
-        self.store.add_event(job_id, EventType.NOTICE, payload)
+    def post(self, job_id: int | None, payload: Payload) -> None:
+        """Record an event for the chat side to deliver (about a job, or the runtime)."""
+        self.store.add_event(job_id, payload)
         self._notify_events()
 
     # requests -------------------------------------------------------------------------------
@@ -330,12 +340,12 @@ class Engine:
     async def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job; raise UnknownJobError or JobStateError."""
         job = self.store.get_job(job_id)
-        if job.state is JobState.QUEUED:
-            return self._set_state(job_id, JobState.CANCELLED, event=(EventType.CANCELLED, {}))
-        if job.state is JobState.INTERRUPTED:
-            return self._set_state(job_id, JobState.CANCELLED, event=(EventType.CANCELLED, {}))
+        if not job.can_cancel:
+            raise JobStateError(job_id, job.state.value, "cancel")
         active = self._active.get(job_id)
-        if job.state is not JobState.RUNNING or active is None:
+        if job.state is not JobState.RUNNING:
+            return self._set_state(job_id, JobState.CANCELLED, event=Cancelled())
+        if active is None:
             raise JobStateError(job_id, job.state.value, "cancel")
         active.cancel_requested = True
         if active.process is not None:
@@ -349,9 +359,9 @@ class Engine:
     def resume(self, job_id: int) -> Job:
         """Queue an interrupted or failed job again; training continues from its checkpoint."""
         job = self.store.get_job(job_id)
-        if job.state not in (JobState.INTERRUPTED, JobState.FAILED):
+        if not job.can_resume:
             raise JobStateError(job_id, job.state.value, "resume")
-        job = self._set_state(job_id, JobState.QUEUED, event=(EventType.RESUMED, {}))
+        job = self._set_state(job_id, JobState.QUEUED, event=Resumed())
         self._wake.set()
         return job
 
@@ -396,9 +406,8 @@ class Engine:
         return tail_lines(self.log_path(job_id), lines)
 
     def _job_outputs(self, job_id: int, slot: str) -> list[Path]:
-        outputs = self.store.kv_get(f"outputs:{job_id}") or []
         wanted = "model" if slot == "model" else "predictions"
-        chosen = [Path(o["path"]) for o in outputs if o["role"] == wanted]
+        chosen = [Path(o.path) for o in self.store.outputs(job_id) if o.role == wanted]
         return [p for p in chosen if p.exists()]
 
     def _timing(self, job_id: int) -> JobTimings:
@@ -434,7 +443,7 @@ class Engine:
         except asyncio.CancelledError:
             active = self._active.get(job_id)
             if active is not None and active.cancel_requested:
-                self._finish(job_id, JobState.CANCELLED, EventType.CANCELLED, {})
+                self._finish(job_id, JobState.CANCELLED, Cancelled())
             elif not self._stopping:
                 raise
         except Exception as exc:
@@ -443,33 +452,28 @@ class Engine:
         finally:
             self._active.pop(job_id, None)
             self._live.pop(job_id, None)
-            self.store.kv_set(f"process:{job_id}", None)
             self._wake.set()
 
-    def _finish(
-        self, job_id: int, state: JobState, event: EventType, payload: dict[str, Any]
-    ) -> None:
+    def _finish(self, job_id: int, state: JobState, event: Payload) -> None:
         job = self.store.find_job(job_id)
         if job is None or job.state in FINISHED_STATES:
             return
         live = self._live.get(job_id)
         if live is not None:
             self.store.set_progress(job_id, live)
-        error = payload.get("reason") if state is JobState.FAILED else None
-        self._set_state(job_id, state, error=error, event=(event, payload))
+        error = event.reason if isinstance(event, Failed) else None
+        self._set_state(job_id, state, error=error, event=event)
         self._timing(job_id).recorded = time.time()
 
     def _finish_failed(self, job_id: int, reason: str, tail: list[str], step: str = "") -> None:
-        payload = {"reason": reason, "tail": tail[-TAIL_FOR_EVENTS:], "step": step}
-        self._finish(job_id, JobState.FAILED, EventType.FAILED, payload)
+        event = Failed(reason=reason, tail=tail[-TAIL_FOR_EVENTS:], step=step)
+        self._finish(job_id, JobState.FAILED, event)
 
     async def _execute(self, job_id: int) -> None:
         job = self.store.get_job(job_id)
         kind = self.registry.get(job.spec.kind)
         resuming = job.attempt > 1 and job.spec.action is Action.TRAIN
-        job = self._set_state(
-            job_id, JobState.RUNNING, event=(EventType.STARTED, {"attempt": job.attempt})
-        )
+        job = self._set_state(job_id, JobState.RUNNING, event=Started(job.attempt))
         workdir = self.workdir(job_id)
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(
@@ -490,11 +494,11 @@ class Engine:
             )
             if resuming:
                 ctx.resume_from = await self._resume_point(job, kind, ctx)
-            for step in _guarded(kind.steps(ctx)):
-                result = await self._run_step(job_id, ctx, step)
+            for index, step in enumerate(_guarded(kind.steps(ctx))):
+                result = await self._run_step(job_id, ctx, step, index)
                 if result.cancelled:
                     if self._active[job_id].cancel_requested:
-                        self._finish(job_id, JobState.CANCELLED, EventType.CANCELLED, {})
+                        self._finish(job_id, JobState.CANCELLED, Cancelled())
                     return
                 if not result.ok:
                     explained = (
@@ -520,7 +524,9 @@ class Engine:
             )
         return None
 
-    async def _run_step(self, job_id: int, ctx: JobContext, step: Step) -> ProcessResult:
+    async def _run_step(
+        self, job_id: int, ctx: JobContext, step: Step, index: int
+    ) -> ProcessResult:
         active = self._active[job_id]
         active.step = step.name
         env = child_environment({**step.env, "COLABOT_JOB_ID": str(job_id)})
@@ -556,7 +562,8 @@ class Engine:
 
         def on_start(pid: int) -> None:
             self._timing(job_id).spawned = time.time()
-            self.store.kv_set(f"process:{job_id}", {"pid": pid, "mark": run.processes.mark})
+            ref = {"pid": pid, "mark": run.processes.mark}
+            self.store.start_step(StepRecord(job_id, index, step.name, "local", ref, time.time()))
 
         run.on_start = on_start
         active.process = run
@@ -564,6 +571,7 @@ class Engine:
             result = await run.run()
         finally:
             active.process = None
+            self.store.end_step(job_id, index)
         self._timing(job_id).exited = result.ended_at or time.time()
         if result.disk_full or (not result.ok and self.disk.free_mb() < 1.0):
             reason = self.disk.full_reason()
@@ -587,9 +595,7 @@ class Engine:
 
     async def _succeed(self, job_id: int, ctx: JobContext, outcome: Outcome) -> None:
         present = [o for o in outcome.outputs if o.path.exists()]
-        self.store.kv_set(
-            f"outputs:{job_id}", [{"role": o.role, "path": str(o.path)} for o in present]
-        )
+        self.store.set_outputs(job_id, [KeptOutput(o.role, str(o.path)) for o in present])
         packed = await asyncio.to_thread(_package_outputs, ctx.workdir, present)
         links: list[Link] = []
         if self.results is not None and packed:
@@ -605,16 +611,8 @@ class Engine:
                 links = [Link(p.label, str(p.output.path)) for p in packed]
             self.store.set_links(job_id, links)
         self.store.set_summary(job_id, outcome.summary)
-        self._finish(
-            job_id,
-            JobState.SUCCEEDED,
-            EventType.SUCCEEDED,
-            {
-                "summary": outcome.summary,
-                "links": [link.to_dict() for link in links],
-                "metrics": outcome.metrics,
-            },
-        )
+        event = Succeeded(outcome.summary, links, dict(outcome.metrics))
+        self._finish(job_id, JobState.SUCCEEDED, event)
         for item in packed:
             self._maybe_send_file(job_id, item)
         self._notify_events()
@@ -649,9 +647,7 @@ class Engine:
         size = item.path.stat().st_size
         if output.send_as_photo or size <= self.settings.send_files_under_bytes:
             self.store.add_event(
-                job_id,
-                EventType.FILE,
-                {"path": str(item.path), "caption": item.label, "photo": output.send_as_photo},
+                job_id, FileReady(str(item.path), item.label, output.send_as_photo)
             )
 
 

@@ -53,6 +53,15 @@ class StepFailedError(ColabotError):
         self.tail = tail or []
 
 
+class StartError(ColabotError):
+    """A step could not be started (no such program, a cluster that refused it)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(reason)
+        self.what = what
+        self.reason = reason
+
+
 class ArchiveError(ColabotError):
     """An archive was refused (unsafe entry, too large, too many files, corrupt)."""
 

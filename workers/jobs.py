@@ -44,7 +44,6 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 
 
 def can_transition(source: JobState, target: JobState) -> bool:
@@ -158,14 +157,19 @@ class Job:
         return self.state in FINISHED_STATES
 
     @property
+    def active(self) -> bool:
+        """True while the job waits or runs: it can still end, and its status can change."""
+        return self.state in (JobState.QUEUED, JobState.RUNNING)
+
+    @property
     def can_cancel(self) -> bool:
         """Whether the transition table lets the job be cancelled now."""
         return can_transition(self.state, JobState.CANCELLED)
 
     @property
     def can_resume(self) -> bool:
-        """Whether the job can be queued again (interrupted, or failed)."""
-        return self.state is not JobState.QUEUED and can_transition(self.state, JobState.QUEUED)
+        """Whether the transition table lets the job be queued again (interrupted, failed)."""
+        return can_transition(self.state, JobState.QUEUED)
 
     def elapsed(self, now: float | None = None) -> float | None:
         """Seconds spent running so far (or in total once finished)."""
@@ -175,27 +179,33 @@ class Job:
         return max(0.0, end - self.started_at)
 
 
-class EventType(StrEnum):
-    """Things a person should hear about, recorded in the store's outbox."""
+@dataclass(frozen=True)
+class CheckpointNote:
+    """When a job's checkpoint was last saved off the machine, and how far the job was."""
 
-    QUEUED = "queued"
-    STARTED = "started"
-    NOTICE = "notice"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-    FILE = "file"
-    RESUMED = "resumed"
+    location: str
+    saved_at: float
+    progress: str
 
 
 @dataclass(frozen=True)
-class Event:
-    """One outbox row: an event about a job (or about the runtime when job_id is None)."""
+class KeptOutput:
+    """An output a finished job left on this machine, by role (``model``, ``predictions``...);
+    later jobs can name it as an input (``job:12``)."""
 
-    id: int
-    job_id: int | None
-    type: EventType
-    payload: dict[str, Any]
-    created_at: float
-    delivered_at: float | None = None
+    role: str
+    path: str
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A step a job started: which executor runs it, and the executor's own reference to it
+    (a process group here, a Ray job or a Slurm job), so a restarted colabot can find it."""
+
+    job_id: int
+    index: int
+    name: str
+    executor: str
+    ref: dict[str, Any]
+    started_at: float
+    ended_at: float | None = None

@@ -1,4 +1,4 @@
-"""SQLite record of jobs, the events outbox, and a small key-value table.
+"""SQLite record of jobs, the events outbox, and what colabot keeps about jobs and chats.
 
 Every message a person should see is first an ``events`` row; it is marked delivered only after
 whoever delivers it has had it accepted, so a crash or an outage loses nothing.
@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -23,49 +24,32 @@ from workers.errors import (
     StoreFullError,
     UnknownJobError,
 )
-from workers.jobs import (
+from workers.events import (
     Event,
     EventType,
+    Interrupted,
+    Keepalive,
+    Payload,
+    Queued,
+    decode,
+    encode,
+    type_of,
+)
+from workers.jobs import (
+    CheckpointNote,
     Job,
     JobSpec,
     JobState,
+    KeptOutput,
     Link,
     Progress,
+    StepRecord,
     check_transition,
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    spec TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    progress TEXT NOT NULL DEFAULT '{}',
-    links TEXT NOT NULL DEFAULT '[]',
-    error TEXT,
-    origin TEXT NOT NULL DEFAULT '{}',
-    attempt INTEGER NOT NULL DEFAULT 1,
-    checkpoint TEXT,
-    summary TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id INTEGER,
-    type TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    delivered_at REAL
-);
-CREATE INDEX IF NOT EXISTS events_pending ON events (delivered_at, id);
-CREATE TABLE IF NOT EXISTS kv (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
+from workers.schema import prepare
 
 DB_NAME = "colabot.sqlite3"
+INTERRUPTED_REASON = "colabot stopped while the job was running"
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -130,8 +114,7 @@ def _event_from_row(row: sqlite3.Row) -> Event:
     return Event(
         id=row["id"],
         job_id=row["job_id"],
-        type=EventType(row["type"]),
-        payload=json.loads(row["payload"]),
+        payload=decode(EventType(row["type"]), json.loads(row["payload"])),
         created_at=row["created_at"],
         delivered_at=row["delivered_at"],
     )
@@ -157,7 +140,7 @@ class Store:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            self.upgraded_from = prepare(self._db, str(self.path))
             self._db.execute("SELECT count(*) FROM jobs").fetchone()
         except sqlite3.Error as exc:
             raise store_error(self.path, exc) from None
@@ -203,7 +186,7 @@ class Store:
             )
             new_id = int(cur.lastrowid or 0)
             if state is JobState.QUEUED:
-                self._insert_event(db, new_id, EventType.QUEUED, {}, now)
+                self._insert_event(db, new_id, Queued(), now)
         return self.get_job(new_id)
 
     @_translated
@@ -283,7 +266,7 @@ class Store:
         *,
         now: float | None = None,
         error: str | None = None,
-        event: tuple[EventType, dict[str, Any]] | None = None,
+        event: Payload | None = None,
     ) -> Job:
         """Move a job to ``target`` if the table allows it, with its event, atomically."""
         now = time.time() if now is None else now
@@ -313,7 +296,7 @@ class Store:
             if cur.rowcount != 1:
                 raise InvalidTransitionError(source.value, target.value)
             if event is not None:
-                self._insert_event(db, job_id, event[0], event[1], now)
+                self._insert_event(db, job_id, event, now)
         return self.get_job(job_id)
 
     @_translated
@@ -325,8 +308,8 @@ class Store:
                 job.id,
                 JobState.INTERRUPTED,
                 now=now,
-                error="colabot stopped while the job was running",
-                event=(EventType.INTERRUPTED, {}),
+                error=INTERRUPTED_REASON,
+                event=Interrupted(INTERRUPTED_REASON),
             )
             for job in running
         ]
@@ -350,11 +333,6 @@ class Store:
     def set_summary(self, job_id: int, summary: str) -> None:
         """Record the one-paragraph result summary."""
         self._update(job_id, "summary", summary)
-
-    @_translated
-    def set_spec(self, job_id: int, spec: JobSpec) -> None:
-        """Replace a job's spec (inputs rewritten to where they were stored)."""
-        self._update(job_id, "spec", json.dumps(spec.to_dict()))
 
     def _update(self, job_id: int, column: str, value: Any) -> None:
         # ``column`` is always one of this class's literals, never user text.
@@ -384,31 +362,24 @@ class Store:
 
     @staticmethod
     def _insert_event(
-        db: sqlite3.Connection,
-        job_id: int | None,
-        type_: EventType,
-        payload: dict[str, Any],
-        now: float,
+        db: sqlite3.Connection, job_id: int | None, payload: Payload, now: float
     ) -> int:
+        kind = type_of(payload)
+        if isinstance(payload, Keepalive):
+            # Only the newest keepalive matters: it replaces one still waiting.
+            db.execute("DELETE FROM events WHERE type = ? AND delivered_at IS NULL", (kind.value,))
         cur = db.execute(
             "INSERT INTO events (job_id, type, payload, created_at) VALUES (?, ?, ?, ?)",
-            (job_id, type_.value, json.dumps(payload), now),
+            (job_id, kind.value, json.dumps(encode(payload)), now),
         )
         return int(cur.lastrowid or 0)
 
     @_translated
-    def add_event(
-        self,
-        job_id: int | None,
-        type_: EventType,
-        payload: dict[str, Any] | None = None,
-        *,
-        now: float | None = None,
-    ) -> int:
+    def add_event(self, job_id: int | None, payload: Payload, *, now: float | None = None) -> int:
         """Append an event to the outbox; return its id."""
         now = time.time() if now is None else now
         with self._tx() as db:
-            return self._insert_event(db, job_id, type_, payload or {}, now)
+            return self._insert_event(db, job_id, payload, now)
 
     @_translated
     def pending_events(self, limit: int = 100) -> list[Event]:
@@ -434,10 +405,230 @@ class Store:
         )
 
     @_translated
-    def move_chat(self, old: int, new: int) -> int:
-        """Rewrite a chat id in every job's origin (a group became a supergroup); return how
-        many jobs came from that chat."""
+    def delivered_to(self, event_id: int) -> set[int]:
+        """The chats a runtime event already reached."""
+        rows = self._db.execute("SELECT chat_id FROM broadcasts WHERE event_id = ?", (event_id,))
+        return {int(row["chat_id"]) for row in rows}
+
+    @_translated
+    def note_delivered_to(self, event_id: int, chat_id: int) -> None:
+        """Record that a runtime event reached one chat."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO broadcasts (event_id, chat_id) VALUES (?, ?)",
+            (event_id, chat_id),
+        )
+
+    @_translated
+    def forget_deliveries(self, event_id: int) -> None:
+        """A runtime event reached every chat: its per-chat record is no longer needed."""
+        self._db.execute("DELETE FROM broadcasts WHERE event_id = ?", (event_id,))
+
+    # job metadata ---------------------------------------------------------------------------
+
+    @_translated
+    def start_step(self, record: StepRecord) -> None:
+        """Record a step that started (replacing an earlier record of the same step)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO job_steps (job_id, idx, name, executor, ref, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.job_id,
+                record.index,
+                record.name,
+                record.executor,
+                json.dumps(record.ref),
+                record.started_at,
+            ),
+        )
+
+    @_translated
+    def end_step(self, job_id: int, index: int, *, now: float | None = None) -> None:
+        """Record that a step is over."""
+        self._db.execute(
+            "UPDATE job_steps SET ended_at = ? WHERE job_id = ? AND idx = ?",
+            (time.time() if now is None else now, job_id, index),
+        )
+
+    @_translated
+    def open_steps(self, job_id: int) -> list[StepRecord]:
+        """The steps of a job that started and were not seen to end, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM job_steps WHERE job_id = ? AND ended_at IS NULL ORDER BY idx",
+            (job_id,),
+        )
+        return [
+            StepRecord(
+                job_id=int(row["job_id"]),
+                index=int(row["idx"]),
+                name=str(row["name"]),
+                executor=str(row["executor"]),
+                ref=json.loads(row["ref"]),
+                started_at=float(row["started_at"]),
+            )
+            for row in rows
+        ]
+
+    @_translated
+    def set_outputs(self, job_id: int, outputs: Iterable[KeptOutput]) -> None:
+        """Record the outputs a finished job left on this machine."""
         with self._tx() as db:
+            db.execute("DELETE FROM job_outputs WHERE job_id = ?", (job_id,))
+            db.executemany(
+                "INSERT INTO job_outputs (job_id, position, role, path) VALUES (?, ?, ?, ?)",
+                [(job_id, i, o.role, o.path) for i, o in enumerate(outputs)],
+            )
+
+    @_translated
+    def outputs(self, job_id: int) -> list[KeptOutput]:
+        """The outputs a finished job left on this machine, in order."""
+        rows = self._db.execute(
+            "SELECT role, path FROM job_outputs WHERE job_id = ? ORDER BY position", (job_id,)
+        )
+        return [KeptOutput(str(row["role"]), str(row["path"])) for row in rows]
+
+    @_translated
+    def keep_input(self, job_id: int, name: str, location: str) -> None:
+        """Record where a copy of an uploaded input was kept off the machine."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO kept_inputs (job_id, name, location) VALUES (?, ?, ?)",
+            (job_id, name, location),
+        )
+
+    @_translated
+    def kept_inputs(self, job_id: int) -> dict[str, str]:
+        """Name -> where a copy of each uploaded input of a job is kept."""
+        rows = self._db.execute(
+            "SELECT name, location FROM kept_inputs WHERE job_id = ? ORDER BY name", (job_id,)
+        )
+        return {str(row["name"]): str(row["location"]) for row in rows}
+
+    @_translated
+    def save_checkpoint_note(
+        self, job_id: int, note: CheckpointNote, signature: list[float] | None = None
+    ) -> None:
+        """Record when and at what progress a job's checkpoint was saved off the machine, and
+        the signature of the files saved (to skip copying them again)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO checkpoints (job_id, location, saved_at, progress, signature) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                job_id,
+                note.location,
+                note.saved_at,
+                note.progress,
+                None if signature is None else json.dumps(signature),
+            ),
+        )
+
+    @_translated
+    def checkpoint_note(self, job_id: int) -> CheckpointNote | None:
+        """When and at what progress a job's checkpoint was last saved."""
+        row = self._db.execute("SELECT * FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return CheckpointNote(str(row["location"]), float(row["saved_at"]), str(row["progress"]))
+
+    @_translated
+    def checkpoint_signature(self, job_id: int) -> list[float] | None:
+        """The signature of the checkpoint files last saved for a job."""
+        row = self._db.execute(
+            "SELECT signature FROM checkpoints WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        if row is None or row["signature"] is None:
+            return None
+        return [float(v) for v in json.loads(row["signature"])]
+
+    # chats ----------------------------------------------------------------------------------
+
+    @_translated
+    def status_message(self, job_id: int) -> StatusRecord | None:
+        """Where a job's status message is, and what it last said."""
+        row = self._db.execute(
+            "SELECT * FROM status_messages WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return StatusRecord(int(row["chat_id"]), int(row["message_id"]), str(row["text"]))
+
+    @_translated
+    def save_status_message(self, job_id: int, status: StatusRecord) -> None:
+        """Record where a job's status message is, and what it says."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO status_messages (job_id, chat_id, message_id, text) "
+            "VALUES (?, ?, ?, ?)",
+            (job_id, status.chat_id, status.message_id, status.text),
+        )
+
+    @_translated
+    def met_chats(self) -> list[int]:
+        """Chats colabot has met, oldest first."""
+        rows = self._db.execute(
+            "SELECT chat_id FROM chats WHERE met_at IS NOT NULL ORDER BY met_at, chat_id"
+        )
+        return [int(row["chat_id"]) for row in rows]
+
+    @_translated
+    def meet_chat(self, chat_id: int, *, keep: int, now: float | None = None) -> None:
+        """Remember a chat someone used (no longer forgotten); keep the newest ``keep``."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO chats (chat_id) VALUES (?)", (chat_id,))
+            db.execute(
+                "UPDATE chats SET met_at = coalesce(met_at, ?), forgotten_at = NULL, "
+                "forgotten_reason = NULL WHERE chat_id = ?",
+                (now, chat_id),
+            )
+            db.execute(
+                "UPDATE chats SET met_at = NULL WHERE chat_id IN (SELECT chat_id FROM chats "
+                "WHERE met_at IS NOT NULL ORDER BY met_at DESC, chat_id DESC LIMIT -1 OFFSET ?)",
+                (keep,),
+            )
+
+    @_translated
+    def forget_chat(self, chat_id: int, reason: str, *, now: float | None = None) -> None:
+        """Stop counting a chat that blocked or removed the bot (until it is met again)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO chats (chat_id) VALUES (?)", (chat_id,))
+            db.execute(
+                "UPDATE chats SET met_at = NULL, forgotten_at = ?, forgotten_reason = ? "
+                "WHERE chat_id = ?",
+                (now, reason, chat_id),
+            )
+
+    @_translated
+    def forgotten_chats(self) -> set[int]:
+        """Chats that blocked or removed the bot."""
+        rows = self._db.execute("SELECT chat_id FROM chats WHERE forgotten_at IS NOT NULL")
+        return {int(row["chat_id"]) for row in rows}
+
+    @_translated
+    def chat_migrations(self) -> dict[int, int]:
+        """Old group id -> the supergroup it became."""
+        rows = self._db.execute("SELECT old_id, new_id FROM chat_migrations")
+        return {int(row["old_id"]): int(row["new_id"]) for row in rows}
+
+    @_translated
+    def migrate_chat(self, old: int, new: int) -> int:
+        """Record that group ``old`` became supergroup ``new`` and move what colabot keeps
+        about it, in one transaction; return how many jobs came from that chat.
+
+        Messages stay behind in the old chat (their ids mean nothing in the new one), so the
+        status messages and the keepalive there are dropped, to be posted afresh.
+        """
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO chat_migrations (old_id, new_id) VALUES (?, ?)", (old, new)
+            )
+            row = db.execute("SELECT met_at FROM chats WHERE chat_id = ?", (old,)).fetchone()
+            db.execute("INSERT OR IGNORE INTO chats (chat_id) VALUES (?)", (new,))
+            if row is not None and row["met_at"] is not None:
+                db.execute(
+                    "UPDATE chats SET met_at = coalesce(met_at, ?) WHERE chat_id = ?",
+                    (row["met_at"], new),
+                )
+            db.execute("DELETE FROM chats WHERE chat_id = ?", (old,))
+            db.execute("DELETE FROM status_messages WHERE chat_id = ?", (old,))
             cur = db.execute(
                 "UPDATE jobs SET origin = json_set(origin, '$.chat_id', ?) "
                 "WHERE json_extract(origin, '$.chat_id') = ?",
@@ -446,28 +637,57 @@ class Store:
             return int(cur.rowcount)
 
     @_translated
-    def kv_keys(self, prefix: str) -> list[str]:
-        """The keys that start with ``prefix``."""
-        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._db.execute("SELECT key FROM kv WHERE key LIKE ? ESCAPE '\\'", (pattern,))
-        return [str(row["key"]) for row in rows]
-
-    # key-value ------------------------------------------------------------------------------
-
-    @_translated
-    def kv_get(self, key: str) -> Any:
-        """A stored JSON value, or None."""
-        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row["value"])
+    def note_video_sent(self, chat_id: int) -> bool:
+        """Record that a chat was told how videos are re-encoded; False if it already was."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO chats (chat_id) VALUES (?)", (chat_id,))
+            cur = db.execute(
+                "UPDATE chats SET video_note_sent = 1 WHERE chat_id = ? AND video_note_sent = 0",
+                (chat_id,),
+            )
+            return cur.rowcount == 1
 
     @_translated
-    def kv_set(self, key: str, value: Any) -> None:
-        """Store a JSON value (None deletes the key)."""
-        if value is None:
-            self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
-            return
-        self._db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value)),
+    def keepalive_message(self, chat_id: int) -> int | None:
+        """The id of the keepalive message shown in a chat."""
+        row = self._db.execute(
+            "SELECT keepalive_message_id FROM chats WHERE chat_id = ?", (chat_id,)
+        ).fetchone()
+        value = None if row is None else row["keepalive_message_id"]
+        return None if value is None else int(value)
+
+    @_translated
+    def set_keepalive_message(self, chat_id: int, message_id: int) -> None:
+        """Record the keepalive message shown in a chat."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO chats (chat_id) VALUES (?)", (chat_id,))
+            db.execute(
+                "UPDATE chats SET keepalive_message_id = ? WHERE chat_id = ?", (message_id, chat_id)
+            )
+
+    # runtime warnings -----------------------------------------------------------------------
+
+    @_translated
+    def warnings_sent(self, runtime_started: float) -> frozenset[int]:
+        """Lead times (minutes) already warned about on the runtime that started then."""
+        rows = self._db.execute(
+            "SELECT minutes FROM warnings_sent WHERE runtime_started = ?", (runtime_started,)
         )
+        return frozenset(int(row["minutes"]) for row in rows)
+
+    @_translated
+    def note_warnings_sent(self, runtime_started: float, minutes: Iterable[int]) -> None:
+        """Record lead times warned about on a runtime."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO warnings_sent (runtime_started, minutes) VALUES (?, ?)",
+            [(runtime_started, int(m)) for m in minutes],
+        )
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """Where a job's status message is in the chat, and what it last said."""
+
+    chat_id: int
+    message_id: int
+    text: str

@@ -16,10 +16,12 @@ from bot.commands import (
     RuntimeRequest,
     StatusRequest,
     SubmitRequest,
+    Verb,
     button_data,
     command_name,
     parse_button,
     parse_command,
+    release_data,
 )
 from bot.errors import UsageError
 from workers.jobs import Action
@@ -125,9 +127,11 @@ def test_command_name() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (button_data("st", 3), StatusRequest(3)),
-        (button_data("lg", 3), LogsRequest(3)),
-        (button_data("cx", 3), CancelRequest(3)),
+        (button_data(Verb.STATUS, 3), StatusRequest(3)),
+        (button_data(Verb.LOGS, 3), LogsRequest(3)),
+        (button_data(Verb.CANCEL, 3), CancelRequest(3)),
+        (button_data(Verb.CANCEL_CONFIRMED, 3), CancelRequest(3, confirmed=True)),
+        (release_data(True), ReleaseRequest(True)),
         ("cy:3", CancelRequest(3, confirmed=True)),
         ("cn:3", CancelDeclined(3)),
         ("rs:3", ResumeRequest(3)),
@@ -140,11 +144,15 @@ def test_buttons_parse(data: str, expected: object) -> None:
     assert parse_button(data) == expected
 
 
-@pytest.mark.parametrize("data", ["", "zz:1", "st:", "st:abc", "st:1:2", "x" * 64, "st:-1"])
+@pytest.mark.parametrize(
+    "data", ["", "zz:1", "st:", "st:abc", "st:1:2", "x" * 64, "st:-1", "rl:maybe", "rl:1"]
+)
 def test_bad_button_data_is_refused(data: str) -> None:
     with pytest.raises(UsageError, match="not valid any more"):
         parse_button(data)
 
 
 def test_button_data_fits_telegrams_limit() -> None:
-    assert len(button_data("cy", 10**12 - 1).encode()) <= 64
+    longest = max(len(verb.value) for verb in Verb)
+    assert all(len(button_data(verb, 10**12 - 1).encode()) <= 64 for verb in Verb)
+    assert longest <= 2

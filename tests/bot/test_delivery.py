@@ -10,7 +10,8 @@ from bot.config import Config
 from bot.emulator import BotApiEmulator
 from bot.service import Colabot
 from tests.bot.conftest import USER, Person
-from workers.jobs import Action, EventType, JobSpec, JobState
+from workers.events import EventType
+from workers.jobs import Action, JobSpec, JobState
 
 
 def job_messages(emu: BotApiEmulator, job_id: int) -> list[str]:

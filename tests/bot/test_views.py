@@ -45,6 +45,17 @@ def test_buttons_follow_the_state() -> None:
         "Logs",
         "Resume",
     ]
+    # An interrupted job can be resumed, or dropped for good.
+    assert labels(views.live_status(job(JobState.INTERRUPTED, finished_at=NOW), now=NOW)) == [
+        "Status",
+        "Logs",
+        "Resume",
+        "Cancel",
+    ]
+    assert labels(views.live_status(job(JobState.CANCELLED, finished_at=NOW), now=NOW)) == [
+        "Status",
+        "Logs",
+    ]
 
 
 def test_live_status_shows_progress_eta_and_metrics() -> None:

@@ -198,8 +198,8 @@ async def test_a_restart_kills_what_a_crashed_colabot_left_running(tmp_path: Pat
     job = engine.submit(JobSpec("script", Action.TRAIN, {}, {"code": ESCAPE, "arg": "--wait"}))
     pid = await wait_for_daemon(engine, job.id)
     # A crash: the engine is dropped without stopping; its records say the job runs.
-    record = store.kv_get(f"process:{job.id}")
-    assert record is not None and record["mark"]
+    (step,) = store.open_steps(job.id)
+    assert step.executor == "local" and step.ref["mark"]
     fresh = Engine(settings, Store(settings.data_dir), KindRegistry([ScriptKind()]))
     interrupted = await fresh.start()
     assert [j.id for j in interrupted] == [job.id]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.workers.conftest import WaitForState
-from workers.durability import CheckpointNote, JobRecord, Keeper, Snapshot, lost_jobs
+from workers.durability import JobRecord, Keeper, Snapshot, lost_jobs
 from workers.engine import Engine, EngineSettings
-from workers.jobs import Action, Job, JobSpec, JobState, Progress
+from workers.jobs import Action, CheckpointNote, Job, JobSpec, JobState, Progress
 from workers.kinds.registry import default_registry
 from workers.results.local import LocalResults
 from workers.store import Store

@@ -12,7 +12,8 @@ import pytest
 from tests.workers.conftest import WaitForState
 from workers.engine import Engine, EngineSettings, child_environment
 from workers.errors import JobStateError, SpecError, UnknownJobError
-from workers.jobs import Action, EventType, JobSpec, JobState
+from workers.events import EventType, Failed
+from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.base import JobContext, Param, Step
 from workers.kinds.registry import KindRegistry, default_registry
 from workers.kinds.selftest.kind import SelftestKind
@@ -144,8 +145,8 @@ async def test_one_failing_job_does_not_affect_another(
     assert failed.state is JobState.FAILED
     assert failed.error == "the job was told to fail (fail=yes)"
     event = engine.store.events_for(bad.id)[-1]
-    assert event.type is EventType.FAILED
-    assert event.payload["tail"][-1] == "selftest: error: told to fail at step 3"
+    assert event.type is EventType.FAILED and isinstance(event.payload, Failed)
+    assert event.payload.tail[-1] == "selftest: error: told to fail at step 3"
     assert ok.state is JobState.SUCCEEDED
 
 

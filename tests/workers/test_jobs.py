@@ -8,6 +8,7 @@ from workers.errors import InvalidTransitionError
 from workers.jobs import (
     TRANSITIONS,
     Action,
+    Job,
     JobSpec,
     JobState,
     Link,
@@ -33,6 +34,15 @@ ALLOWED = {
 @pytest.mark.parametrize("target", list(JobState))
 def test_transition_table_is_exactly_the_documented_one(source: JobState, target: JobState) -> None:
     assert can_transition(source, target) == ((source, target) in ALLOWED)
+
+
+@pytest.mark.parametrize("state", list(JobState))
+def test_what_a_job_may_do_follows_the_table(state: JobState) -> None:
+    job = Job(1, JobSpec("selftest", Action.TRAIN), state, created_at=0.0)
+    assert job.can_cancel == ((state, JobState.CANCELLED) in ALLOWED)
+    assert job.can_resume == ((state, JobState.QUEUED) in ALLOWED)
+    assert job.active == (state in (JobState.QUEUED, JobState.RUNNING))
+    assert job.finished == (not job.active and state is not JobState.INTERRUPTED)
 
 
 def test_every_state_has_a_table_row() -> None:

@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from workers.errors import InvalidTransitionError, UnknownJobError
-from workers.jobs import Action, EventType, JobSpec, JobState, Link, Progress
-from workers.store import DB_NAME, Store
+from workers.events import EventType, Failed, Notice, Queued, Started, Succeeded
+from workers.jobs import (
+    Action,
+    CheckpointNote,
+    JobSpec,
+    JobState,
+    KeptOutput,
+    Link,
+    Progress,
+    StepRecord,
+)
+from workers.store import DB_NAME, StatusRecord, Store
 
 SPEC = JobSpec("selftest", Action.TRAIN, {}, {"steps": 2})
 
@@ -29,14 +39,14 @@ def test_new_job_is_queued_with_a_queued_event(store: Store) -> None:
 
 def test_transition_records_times_error_and_event_atomically(store: Store) -> None:
     job = store.add_job(SPEC)
-    running = store.transition(job.id, JobState.RUNNING, now=100.0, event=(EventType.STARTED, {}))
+    running = store.transition(job.id, JobState.RUNNING, now=100.0, event=Started())
     assert running.started_at == 100.0
     failed = store.transition(
         job.id,
         JobState.FAILED,
         now=130.0,
         error="boom",
-        event=(EventType.FAILED, {"reason": "boom"}),
+        event=Failed("boom"),
     )
     assert failed.finished_at == 130.0 and failed.error == "boom"
     assert failed.elapsed() == 30.0
@@ -50,7 +60,7 @@ def test_transition_records_times_error_and_event_atomically(store: Store) -> No
 def test_refused_transition_changes_nothing(store: Store) -> None:
     job = store.add_job(SPEC)
     with pytest.raises(InvalidTransitionError):
-        store.transition(job.id, JobState.SUCCEEDED, event=(EventType.SUCCEEDED, {}))
+        store.transition(job.id, JobState.SUCCEEDED, event=Succeeded())
     assert store.get_job(job.id).state is JobState.QUEUED
     assert [e.type for e in store.events_for(job.id)] == [EventType.QUEUED]
 
@@ -73,7 +83,7 @@ def test_unknown_job(store: Store) -> None:
 
 def test_outbox_marks_delivered_only_when_told(store: Store) -> None:
     job = store.add_job(SPEC)
-    event_id = store.add_event(job.id, EventType.NOTICE, {"text": "hi"})
+    event_id = store.add_event(job.id, Notice("hi"))
     assert [e.id for e in store.pending_events()][-1] == event_id
     store.mark_delivered(event_id)
     assert event_id not in [e.id for e in store.pending_events()]
@@ -82,10 +92,10 @@ def test_outbox_marks_delivered_only_when_told(store: Store) -> None:
 def test_outbox_survives_reopening(tmp_path: Path) -> None:
     first = Store(tmp_path)
     job = first.add_job(SPEC)
-    first.add_event(job.id, EventType.NOTICE, {"text": "kept"})
+    first.add_event(job.id, Notice("kept"))
     first.close()
     second = Store(tmp_path)
-    assert [e.payload.get("text") for e in second.pending_events()] == [None, "kept"]
+    assert [e.payload for e in second.pending_events()] == [Queued(), Notice("kept")]
     second.close()
 
 
@@ -126,11 +136,45 @@ def test_job_with_a_known_id_and_state(store: Store) -> None:
     assert store.pending_events() == []
 
 
-def test_kv_round_trip_and_delete(store: Store) -> None:
-    store.kv_set("a", {"x": [1, 2]})
-    assert store.kv_get("a") == {"x": [1, 2]}
-    store.kv_set("a", None)
-    assert store.kv_get("a") is None
+def test_job_metadata_round_trips(store: Store) -> None:
+    job = store.add_job(SPEC)
+    store.set_outputs(job.id, [KeptOutput("model", "/m"), KeptOutput("metrics", "/r.json")])
+    assert store.outputs(job.id) == [KeptOutput("model", "/m"), KeptOutput("metrics", "/r.json")]
+    store.set_outputs(job.id, [KeptOutput("model", "/m2")])
+    assert store.outputs(job.id) == [KeptOutput("model", "/m2")]
+    store.keep_input(job.id, "a.zip", "drive:1")
+    assert store.kept_inputs(job.id) == {"a.zip": "drive:1"}
+    note = CheckpointNote("drive:2", 10.0, "epoch 3 of 9")
+    store.save_checkpoint_note(job.id, note, [1.0, 2.0])
+    assert store.checkpoint_note(job.id) == note
+    assert store.checkpoint_signature(job.id) == [1.0, 2.0]
+    step = StepRecord(job.id, 0, "train", "local", {"pid": 5, "mark": "m"}, 3.0)
+    store.start_step(step)
+    assert store.open_steps(job.id) == [step]
+    store.end_step(job.id, 0)
+    assert store.open_steps(job.id) == []
+
+
+def test_chats_are_met_forgotten_and_migrated(store: Store) -> None:
+    for chat in (-1, 2, -3):
+        store.meet_chat(chat, keep=2)
+    assert store.met_chats() == [2, -3]
+    store.forget_chat(2, "blocked")
+    assert store.met_chats() == [-3] and store.forgotten_chats() == {2}
+    store.meet_chat(2, keep=5)
+    assert store.forgotten_chats() == set() and 2 in store.met_chats()
+    job = store.add_job(SPEC, {"chat_id": -3, "thread_id": 7})
+    store.save_status_message(job.id, StatusRecord(-3, 11, "running"))
+    assert store.migrate_chat(-3, -1003) == 1
+    assert store.chat_migrations() == {-3: -1003}
+    assert store.get_job(job.id).origin == {"chat_id": -1003, "thread_id": 7}
+    assert store.status_message(job.id) is None
+    assert -1003 in store.met_chats() and -3 not in store.met_chats()
+    assert store.note_video_sent(5) and not store.note_video_sent(5)
+    store.set_keepalive_message(5, 42)
+    assert store.keepalive_message(5) == 42 and store.keepalive_message(6) is None
+    store.note_warnings_sent(100.0, [60, 30])
+    assert store.warnings_sent(100.0) == {60, 30} and store.warnings_sent(200.0) == frozenset()
 
 
 def test_list_jobs_newest_first_and_by_state(store: Store) -> None:

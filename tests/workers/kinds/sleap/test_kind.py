@@ -15,7 +15,8 @@ import pytest
 
 from tests.workers.conftest import WaitForState
 from workers.engine import Engine, EngineSettings
-from workers.jobs import Action, EventType, Job, JobSpec, JobState, Progress
+from workers.events import FileReady, Notice
+from workers.jobs import Action, Job, JobSpec, JobState, Progress
 from workers.kinds.base import JobContext
 from workers.kinds.registry import default_registry
 from workers.kinds.sleap.kind import SleapKind
@@ -47,26 +48,24 @@ def submit(engine: Engine, action: Action, inputs: dict[str, str], **params: str
 def notices(engine: Engine, job_id: int) -> list[str]:
     """The texts the job posted to the chat."""
     return [
-        str(e.payload.get("text", ""))
-        for e in engine.store.events_for(job_id)
-        if e.type is EventType.NOTICE
+        e.payload.text for e in engine.store.events_for(job_id) if isinstance(e.payload, Notice)
     ]
 
 
 def outputs(engine: Engine, job_id: int) -> dict[str, list[Path]]:
     """The kept outputs by role."""
     found: dict[str, list[Path]] = {}
-    for item in engine.store.kv_get(f"outputs:{job_id}") or []:
-        found.setdefault(item["role"], []).append(Path(item["path"]))
+    for item in engine.store.outputs(job_id):
+        found.setdefault(item.role, []).append(Path(item.path))
     return found
 
 
 def photos(engine: Engine, job_id: int) -> list[str]:
     """Captions of the pictures sent to the chat."""
     return [
-        str(e.payload["caption"])
+        e.payload.caption
         for e in engine.store.events_for(job_id)
-        if e.type is EventType.FILE and e.payload.get("photo")
+        if isinstance(e.payload, FileReady) and e.payload.photo
     ]
 
 

@@ -9,14 +9,14 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.workers.conftest import WaitForState
 from tests.workers.kinds.conftest import SpacyCorpus, train_spec
 from workers.engine import Engine, EngineSettings
-from workers.jobs import Action, EventType, Job, JobSpec, JobState, Progress
+from workers.events import Failed, Notice, Succeeded
+from workers.jobs import Action, Job, JobSpec, JobState, Progress
 from workers.kinds.registry import default_registry
 from workers.kinds.spacy.report import (
     read_training_log,
@@ -38,19 +38,18 @@ def files_spec(corpus: SpacyCorpus, **params: object) -> JobSpec:
 def notices(engine: Engine, job_id: int) -> list[str]:
     """The texts of the notices a job posted."""
     events = engine.store.events_for(job_id)
-    return [str(e.payload["text"]) for e in events if e.type is EventType.NOTICE]
+    return [e.payload.text for e in events if isinstance(e.payload, Notice)]
 
 
 def outputs(engine: Engine, job_id: int) -> dict[str, Path]:
     """The kept outputs of a finished job, by role."""
-    kept = engine.store.kv_get(f"outputs:{job_id}") or []
-    return {o["role"]: Path(o["path"]) for o in kept}
+    return {o.role: Path(o.path) for o in engine.store.outputs(job_id)}
 
 
-def succeeded_payload(engine: Engine, job_id: int) -> dict[str, Any]:
-    """The payload of the job's succeeded event (summary, metrics)."""
+def succeeded_payload(engine: Engine, job_id: int) -> Succeeded:
+    """The job's succeeded event (summary, metrics)."""
     events = engine.store.events_for(job_id)
-    return next(e.payload for e in events if e.type is EventType.SUCCEEDED)
+    return next(e.payload for e in events if isinstance(e.payload, Succeeded))
 
 
 def record_progress(engine: Engine) -> list[Progress]:
@@ -99,7 +98,7 @@ async def test_trains_from_config_train_and_dev_files(
     assert kept["model"].name == "model-best" and kept["checkpoint"].name == "model-last"
     meta = json.loads((kept["model"] / "meta.json").read_text())
     payload = succeeded_payload(engine, done.id)
-    assert payload["metrics"]["ents_f"] == pytest.approx(meta["performance"]["ents_f"])
+    assert payload.metrics["ents_f"] == pytest.approx(meta["performance"]["ents_f"])
     assert "model-best: ents_f " in done.summary and "(best at step " in done.summary
     assert "trained on the CPU for 20 steps" in done.summary
     assert "training on the CPU (gpu=cpu)" in notices(engine, done.id)
@@ -326,8 +325,10 @@ async def test_a_project_with_a_missing_url_asset_fails_before_running(
     assert done.state is JobState.FAILED
     assert "assets/vectors.zip is missing" in (done.error or "")
     assert "https://example.org/vectors.zip" in (done.error or "")
-    failed = next(e for e in engine.store.events_for(done.id) if e.type is EventType.FAILED)
-    assert failed.payload["step"] == "prepare"
+    failed = next(
+        e.payload for e in engine.store.events_for(done.id) if isinstance(e.payload, Failed)
+    )
+    assert failed.step == "prepare"
     assert "project command" not in engine.log_path(done.id).read_text()
     assert not (engine.workdir(done.id) / "work" / "project").exists()
 
