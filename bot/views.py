@@ -13,9 +13,9 @@ from pathlib import Path
 from bot.commands import SUMMARY, USAGE, Verb, button_data, kind_usage, release_data
 from bot.runtime import MachineFacts, RuntimeClock
 from bot.schedule import finish_verdict
+from workers.executors.base import format_seconds
 from workers.jobs import Action, CheckpointNote, Job, JobState, Link
 from workers.kinds.registry import KindRegistry
-from workers.process import format_seconds
 
 TELEGRAM_LIMIT = 4096
 REFUSAL = "Sorry, this is a private bot."

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.workers.conftest import local_run
 from workers.containment import find_cgroup_root
 from workers.engine import Engine, EngineSettings
+from workers.executors.base import Grace
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.base import InputSlot, JobContext, Outcome, Param, Step, validate_common
 from workers.kinds.registry import KindRegistry
-from workers.process import Grace, ProcessRun
 from workers.store import Store
 
 # A step whose child starts a new session (like a daemon), ignores SIGINT and SIGTERM, and
@@ -79,7 +80,7 @@ async def test_a_step_ends_when_its_main_process_ends(
 ) -> None:
     log = tmp_path / "job.log"
     started = time.monotonic()
-    run = ProcessRun(
+    run = local_run(
         [sys.executable, "-c", ESCAPE], log_path=log, cgroup_root=cgroup_root, grace=Grace(1, 1)
     )
     result = await asyncio.wait_for(run.run(), 30)
@@ -92,7 +93,7 @@ async def test_cancel_ends_a_daemon_that_left_the_group(
 ) -> None:
     log = tmp_path / "job.log"
     seen = asyncio.Event()
-    run = ProcessRun(
+    run = local_run(
         [sys.executable, "-c", ESCAPE, "--wait"],
         log_path=log,
         cgroup_root=cgroup_root,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from workers.engine import Engine, EngineSettings
+from workers.executors.base import Grace, Launch
+from workers.executors.local import LocalExecutor
 from workers.jobs import FINISHED_STATES, Job, JobState
 from workers.kinds.registry import default_registry
-from workers.process import Grace
+from workers.steprun import StepRun
 from workers.store import Store
 
 WaitForState = Callable[..., Awaitable[Job]]
@@ -95,3 +99,13 @@ def wait_until() -> Callable[..., Awaitable[None]]:
             await asyncio.sleep(0.02)
 
     return wait
+
+
+def local_run(
+    argv: list[str], *, log_path: Path, cgroup_root: Path | None = None, **options: Any
+) -> StepRun:
+    """A step of ``argv`` on this machine, as the runner starts one."""
+    launch = Launch(
+        job_id=0, index=0, name="test", argv=tuple(argv), env=dict(os.environ), cwd=log_path.parent
+    )
+    return StepRun(LocalExecutor(cgroup_root), launch, log_path=log_path, **options)

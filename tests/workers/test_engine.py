@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.workers.conftest import WaitForState
-from workers.engine import Engine, EngineSettings, child_environment
+from workers.engine import Engine, EngineSettings
 from workers.errors import JobStateError, SpecError, UnknownJobError
 from workers.events import EventType, Failed
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.base import JobContext, Param, Step
 from workers.kinds.registry import KindRegistry, default_registry
 from workers.kinds.selftest.kind import SelftestKind
+from workers.runner import child_environment
 from workers.store import Store
 
 
@@ -39,6 +40,25 @@ async def test_a_job_runs_to_success_with_progress_outputs_and_events(
     assert types[:3] == [EventType.QUEUED, EventType.STARTED, EventType.SUCCEEDED]
     log = engine.log_path(job.id).read_text()
     assert "progress 3/3" in log and "=== colabot step: selftest train ===" in log
+
+
+async def test_a_failing_listener_is_logged_and_the_others_still_hear(
+    engine: Engine, wait_for_state: WaitForState, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[JobState] = []
+
+    def broken(job: object) -> None:
+        raise RuntimeError("listener bug")
+
+    engine.on_state(broken)
+    engine.on_state(lambda job: heard.append(job.state))
+    job = engine.submit(selftest(steps=1, delay=0))
+    done = await wait_for_state(engine, job.id)
+    assert done.state is JobState.SUCCEEDED
+    assert heard[0] is JobState.QUEUED and heard[-1] is JobState.SUCCEEDED
+    failures = [r for r in caplog.records if r.getMessage().startswith("a listener")]
+    assert failures and failures[0].exc_info is not None
+    assert "listener bug" in str(failures[0].exc_info[1])
 
 
 @pytest.mark.parametrize(

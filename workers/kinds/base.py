@@ -42,7 +42,10 @@ class InputSlot:
 
 @dataclass(frozen=True)
 class Step:
-    """One subprocess of a job: an argv list and what the engine needs to run it."""
+    """One subprocess of a job: an argv list and what the engine needs to run it.
+
+    ``wants_gpu`` tells a cluster executor to reserve a GPU for the step.
+    """
 
     name: str
     argv: list[str]
@@ -50,6 +53,7 @@ class Step:
     cwd: Path | None = None
     watch: tuple[Path, ...] = ()
     parser: ProgressParser | None = None
+    wants_gpu: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Running one argv in its own process group."""
+"""One step run on this machine: its log, its line hook, its exit, cancel and timeout."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.workers.conftest import local_run
+from workers.executors.base import Grace, describe_exit, format_seconds
 from workers.logfile import tail_lines
-from workers.process import Grace, ProcessRun, describe_exit, format_seconds
 
 PY = sys.executable
 
@@ -22,7 +23,7 @@ def script(code: str) -> list[str]:
 
 async def test_output_goes_to_the_log_and_each_line_to_the_hook(tmp_path: Path) -> None:
     seen: list[tuple[str, str]] = []
-    run = ProcessRun(
+    run = local_run(
         script(
             "import sys; print('one'); sys.stdout.write('a\\rb\\r\\n'); "
             "print('err', file=sys.stderr)"
@@ -42,12 +43,12 @@ async def test_a_failing_hook_does_not_stop_the_run(tmp_path: Path) -> None:
     def hook(source: str, line: str) -> None:
         raise RuntimeError("parser bug")
 
-    result = await ProcessRun(script("print('x')"), log_path=tmp_path / "l", on_line=hook).run()
+    result = await local_run(script("print('x')"), log_path=tmp_path / "l", on_line=hook).run()
     assert result.ok
 
 
 async def test_exit_code_is_explained_with_the_last_lines(tmp_path: Path) -> None:
-    result = await ProcessRun(
+    result = await local_run(
         script("import sys; print('about to fail'); sys.exit(3)"), log_path=tmp_path / "l"
     ).run()
     assert not result.ok
@@ -56,7 +57,7 @@ async def test_exit_code_is_explained_with_the_last_lines(tmp_path: Path) -> Non
 
 
 async def test_signal_death_is_explained(tmp_path: Path) -> None:
-    result = await ProcessRun(
+    result = await local_run(
         script("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"), log_path=tmp_path / "l"
     ).run()
     assert result.returncode == -signal.SIGSEGV
@@ -64,7 +65,7 @@ async def test_signal_death_is_explained(tmp_path: Path) -> None:
 
 
 async def test_missing_executable_fails_with_that_reason(tmp_path: Path) -> None:
-    result = await ProcessRun(["/nonexistent/trainer", "--x"], log_path=tmp_path / "l").run()
+    result = await local_run(["/nonexistent/trainer", "--x"], log_path=tmp_path / "l").run()
     assert not result.started
     assert result.reason == "cannot start '/nonexistent/trainer': executable not found"
     assert "executable not found" in (tmp_path / "l").read_text()
@@ -84,7 +85,7 @@ while True:
 
 async def test_cancel_escalates_sigint_sigterm_sigkill(tmp_path: Path) -> None:
     ready = asyncio.Event()
-    run = ProcessRun(
+    run = local_run(
         script(STUBBORN),
         log_path=tmp_path / "l",
         on_line=lambda s, line: ready.set() if line == "ready" else None,
@@ -116,7 +117,7 @@ async def test_cancel_reaches_the_whole_process_group(tmp_path: Path) -> None:
             child_pid.append(int(line.split()[1]))
             seen.set()
 
-    run = ProcessRun(
+    run = local_run(
         script(GRANDPARENT), log_path=tmp_path / "l", on_line=hook, grace=Grace(1.0, 1.0)
     )
     task = asyncio.create_task(run.run())
@@ -145,7 +146,7 @@ def alive(pid: int) -> bool:
 
 
 async def test_timeout_stops_the_process_and_says_so(tmp_path: Path) -> None:
-    result = await ProcessRun(
+    result = await local_run(
         script("import time; time.sleep(30)"),
         log_path=tmp_path / "l",
         timeout_s=0.3,
@@ -162,7 +163,7 @@ async def test_watched_file_lines_reach_the_hook(tmp_path: Path) -> None:
         f"import time\nfor i in range(3):\n"
         f"    open({str(csv)!r}, 'a').write(f'{{i}},0.5\\n')\n    time.sleep(0.3)\n"
     )
-    result = await ProcessRun(
+    result = await local_run(
         script(code),
         log_path=tmp_path / "l",
         watch=[csv],
@@ -180,7 +181,7 @@ async def test_large_output_is_complete_in_the_log(tmp_path: Path) -> None:
         count += 1
 
     code = "import sys\nline = b'y' * 99 + b'\\n'\nsys.stdout.buffer.write(line * 200_000)"
-    result = await ProcessRun(script(code), log_path=tmp_path / "l", on_line=hook).run()
+    result = await local_run(script(code), log_path=tmp_path / "l", on_line=hook).run()
     assert result.ok
     assert (tmp_path / "l").stat().st_size == 100 * 200_000
     assert count == 200_000
@@ -188,7 +189,7 @@ async def test_large_output_is_complete_in_the_log(tmp_path: Path) -> None:
 
 def test_a_line_without_end_is_handed_over_in_bounded_pieces(tmp_path: Path) -> None:
     lengths: list[int] = []
-    run = ProcessRun(
+    run = local_run(
         script("import sys; sys.stdout.write('z' * 100000)"),
         log_path=tmp_path / "l",
         on_line=lambda s, line: lengths.append(len(line)),

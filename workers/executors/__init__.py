@@ -1,0 +1,1 @@
+"""Where steps run: this machine, or a cluster behind the same protocol (:mod:`.base`)."""

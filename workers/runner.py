@@ -1,0 +1,358 @@
+"""Running one job: its inputs resolved, its kind's steps run one by one through the
+executor, a failure explained, its outputs collected, packed and published.
+
+Nothing a job does can raise out of here: every failure becomes a failed job with a reason
+and the last lines of its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import shlex
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import workers
+from workers.disk import DiskGuard, trim_log
+from workers.errors import ColabotError, StepFailedError
+from workers.events import Cancelled, Failed, Payload, Started, Succeeded
+from workers.executors.base import Executor, Grace, Launch, StepHandle
+from workers.inputs import InputResolver
+from workers.jobs import Action, Job, JobState, KeptOutput, Link, Progress, StepRecord
+from workers.kinds.base import JobContext, JobKind, Outcome, Step
+from workers.kinds.registry import KindRegistry
+from workers.outputs import Packed, files_for_chat, package_outputs, publish
+from workers.results.base import ResultsBackend
+from workers.steprun import StepResult, StepRun
+from workers.store import Store
+
+log = logging.getLogger(__name__)
+
+TAIL_FOR_EVENTS = 12
+# Environment variables a job must never see: chat and cloud credentials.
+SECRET_ENV_PREFIXES = ("COLABOT_", "TELEGRAM_", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine runs jobs."""
+
+    data_dir: Path
+    max_parallel_jobs: int = 1
+    input_roots: tuple[Path, ...] = ()
+    default_timeout_s: float | None = None
+    grace: Grace = field(default_factory=Grace)
+    python: str = sys.executable
+    send_files_under_bytes: int = 45 * 1024 * 1024
+    min_free_disk_mb: float = 0.0
+    use_cgroups: bool = True
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where each job's folder lives."""
+        return self.data_dir / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where fetched inputs are cached."""
+        return self.data_dir / "cache" / "inputs"
+
+
+@dataclass
+class JobTimings:
+    """When a job passed each phase (seconds since the epoch); for measuring overhead."""
+
+    submitted: float | None = None
+    spawned: float | None = None
+    exited: float | None = None
+    recorded: float | None = None
+
+
+@dataclass
+class ActiveJob:
+    """What the engine holds for a job while it runs."""
+
+    task: asyncio.Task[None]
+    run: StepRun | None = None
+    ctx: JobContext | None = None
+    kind: JobKind | None = None
+    cancel_requested: bool = False
+    step: str = ""
+    last_flush: float = 0.0
+
+    def stop(self) -> None:
+        """Stop the job: its step with the staged grace, or the job's task between steps."""
+        if self.run is not None:
+            self.run.cancel()
+        else:
+            self.task.cancel()
+
+
+class JobHost(Protocol):
+    """What a runner needs from the engine that owns it."""
+
+    settings: EngineSettings
+    store: Store
+    registry: KindRegistry
+    inputs: InputResolver
+    results: ResultsBackend | None
+    disk: DiskGuard
+    executor: Executor
+    before_run_hooks: list[Callable[[Job, Path], Awaitable[None]]]
+
+    def set_state(
+        self, job_id: int, target: JobState, *, error: str | None = ..., event: Payload | None = ...
+    ) -> Job: ...
+
+    def progress(self, job_id: int, progress: Progress) -> None: ...
+
+    def live(self, job_id: int) -> Progress | None: ...
+
+    def restore_live(self, job_id: int, progress: Progress) -> None: ...
+
+    def notice(self, job_id: int | None, text: str) -> None: ...
+
+    def post(self, job_id: int | None, payload: Payload) -> None: ...
+
+    def timing(self, job_id: int) -> JobTimings: ...
+
+    def workdir(self, job_id: int) -> Path: ...
+
+    def log_path(self, job_id: int) -> Path: ...
+
+
+def child_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for a job step: ours minus secrets, plus the step's own settings."""
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(SECRET_ENV_PREFIXES)
+    }
+    source_root = str(Path(workers.__file__).resolve().parent.parent)
+    paths = [source_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class JobRunner:
+    """Runs one job to its end through the host's executor."""
+
+    def __init__(self, host: JobHost, job_id: int, active: ActiveJob) -> None:
+        self.host = host
+        self.job_id = job_id
+        self.active = active
+
+    async def run(self) -> None:
+        """Run the job; a cancel ends it as cancelled, anything else unexpected as failed."""
+        try:
+            await self._execute()
+        except asyncio.CancelledError:
+            if self.active.cancel_requested:
+                self._finish(JobState.CANCELLED, Cancelled())
+            else:
+                raise
+        except Exception as exc:
+            log.exception("job %s hit an internal error", self.job_id)
+            self.fail(f"internal error: {type(exc).__name__}: {exc}", [])
+
+    def _finish(self, state: JobState, event: Payload) -> None:
+        """Record the job's end (once), with its last progress and its event."""
+        job = self.host.store.find_job(self.job_id)
+        if job is None or job.finished:
+            return
+        live = self.host.live(self.job_id)
+        if live is not None:
+            self.host.store.set_progress(self.job_id, live)
+        error = event.reason if isinstance(event, Failed) else None
+        self.host.set_state(self.job_id, state, error=error, event=event)
+        self.host.timing(self.job_id).recorded = time.time()
+
+    def fail(self, reason: str, tail: list[str], step: str = "") -> None:
+        """End the job as failed, with why, in which step and its last lines."""
+        event = Failed(reason=reason, tail=tail[-TAIL_FOR_EVENTS:], step=step)
+        self._finish(JobState.FAILED, event)
+
+    async def _execute(self) -> None:
+        host, job_id = self.host, self.job_id
+        job = host.store.get_job(job_id)
+        kind = host.registry.get(job.spec.kind)
+        resuming = job.attempt > 1 and job.spec.action is Action.TRAIN
+        job = host.set_state(job_id, JobState.RUNNING, event=Started(job.attempt))
+        workdir = host.workdir(job_id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx = JobContext(
+            job=job,
+            workdir=workdir,
+            inputs={},
+            python=host.settings.python,
+            notify=lambda text: host.notice(job_id, text),
+            input_roots=host.settings.input_roots,
+        )
+        self.active.ctx = ctx
+        self.active.kind = kind
+        try:
+            for prepare in host.before_run_hooks:
+                await prepare(job, workdir)
+            ctx.inputs = await host.inputs.resolve(
+                job.spec, workdir, lambda progress: host.progress(job_id, progress)
+            )
+            if resuming:
+                ctx.resume_from = await self._resume_point(job, kind, ctx)
+            for index, step in enumerate(_guarded(kind.steps(ctx))):
+                result = await self._run_step(ctx, step, index)
+                if result.cancelled:
+                    if self.active.cancel_requested:
+                        self._finish(JobState.CANCELLED, Cancelled())
+                    return
+                if not result.ok:
+                    explained = (
+                        None if result.disk_full else kind.explain_failure(ctx, step, result.tail)
+                    )
+                    self.fail(explained or result.reason or "failed", result.tail, step.name)
+                    return
+            await self._succeed(ctx, kind.collect(ctx))
+        except ColabotError as exc:
+            tail = exc.tail if isinstance(exc, StepFailedError) else []
+            self.fail(str(exc), tail)
+
+    async def _resume_point(self, job: Job, kind: JobKind, ctx: JobContext) -> Path | None:
+        local = kind.checkpoint(ctx)
+        if local is not None:
+            return local
+        results = self.host.results
+        if job.checkpoint and results is not None:
+            dest = ctx.workdir / "restored"
+            return await asyncio.to_thread(results.fetch_checkpoint, job.id, job.checkpoint, dest)
+        return None
+
+    def _launch(self, ctx: JobContext, step: Step, index: int) -> Launch:
+        env = child_environment({**step.env, "COLABOT_JOB_ID": str(self.job_id)})
+        return Launch(
+            job_id=self.job_id,
+            index=index,
+            name=step.name,
+            argv=tuple(str(a) for a in step.argv),
+            env=env,
+            cwd=step.cwd or ctx.scratch_dir,
+            wants_gpu=step.wants_gpu,
+            log_path=self.host.log_path(self.job_id),
+        )
+
+    async def _run_step(self, ctx: JobContext, step: Step, index: int) -> StepResult:
+        host, job_id = self.host, self.job_id
+        self.active.step = step.name
+        log_path = host.log_path(job_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as handle:
+            handle.write(
+                f"\n=== colabot step: {step.name} ===\n$ {shlex.join(step.argv)}\n".encode()
+            )
+        for folder in (ctx.outputs_dir, ctx.scratch_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+        def on_line(source: str, line: str) -> None:
+            if step.parser is None:
+                return
+            progress = step.parser(source, line)
+            if progress is not None:
+                host.progress(job_id, progress)
+
+        def on_start(handle: StepHandle) -> None:
+            host.timing(job_id).spawned = time.time()
+            record = StepRecord(
+                job_id, index, step.name, host.executor.name, handle.ref, time.time()
+            )
+            host.store.start_step(record)
+
+        timeout = ctx.param("timeout")
+        run = StepRun(
+            host.executor,
+            self._launch(ctx, step, index),
+            log_path=log_path,
+            on_line=on_line,
+            watch=step.watch,
+            timeout_s=float(timeout) * 60 if timeout else host.settings.default_timeout_s,
+            grace=host.settings.grace,
+            on_start=on_start,
+            on_disk_full=host.disk.release_reserve,
+        )
+        self.active.run = run
+        try:
+            result = await run.run()
+        finally:
+            self.active.run = None
+            host.store.end_step(job_id, index)
+        host.timing(job_id).exited = result.ended_at or time.time()
+        if result.disk_full or (not result.ok and host.disk.free_mb() < 1.0):
+            reason = host.disk.full_reason()
+            if result.disk_full:
+                # This job's output filled the disk: cut its log so that others can go on.
+                trim_log(log_path)
+            result = dataclasses.replace(result, reason=reason, disk_full=True)
+        return result
+
+    async def _succeed(self, ctx: JobContext, outcome: Outcome) -> None:
+        host, job_id = self.host, self.job_id
+        present = [o for o in outcome.outputs if o.path.exists()]
+        host.store.set_outputs(job_id, [KeptOutput(o.role, str(o.path)) for o in present])
+        packed = await asyncio.to_thread(package_outputs, ctx.workdir, present)
+        links: list[Link] = []
+        if host.results is not None and packed:
+            try:
+                links = await self._publish(packed)
+            except ColabotError as exc:
+                # The work is done and on disk; failing the job would hide that.
+                host.notice(
+                    job_id,
+                    f"The results could not be saved to {host.results.name}: {exc}. "
+                    f"They are still on this machine in {ctx.outputs_dir}.",
+                )
+                links = [Link(p.label, str(p.output.path)) for p in packed]
+            host.store.set_links(job_id, links)
+        host.store.set_summary(job_id, outcome.summary)
+        self._finish(JobState.SUCCEEDED, Succeeded(outcome.summary, links, dict(outcome.metrics)))
+        for file in files_for_chat(packed, host.settings.send_files_under_bytes):
+            host.post(job_id, file)
+
+    async def _publish(self, packed: list[Packed]) -> list[Link]:
+        host, job_id = self.host, self.job_id
+        backend = host.results
+        assert backend is not None
+        loop = asyncio.get_running_loop()
+
+        def report(name: str, sent: int, total: int) -> None:
+            fraction = sent / total if total else 1.0
+            progress = Progress(fraction=fraction, message=f"uploading {name}: {fraction:.0%}")
+            loop.call_soon_threadsafe(host.progress, job_id, progress)
+
+        # Upload progress is shown while it lasts; the job keeps its own progress after.
+        kept = host.live(job_id)
+        host.progress(job_id, Progress(message=f"saving results to {backend.name}"))
+        try:
+            return await asyncio.to_thread(
+                publish, backend, job_id, packed, host.log_path(job_id), report
+            )
+        finally:
+            if kept is not None:
+                host.restore_live(job_id, kept)
+
+
+def _guarded(steps: Iterator[Step]) -> Iterator[Step]:
+    """Yield a kind's steps, turning its planning bugs into clear job failures."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration:
+            return
+        except ColabotError:
+            raise
+        except Exception as exc:
+            raise StepFailedError("planning", f"{type(exc).__name__}: {exc}") from exc
+        yield step
