@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ from telegram import Animation, Document, Message, Video
 from telegram.error import BadRequest, InvalidToken, TelegramError
 
 from bot.errors import UploadError
+from workers.names import safe_name
 
 Attachment = Document | Video | Animation
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MB = 1024 * 1024
 PUBLIC_DOWNLOAD_LIMIT_MB = 20
 
@@ -39,24 +38,17 @@ def attachment_of(message: Message | None) -> Attachment | None:
     return message.document or message.video or message.animation
 
 
-def safe_filename(name: str | None) -> str:
-    """A file name reduced to a harmless base name."""
-    base = Path(name or "upload.bin").name
-    cleaned = SAFE_NAME.sub("_", base).strip("._") or "upload.bin"
-    return cleaned[:120]
-
-
 def attachment_name(attachment: Attachment) -> str:
     """A safe file name for an attachment; a video without one gets one from its type."""
     if attachment.file_name:
-        return safe_filename(attachment.file_name)
+        return safe_name(attachment.file_name, "upload.bin")
     kind = "animation" if isinstance(attachment, Animation) else "video"
     if isinstance(attachment, Document):
         kind = "upload"
     suffix = mimetypes.guess_extension(attachment.mime_type or "") or ""
     if attachment.mime_type == "video/mp4":
         suffix = ".mp4"
-    return safe_filename(f"{kind}-{attachment.file_unique_id}{suffix or '.bin'}")
+    return safe_name(f"{kind}-{attachment.file_unique_id}{suffix or '.bin'}", "upload.bin")
 
 
 def server_path(file_path: str, base_file_url: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -62,7 +61,6 @@ from workers.jobs import Action, JobSpec
 log = logging.getLogger(__name__)
 
 REFUSAL_COOLDOWN_S = 600.0
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 INTERNAL_ERROR = "Something went wrong while handling that; the details are in colabot's log."
 
 ReleaseHandler = Callable[[bool, int], Awaitable[str]]

@@ -29,6 +29,7 @@ from aiohttp.resolver import DefaultResolver
 
 from workers.errors import ColabotError, DriveError, DrivePermissionError, InputError
 from workers.jobs import Progress
+from workers.names import safe_name
 from workers.netpolicy import FetchPolicy, check_address, check_url, filename_for
 from workers.sources import DriveSource, UrlSource
 
@@ -247,7 +248,8 @@ class HttpFetcher:
                 if part is None:
                     promised = total
                     validator = http_validator(response.headers, total)
-                    name = filename_for(final, response.headers.get("Content-Disposition"))
+                    offered = response.content_disposition
+                    name = filename_for(final, offered.filename if offered else None)
                     cached = self.cache.lookup(url, validator)
                     if cached is not None:
                         progress(Progress(fraction=1.0, message=f"using cached {cached.name}"))
@@ -400,7 +402,7 @@ class DriveFetcher:
             progress(Progress(fraction=1.0, message=f"using cached {cached.name}"))
             return cached
         folder = self.cache.folder(source)
-        name = filename_for(item.title, None)
+        name = safe_name(item.title, "download")
         path = await self._download(client, item, folder / name, report, source)
         self.cache.store(source, validator, name)
         if name.endswith(".slp") and not name.endswith(".pkg.slp"):
@@ -422,7 +424,7 @@ class DriveFetcher:
             )
         mime_type, suffix = export
         folder = self.cache.folder(source)
-        target = folder / (filename_for(item.title, None) + suffix)
+        target = folder / (safe_name(item.title, "download") + suffix)
         try:
             path = await asyncio.to_thread(client.export, item, mime_type, target)
         except ColabotError as exc:
@@ -450,7 +452,7 @@ class DriveFetcher:
     async def _fetch_folder(
         self, item: DriveFile, source: str, report: Callable[[int, int], None]
     ) -> Path:
-        folder = self.cache.folder(source) / filename_for(item.title, None)
+        folder = self.cache.folder(source) / safe_name(item.title, "download")
         if folder.exists():
             shutil.rmtree(folder)
         try:
@@ -488,7 +490,7 @@ class DriveFetcher:
                     continue
                 if title.encode() not in content:
                     continue
-                target = labels.parent / filename_for(title, None)
+                target = labels.parent / safe_name(title, "download")
                 if not target.exists():
                     await self._download(client, sibling, target, report, f"drive:{title}")
 

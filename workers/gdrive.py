@@ -11,6 +11,7 @@ Credentials never appear in log records or error messages.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import http.client
 import json
@@ -34,6 +35,7 @@ from workers.errors import (
     DriveQuotaError,
     DriveSetupError,
 )
+from workers.names import safe_name, unique_name
 from workers.redaction import register_secret
 from workers.sources import parse_drive_ref
 
@@ -43,7 +45,7 @@ try:
     from googleapiclient.discovery import build_from_document
     from googleapiclient.discovery_cache import get_static_doc
     from googleapiclient.errors import HttpError
-    from googleapiclient.http import MediaIoBaseUpload
+    from googleapiclient.http import HttpRequest, MediaIoBaseUpload
     from oauth2client.client import AccessTokenRefreshError, GoogleCredentials, OAuth2Credentials
     from oauth2client.service_account import ServiceAccountCredentials
     from pydrive2.auth import AuthError, GoogleAuth
@@ -54,6 +56,14 @@ except ImportError as missing:  # the optional "drive" extra is not installed
     _MISSING_LIBRARY: str | None = missing.name or "PyDrive2"
 else:
     _MISSING_LIBRARY = None
+
+    class _PacedRequest(HttpRequest):  # type: ignore[misc]  # googleapiclient is untyped
+        """googleapiclient's request; its retries wait ``backoff_s`` times the randomized
+        ``2**n`` seconds googleapiclient waits (``drive.backoff_s = 1``: its own pacing)."""
+
+        def __init__(self, *args: Any, backoff_s: float, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._rand = lambda: random.random() * backoff_s
 
     class _ChunkedFile(MediaIoBaseUpload):  # type: ignore[misc]  # googleapiclient is untyped
         """Resumable media that hands each chunk to the transport as bytes, never as a stream.
@@ -77,7 +87,6 @@ __all__ = [
     "Identity",
     "Progress",
     "parse_drive_ref",
-    "safe_file_name",
 ]
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -115,8 +124,6 @@ _QUOTA_REASONS = _RATE_REASONS | {
 _NETWORK_ERRNOS = frozenset(
     {errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.ECONNABORTED, errno.ETIMEDOUT}
 )
-_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
-_MAX_NAME_BYTES = 255
 _SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "private_key_id", "client_id")
 
 
@@ -128,8 +135,10 @@ class DriveSettings:
     (the notebook user's Google sign-in) or ``oauth_token_file`` (``token_file`` holds an
     authorized-user login with a refresh token). ``api_url`` replaces Google's endpoints, the
     OAuth2 token endpoint included (``{api_url}token``), for proxies, emulators and tests.
-    Uploads and downloads move ``chunk_mb`` MiB per request; failed requests are retried
-    ``retries`` times with exponential backoff from ``backoff_s`` seconds, with jitter.
+    Uploads and downloads move ``chunk_mb`` MiB per request. Transient failures (5xx, 429,
+    rate-limit 403s, broken connections) are retried ``retries`` times by googleapiclient
+    (``num_retries``), waiting a random ``0..2**n`` seconds times ``backoff_s``; a download
+    or an upload whose connection broke resumes from the bytes already across.
     """
 
     auth: str
@@ -288,7 +297,7 @@ class DriveClient:
         """Who the credentials act as, by Drive's own account (``about``)."""
 
         def fetch() -> Identity:
-            about = self._gauth.service.about().get().execute(http=self._http())
+            about = self._execute(self._gauth.service.about().get())
             email = str((about.get("user") or {}).get("emailAddress") or about.get("name", ""))
             kind: Literal["service account", "user"] = (
                 "service account" if self._settings.auth == "service_account" else "user"
@@ -336,7 +345,8 @@ class DriveClient:
         document = json.loads(get_static_doc("drive", "v2"))
         if self._settings.api_url:
             document["rootUrl"] = self._endpoint("")
-        return build_from_document(document, http=http)
+        builder = functools.partial(_PacedRequest, backoff_s=self._settings.backoff_s)
+        return build_from_document(document, http=http, requestBuilder=builder)
 
     def _load_credentials(self) -> Any:
         kind = self._settings.auth
@@ -452,19 +462,34 @@ class DriveClient:
 
     # ---------------------------------------------------------- retry policy
 
+    def _execute(self, request: Any) -> Any:
+        """Send one API request; googleapiclient itself retries what is transient (5xx, 429,
+        rate-limit 403s, dropped connections) with its randomized exponential backoff."""
+        return request.execute(http=self._http(), num_retries=self._settings.retries)
+
     def _call(self, operation: str, action: Callable[[], _T], denied: str) -> _T:
-        """Run ``action`` with fresh credentials, retrying transient failures with backoff.
+        """Run ``action`` with fresh credentials; a failure becomes the DriveError that
+        names its cause (the retries happen inside googleapiclient).
 
         ``denied`` completes "the configured credentials ..." when Drive answers 403 or 404.
         """
-        attempt = 0
-        while True:
-            attempt += 1
-            self._ready()
-            try:
-                return action()
-            except Exception as exc:
-                self._after_failure(operation, exc, attempt, denied)
+        self._ready()
+        try:
+            return action()
+        except Exception as exc:
+            error = self._classified(operation, exc, denied)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _classified(self, operation: str, exc: Exception, denied: str) -> DriveError | None:
+        """The DriveError for a failure googleapiclient gave up on; None when ``exc`` is not
+        a Drive failure at all."""
+        failure = _classify(exc)
+        if failure is None:
+            return None
+        attempts = self._settings.retries + 1 if failure.retryable else 1
+        return self._as_drive_error(operation, failure, denied, attempts)
 
     def _after_failure(self, operation: str, exc: Exception, attempt: int, denied: str) -> None:
         """Re-raise unknown errors, raise a DriveError when giving up, else wait to retry."""
@@ -535,11 +560,10 @@ class DriveClient:
         read it. ``resource_key`` opens files shared by a link that carries one."""
 
         def fetch() -> DriveFile:
-            item = self._drive.CreateFile(
-                {"id": file_id, **({"resourceKey": resource_key} if resource_key else {})}
-            )
-            item.FetchMetadata()
-            return DriveFile.from_metadata(item)
+            request = self._gauth.service.files().get(fileId=file_id, supportsAllDrives=True)
+            if resource_key:
+                request.headers[RESOURCE_KEYS_HEADER] = f"{file_id}/{resource_key}"
+            return DriveFile.from_metadata(self._execute(request))
 
         return self._call("get", fetch, f"cannot read {file_id}")
 
@@ -583,7 +607,7 @@ class DriveClient:
                 )
                 if resource_key:
                     request.headers[RESOURCE_KEYS_HEADER] = f"{folder_id}/{resource_key}"
-                page = request.execute(http=self._http())
+                page = self._execute(request)
                 found.extend(DriveFile.from_metadata(item) for item in page.get("items", []))
                 token = page.get("nextPageToken")
                 if not token:
@@ -599,11 +623,9 @@ class DriveClient:
             existing = self._find(title, parent_id, folders=True)
             if existing is not None:
                 return existing
-            folder = self._drive.CreateFile(
-                {"title": title, "mimeType": FOLDER_MIME, "parents": [{"id": parent_id}]}
-            )
-            folder.Upload()
-            return DriveFile.from_metadata(folder)
+            body = {"title": title, "mimeType": FOLDER_MIME, "parents": [{"id": parent_id}]}
+            request = self._gauth.service.files().insert(body=body, supportsAllDrives=True)
+            return DriveFile.from_metadata(self._execute(request))
 
         with self._folder_lock:
             return self._call("create folder", find_or_create, f"cannot write to {parent_id}")
@@ -613,12 +635,15 @@ class DriveClient:
         whose ``view_link``/``download_link`` can then be handed out."""
 
         def share() -> DriveFile:
-            item = self._drive.CreateFile({"id": file_id})
-            item.FetchMetadata()
-            item.InsertPermission(
-                {"type": "anyone", "value": "anyone", "role": role, "withLink": True}
+            service = self._gauth.service
+            permission = {"type": "anyone", "value": "anyone", "role": role, "withLink": True}
+            self._execute(
+                service.permissions().insert(
+                    fileId=file_id, body=permission, supportsAllDrives=True
+                )
             )
-            return DriveFile.from_metadata(item)
+            request = service.files().get(fileId=file_id, supportsAllDrives=True)
+            return DriveFile.from_metadata(self._execute(request))
 
         return self._call("share", share, f"cannot share {file_id}")
 
@@ -626,7 +651,9 @@ class DriveClient:
         """Delete permanently (a folder with its contents); an id already gone is not an error."""
 
         def remove() -> None:
-            self._drive.CreateFile({"id": file_id}).Delete()
+            self._execute(
+                self._gauth.service.files().delete(fileId=file_id, supportsAllDrives=True)
+            )
 
         try:
             self._call("delete", remove, f"cannot delete {file_id}")
@@ -639,7 +666,7 @@ class DriveClient:
         only Managers may delete them for good. An id already gone is not an error."""
 
         def move() -> None:
-            self._drive.CreateFile({"id": file_id}).Trash(param={"supportsAllDrives": True})
+            self._execute(self._gauth.service.files().trash(fileId=file_id, supportsAllDrives=True))
 
         try:
             self._call("trash", move, f"cannot move {file_id} to the trash")
@@ -703,9 +730,9 @@ class DriveClient:
     def _send_resumable(
         self, request: Any, total: int, progress: Progress | None, denied: str
     ) -> Mapping[str, Any]:
-        # After a failed chunk googleapiclient marks the request as in error; its next
-        # next_chunk() first asks the session how much arrived (Content-Range: bytes */TOTAL)
-        # and resends only from there.
+        # googleapiclient retries a refused chunk itself (num_retries). After a connection
+        # broke, it marks the request as in error: its next next_chunk() first asks the session
+        # how much arrived (Content-Range: bytes */TOTAL) and resends only from there.
         report = _ProgressReporter(progress, total)
         report(0)
         attempt = 0
@@ -714,13 +741,19 @@ class DriveClient:
             attempt += 1
             self._ready()
             try:
-                status, body = request.next_chunk(http=self._http())
+                status, body = request.next_chunk(
+                    http=self._http(), num_retries=self._settings.retries
+                )
             except Exception as exc:
                 if not restarted and _session_expired(exc, request):
                     restarted = True
                     request.resumable_uri = None
                     request.resumable_progress = 0
                     continue
+                error = self._classified("upload", exc, denied)
+                if isinstance(exc, HttpError) and error is not None:
+                    # An answer googleapiclient already retried as far as it was worth it.
+                    raise error from exc
                 self._after_failure("upload", exc, attempt, denied)
                 continue
             if body is not None:
@@ -761,10 +794,11 @@ class DriveClient:
             )
 
         def fetch() -> bytes:
-            response, content = self._http().request(url, "GET", headers=self._key_headers(item))
-            if response.status >= 300:
-                raise HttpError(response, content, uri=url)
-            return bytes(content)
+            request = HttpRequest(
+                self._http(), lambda _response, content: content, url, method="GET"
+            )
+            request.headers.update(self._key_headers(item))
+            return bytes(self._execute(request))
 
         data = self._call("export", fetch, f"cannot read {item.id}")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -917,7 +951,7 @@ class DriveClient:
                     "Skipping %r: Google Docs files have no bytes to download", item.title
                 )
                 continue
-            path = relative / _unique_name(safe_file_name(item.title), used)
+            path = relative / unique_name(safe_name(item.title, "_"), used)
             plan.append((item, path))
             if item.is_folder:
                 plan.extend(self._plan_folder(item.id, path, seen, item.resource_key))
@@ -928,32 +962,6 @@ _NATIVE_DOC_MESSAGE = (
     "this is a Google Docs/Sheets/Slides file, which has no file content to download; "
     "export it (File > Download) and share the exported file instead"
 )
-
-
-def safe_file_name(title: str) -> str:
-    """A Drive title made safe as one file name: no path separators, control characters,
-    ``.``/``..`` or over-long names."""
-    name = _UNSAFE_NAME_CHARS.sub("_", title).strip()
-    if name in ("", ".", ".."):
-        name = "_" + name
-    while len(name.encode()) > _MAX_NAME_BYTES:
-        stem, dot, suffix = name.rpartition(".")
-        keep_suffix = bool(dot and stem and 0 < len(suffix) < 16)
-        name = f"{stem[:-1]}.{suffix}" if keep_suffix else name[:-1]
-    return name
-
-
-def _unique_name(name: str, used: set[str]) -> str:
-    """``name``, or ``name (2)``... when already taken in this folder (case-insensitively)."""
-    candidate, counter = name, 1
-    stem, dot, suffix = name.rpartition(".")
-    if not stem:
-        stem, dot, suffix = name, "", ""
-    while candidate.casefold() in used:
-        counter += 1
-        candidate = f"{stem} ({counter}){dot}{suffix}"
-    used.add(candidate.casefold())
-    return candidate
 
 
 def _make_dir(path: Path) -> None:

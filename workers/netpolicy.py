@@ -16,9 +16,7 @@ from urllib.parse import unquote, urlsplit
 import yarl
 
 from workers.errors import InputError
-
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
+from workers.names import safe_name
 
 # Cloud metadata services hand out credentials to whoever asks from the machine: they are
 # refused even with inputs.allow_private_addresses, unless inputs.allowed_networks names the
@@ -192,15 +190,8 @@ def check_address(address: str, url: str, policy: FetchPolicy) -> None:
         )
 
 
-def filename_for(url: str, content_disposition: str | None) -> str:
-    """A safe local file name from Content-Disposition or the URL's path."""
-    name = ""
-    if content_disposition:
-        match = re.search(r"filename\*=(?:UTF-8'')?([^;]+)", content_disposition, re.I)
-        match = match or re.search(r'filename="?([^";]+)"?', content_disposition, re.I)
-        if match:
-            name = unquote(match.group(1).strip().strip('"'))
-    if not name:
-        name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
-    name = SAFE_NAME.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("._")
-    return name[:150] or "download"
+def filename_for(url: str, offered: str | None) -> str:
+    """A safe local file name: the one the server offered (Content-Disposition, as aiohttp
+    reads it), else the last part of the URL's path."""
+    name = offered or unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    return safe_name(name, "download")

@@ -53,6 +53,7 @@ class HttpServer:
         app.router.add_get("/no-range/{name}", self._no_range)
         app.router.add_get("/stall", self._stall)
         app.router.add_get("/named", self._named)
+        app.router.add_get("/named-utf8", self._named_utf8)
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
@@ -161,3 +162,9 @@ class HttpServer:
             body=b"named content",
             headers={"Content-Disposition": 'attachment; filename="../../evil name.txt"'},
         )
+
+    async def _named_utf8(self, request: web.Request) -> web.Response:
+        """A name in RFC 6266's extended form beside a plain fallback, as browsers get it."""
+        self._note(request)
+        header = "attachment; filename=\"resume.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt"
+        return web.Response(body=b"utf-8 named", headers={"Content-Disposition": header})

@@ -139,7 +139,11 @@ async def test_a_hostile_content_disposition_name_is_tamed(
     http_server: HttpServer, tmp_path: Path
 ) -> None:
     path = await fetcher(tmp_path).fetch(UrlSource(http_server.url("/named")), lambda p: None)
-    assert path.name == "evil_name.txt" and path.is_relative_to(tmp_path / "cache")
+    assert path.name == "evil name.txt" and path.is_relative_to(tmp_path / "cache")
+    extended = await fetcher(tmp_path).fetch(
+        UrlSource(http_server.url("/named-utf8")), lambda p: None
+    )
+    assert extended.name == "résumé.txt" and extended.read_bytes() == b"utf-8 named"
 
 
 @pytest.mark.parametrize(
@@ -172,11 +176,9 @@ def test_private_address_rules() -> None:
 
 
 def test_file_names() -> None:
-    assert filename_for("https://x.org/data/v%201.mp4?x=1", None) == "v_1.mp4"
+    assert filename_for("https://x.org/data/v%201.mp4?x=1", None) == "v 1.mp4"
     assert filename_for("https://x.org/", None) == "download"
-    assert filename_for("https://x.org/a", "attachment; filename*=UTF-8''r%C3%A9sum.txt") == (
-        "r_sum.txt"
-    )
+    assert filename_for("https://x.org/a", "../résumé.txt") == "résumé.txt"
 
 
 def test_download_progress_text() -> None:

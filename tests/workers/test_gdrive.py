@@ -31,7 +31,6 @@ from workers.gdrive import (
     DriveFile,
     DriveSettings,
     parse_drive_ref,
-    safe_file_name,
 )
 
 MIB = 1024 * 1024
@@ -107,29 +106,6 @@ def _is_status_query(record: RequestRecord) -> bool:
 )
 def test_parse_drive_ref(text: str, expected: str | None) -> None:
     assert parse_drive_ref(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("title", "expected"),
-    [
-        ("results.zip", "results.zip"),
-        ("../x", ".._x"),
-        ("/etc/y", "_etc_y"),
-        ("..", "_.."),
-        (".", "_."),
-        ("", "_"),
-        ("a\\b\x00c\n", "a_b_c_"),
-        ("  spaced  ", "spaced"),
-    ],
-)
-def test_safe_file_name(title: str, expected: str) -> None:
-    assert safe_file_name(title) == expected
-
-
-def test_safe_file_name_shortens_long_titles_keeping_the_suffix() -> None:
-    name = safe_file_name("é" * 300 + ".tar")
-    assert len(name.encode()) <= 255
-    assert name.endswith(".tar")
 
 
 def test_settings_reject_nonsense() -> None:
@@ -553,7 +529,10 @@ def test_upload_resumes_after_server_errors(
     assert drive_server.content(uploaded.id) == data
     resent = drive_server.upload_bytes_received(uploaded.id) - size
     assert 0 < resent <= drive_client.settings.chunk_bytes
-    assert any(_is_status_query(r) for r in drive_server.requests())
+    puts = [r for r in drive_server.requests() if r.method == "PUT"]
+    failed = next(n for n, r in enumerate(puts) if r.fault is not None)
+    # googleapiclient sends the refused chunk again, from the same offset.
+    assert puts[failed + 1].content_range == puts[failed].content_range
     progress.assert_monotonic_to(size)
 
 
@@ -948,11 +927,11 @@ def test_download_folder_keeps_structure_and_contains_hostile_titles(
     assert got == {
         "labels.slp": files["labels.slp"][1],
         "videos/session1.mp4": files["session1.mp4"][1],
-        ".._x": b"escape 1",
-        "videos/_etc_y": b"escape 2",
-        "_../inner.txt": b"escape 3",
+        "x": b"escape 1",
+        "videos/y": b"escape 2",
+        "_/inner.txt": b"escape 3",
         "dup.txt": b"one",
-        "dup (2).txt": b"two",
+        "dup-2.txt": b"two",
     }
     assert (dest / "empty").is_dir()
     assert empty
