@@ -30,12 +30,3 @@ class UploadError(ColabotError):
         super().__init__(f"{name}: {problem}")
         self.name = name
         self.problem = problem
-
-
-class RuntimeFactError(ColabotError):
-    """A fact about the machine (boot time, clock) could not be read."""
-
-    def __init__(self, fact: str, problem: str) -> None:
-        super().__init__(f"{fact}: {problem}")
-        self.fact = fact
-        self.problem = problem

@@ -37,11 +37,6 @@ def due_warning(
     return most_urgent, sent | {w.minutes for w in due}
 
 
-def is_first_warning(warning: Warning, minutes: tuple[int, ...]) -> bool:
-    """True for the warning with the longest lead time."""
-    return warning.minutes == max(minutes)
-
-
 def is_last_warning(warning: Warning, minutes: tuple[int, ...]) -> bool:
     """True for the warning with the shortest lead time."""
     return warning.minutes == min(minutes)

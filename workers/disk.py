@@ -23,13 +23,6 @@ RESERVE_BYTES = 512 * 1024
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether an error means the filesystem has no room left."""
-    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
-        return True
-    return "database or disk is full" in str(exc)
-
-
 @dataclass
 class DiskGuard:
     """Watches the free space of one folder (the data folder)."""

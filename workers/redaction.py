@@ -144,13 +144,6 @@ class Redactor:
             self._known_bytes = re.compile(alternation.encode())
             self._known_marks = tuple(s.encode() for s in ordered)
 
-    def forget_all(self) -> None:
-        """Drop every registered secret (the shapes stay); for a process that changes config."""
-        with self._lock:
-            self._secrets = frozenset()
-            self._known = self._known_bytes = None
-            self._known_marks = ()
-
     @property
     def secrets(self) -> frozenset[str]:
         """The registered secret values."""

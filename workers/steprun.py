@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from workers.disk import FULL_ERRNOS
 from workers.errors import StartError
 from workers.executors.base import Executor, Exit, Grace, Launch, StepHandle, describe_exit
 from workers.redaction import SECRETS, Redactor
@@ -296,7 +296,7 @@ class StepRun:
             log.write(data)
             log.flush()
         except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno not in FULL_ERRNOS:
                 raise
             self._disk_full.set()
             if self.on_disk_full is not None:

@@ -1,14 +1,16 @@
-"""Telegram's text formatting: parse modes into plain text plus message entities.
+"""Telegram's text formatting: HTML into plain text plus message entities.
 
-Telegram never stores markup: it parses ``HTML``, ``MarkdownV2`` and ``Markdown`` into plain text
-and a list of entities (offsets and lengths in UTF-16 code units) and rejects malformed markup
-with ``can't parse entities``. Commands, mentions and links in plain text are detected too.
+Telegram never stores markup: it parses the text into plain text and a list of entities
+(offsets and lengths in UTF-16 code units) and rejects malformed markup with ``can't parse
+entities``. Commands, mentions and links in plain text are detected too. colabot only sends
+HTML, so that is the one parse mode served here; others are refused.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 Entity = dict[str, Any]
@@ -23,12 +25,6 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def utf16_slice(text: str, offset: int, length: int) -> str:
-    """Return the part of ``text`` an entity covers."""
-    raw = text.encode("utf-16-le")
-    return raw[2 * offset : 2 * (offset + length)].decode("utf-16-le", errors="replace")
-
-
 def parse_text(text: str, parse_mode: str | None) -> tuple[str, list[Entity]]:
     """Turn text sent with ``parse_mode`` into Telegram's plain text and sorted entities."""
     mode = (parse_mode or "").strip().lower()
@@ -36,11 +32,7 @@ def parse_text(text: str, parse_mode: str | None) -> tuple[str, list[Entity]]:
     if mode == "":
         plain, entities = text, []
     elif mode == "html":
-        plain, entities = _HtmlParser(text).parse()
-    elif mode == "markdownv2":
-        plain, entities = _MarkdownV2Parser(text).parse()
-    elif mode == "markdown":
-        plain, entities = _parse_markdown_legacy(text)
+        plain, entities = _HtmlParser(text).result()
     else:
         raise ValueError("unsupported parse_mode")
     return plain, merge_entities(entities, detect_entities(plain))
@@ -138,9 +130,6 @@ _HTML_TAGS: dict[str, str] = {
     "tg-emoji": "custom_emoji",
 }
 _HTML_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
-_HTML_ENTITY_RE = re.compile(r"&(?:#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6})|([a-zA-Z]{2,8}));")
-_TAG_NAME_RE = re.compile(r"[a-zA-Z0-9-]*")
-_ATTR_RE = re.compile(r"\s*([a-zA-Z0-9_-]+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>\"']+))?")
 
 
 @dataclass
@@ -151,91 +140,87 @@ class _OpenTag:
     language: str | None = None
 
 
-class _HtmlParser:
-    """A parser following the Bot API's HTML rules: few tags, four named entities."""
+class _HtmlParser(HTMLParser):
+    """The Bot API's HTML rules on top of the standard library's tokenizer: few tags, four
+    named entities, and every tag closed in order."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
+        super().__init__(convert_charrefs=False)
+        self.source = text
         self.out = _Output()
         self.stack: list[_OpenTag] = []
+        self._lines = [0]
+        for index, char in enumerate(text):
+            if char == "\n":
+                self._lines.append(index + 1)
 
-    def parse(self) -> tuple[str, list[Entity]]:
-        text, i = self.text, 0
-        while i < len(text):
-            char = text[i]
-            if char == "&":
-                i = self._entity(i)
-            elif char == "<":
-                i = self._end_tag(i) if text.startswith("</", i) else self._start_tag(i)
-            else:
-                self.out.emit(char)
-                i += 1
+    def result(self) -> tuple[str, list[Entity]]:
+        """Parse the whole text; raise FormattingError as Telegram would."""
+        self.feed(self.source)
+        if self.rawdata.startswith("<"):
+            # What the tokenizer still holds is a tag that never ends.
+            self._refuse_tag(len(self.source) - len(self.rawdata), "Unclosed start tag")
+        self.close()
         if self.stack:
             raise FormattingError(
                 f'Can\'t find end tag corresponding to start tag "{self.stack[-1].name}"'
             )
         return self.out.text(), self.out.entities
 
-    def _entity(self, i: int) -> int:
-        match = _HTML_ENTITY_RE.match(self.text, i)
-        decoded = _decode_html_entity(match) if match else None
-        if match is None or decoded is None:
-            self.out.emit("&")
-            return i + 1
-        self.out.emit(decoded)
-        return match.end()
+    def _where(self) -> int:
+        line, column = self.getpos()
+        return _byte_offset(self.source, self._lines[line - 1] + column)
 
-    def _start_tag(self, i: int) -> int:
-        name_match = _TAG_NAME_RE.match(self.text, i + 1)
-        assert name_match is not None
-        name = name_match.group().lower()
-        where = _byte_offset(self.text, i)
-        if not name:
-            raise FormattingError(f"Empty tag name at byte offset {where}")
-        if name not in _HTML_TAGS:
-            raise FormattingError(f'Unsupported start tag "{name}" at byte offset {where}')
-        attrs: dict[str, str] = {}
-        j = name_match.end()
-        while True:
-            while j < len(self.text) and self.text[j].isspace():
-                j += 1
-            if j >= len(self.text):
-                raise FormattingError(f'Unclosed start tag "{name}" at byte offset {where}')
-            if self.text[j] == ">":
-                break
-            attr = _ATTR_RE.match(self.text, j)
-            if attr is None or attr.end() == j:
-                raise FormattingError(f'Unclosed start tag "{name}" at byte offset {where}')
-            value = attr.group(2) or ""
-            if value[:1] in {'"', "'"}:
-                value = value[1:-1]
-            attrs[attr.group(1).lower()] = _unescape_html(value)
-            j = attr.end()
-        if name == "span" and attrs.get("class") != "tg-spoiler":
-            raise FormattingError('Tag "span" must have class "tg-spoiler"')
-        self.stack.append(_OpenTag(name=name, start=self.out.position, attrs=attrs))
-        return j + 1
+    def _refuse_tag(self, index: int, problem: str) -> None:
+        rest = self.source[index + 1 :]
+        name = re.match(r"/?([A-Za-z0-9-]*)", rest)
+        tag = name.group(1).lower() if name else ""
+        raise FormattingError(
+            f'{problem} "{tag}" at byte offset {_byte_offset(self.source, index)}'
+        )
 
-    def _end_tag(self, i: int) -> int:
-        name_match = _TAG_NAME_RE.match(self.text, i + 2)
-        assert name_match is not None
-        name = name_match.group().lower()
-        where = _byte_offset(self.text, i)
-        j = name_match.end()
-        while j < len(self.text) and self.text[j].isspace():
-            j += 1
-        if j >= len(self.text) or self.text[j] != ">":
-            raise FormattingError(f"Can't find end of the end tag at byte offset {where}")
-        if not self.stack:
-            raise FormattingError(f'Unexpected end tag "{name}" at byte offset {where}')
-        tag = self.stack.pop()
-        if tag.name != name:
+    def handle_data(self, data: str) -> None:
+        if "<" in data:
+            index = self.source.index("<", self._lines[self.getpos()[0] - 1] + self.getpos()[1])
             raise FormattingError(
-                f'Unmatched end tag at byte offset {where}, expected "</{tag.name}>", '
-                f'found "</{name}>"'
+                f"Empty tag name at byte offset {_byte_offset(self.source, index)}"
             )
-        self._close(tag)
-        return j + 1
+        self.out.emit(data)
+
+    def handle_entityref(self, name: str) -> None:
+        self.out.emit(_HTML_NAMED.get(name.lower(), f"&{name};"))
+
+    def handle_charref(self, name: str) -> None:
+        code = int(name[1:], 16) if name[:1] in "xX" else int(name)
+        valid = 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF
+        self.out.emit(chr(code) if valid else f"&#{name};")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        where = self._where()
+        if tag not in _HTML_TAGS:
+            raise FormattingError(f'Unsupported start tag "{tag}" at byte offset {where}')
+        values = {key: value or "" for key, value in attrs}
+        if tag == "span" and values.get("class") != "tg-spoiler":
+            raise FormattingError('Tag "span" must have class "tg-spoiler"')
+        self.stack.append(_OpenTag(name=tag, start=self.out.position, attrs=values))
+
+    def handle_endtag(self, tag: str) -> None:
+        where = self._where()
+        if not self.stack:
+            raise FormattingError(f'Unexpected end tag "{tag}" at byte offset {where}')
+        opened = self.stack.pop()
+        if opened.name != tag:
+            raise FormattingError(
+                f'Unmatched end tag at byte offset {where}, expected "</{opened.name}>", '
+                f'found "</{tag}>"'
+            )
+        self._close(opened)
+
+    def handle_comment(self, data: str) -> None:
+        raise FormattingError(f'Unsupported start tag "!--" at byte offset {self._where()}')
+
+    def handle_decl(self, decl: str) -> None:
+        raise FormattingError(f'Unsupported start tag "!" at byte offset {self._where()}')
 
     def _close(self, tag: _OpenTag) -> None:
         kind = _HTML_TAGS[tag.name]
@@ -258,274 +243,3 @@ class _HtmlParser:
             self.out.add_entity(tag.start, kind, custom_emoji_id=tag.attrs.get("emoji-id", ""))
             return
         self.out.add_entity(tag.start, kind)
-
-
-def _decode_html_entity(match: re.Match[str]) -> str | None:
-    decimal, hexadecimal, named = match.groups()
-    if named is not None:
-        return _HTML_NAMED.get(named.lower())
-    code = int(decimal) if decimal is not None else int(hexadecimal, 16)
-    if code == 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-        return None
-    return chr(code)
-
-
-def _unescape_html(value: str) -> str:
-    return _HTML_ENTITY_RE.sub(lambda m: _decode_html_entity(m) or m.group(), value)
-
-
-_MDV2_RESERVED = set("_*[]()~`>#+-=|{}.!")
-_MDV2_NAMES = {
-    "bold": "Bold",
-    "italic": "Italic",
-    "underline": "Underline",
-    "strikethrough": "Strikethrough",
-    "spoiler": "Spoiler",
-    "text_link": "TextUrl",
-    "custom_emoji": "CustomEmoji",
-}
-_MDV2_MARKERS = {"*": "bold", "_": "italic", "__": "underline", "~": "strikethrough"}
-
-
-@dataclass
-class _OpenMark:
-    kind: str
-    start: int
-    index: int
-
-
-class _MarkdownV2Parser:
-    """A parser following the Bot API's MarkdownV2 rules, including its escaping demands."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.out = _Output()
-        self.stack: list[_OpenMark] = []
-        self.quote_start: int | None = None
-        self.quote_expandable = False
-
-    def parse(self) -> tuple[str, list[Entity]]:
-        text, i = self.text, 0
-        while i < len(text):
-            if i == 0 or text[i - 1] == "\n":
-                i = self._line_start(i)
-                if i >= len(text):
-                    break
-            i = self._step(i)
-        self._end_quote()
-        if self.stack:
-            mark = self.stack[-1]
-            raise FormattingError(
-                f"Can't find end of {_MDV2_NAMES[mark.kind]} entity at byte offset "
-                f"{_byte_offset(text, mark.index)}"
-            )
-        return self.out.text(), self.out.entities
-
-    def _line_start(self, i: int) -> int:
-        text = self.text
-        if text.startswith("**>", i):
-            self._begin_quote(expandable=True)
-            return i + 3
-        if text.startswith(">", i):
-            self._begin_quote(expandable=self.quote_expandable)
-            return i + 1
-        self._end_quote()
-        return i
-
-    def _begin_quote(self, *, expandable: bool) -> None:
-        if self.quote_start is None:
-            self.quote_start = self.out.position
-        self.quote_expandable = self.quote_expandable or expandable
-
-    def _end_quote(self) -> None:
-        if self.quote_start is None:
-            return
-        end = self.out.position
-        if self.out.text().endswith("\n"):
-            # The newline that ends the last quoted line is not part of the quotation.
-            end -= 1
-        kind = "expandable_blockquote" if self.quote_expandable else "blockquote"
-        self.out.add_span(self.quote_start, end, kind)
-        self.quote_start = None
-        self.quote_expandable = False
-
-    def _step(self, i: int) -> int:
-        text, char = self.text, self.text[i]
-        if char == "\\" and i + 1 < len(text) and 0 < ord(text[i + 1]) < 127:
-            self.out.emit(text[i + 1])
-            return i + 2
-        if char == "`":
-            return self._code(i)
-        if text.startswith("||", i):
-            if self.quote_expandable and (i + 2 == len(text) or text[i + 2] == "\n"):
-                return i + 2
-            return self._toggle("spoiler", i, 2)
-        if char == "_" and text.startswith("__", i) and not self._closes_italic():
-            return self._toggle("underline", i, 2)
-        if char in _MDV2_MARKERS:
-            return self._toggle(_MDV2_MARKERS[char], i, 1)
-        if char == "[":
-            self.stack.append(_OpenMark("text_link", self.out.position, i))
-            return i + 1
-        if text.startswith("![", i):
-            self.stack.append(_OpenMark("custom_emoji", self.out.position, i))
-            return i + 2
-        if char == "]" and self.stack and self.stack[-1].kind in {"text_link", "custom_emoji"}:
-            return self._link_end(i)
-        if char in _MDV2_RESERVED:
-            raise FormattingError(
-                f"Character '{char}' is reserved and must be escaped with the preceding '\\'"
-            )
-        self.out.emit(char)
-        return i + 1
-
-    def _closes_italic(self) -> bool:
-        # In "___" both italic and underline may end; the innermost open one closes first.
-        return (
-            bool(self.stack)
-            and self.stack[-1].kind == "italic"
-            and any(mark.kind == "underline" for mark in self.stack)
-        )
-
-    def _toggle(self, kind: str, i: int, width: int) -> int:
-        if any(mark.kind == kind for mark in self.stack):
-            while self.stack:
-                mark = self.stack.pop()
-                if mark.kind == kind:
-                    self.out.add_entity(mark.start, kind)
-                    break
-                raise FormattingError(
-                    f"Can't find end of {_MDV2_NAMES[mark.kind]} entity at byte offset "
-                    f"{_byte_offset(self.text, mark.index)}"
-                )
-        else:
-            self.stack.append(_OpenMark(kind, self.out.position, i))
-        return i + width
-
-    def _code(self, i: int) -> int:
-        text = self.text
-        fence = "```" if text.startswith("```", i) else "`"
-        j = i + len(fence)
-        language = ""
-        if fence == "```":
-            newline = text.find("\n", j)
-            first_line = text[j:newline] if newline != -1 else ""
-            if newline != -1 and first_line and not any(c.isspace() for c in first_line):
-                if "`" not in first_line and "\\" not in first_line:
-                    language = first_line
-                    j = newline + 1
-            elif newline == j:
-                j += 1
-        start = self.out.position
-        while j < len(text):
-            if text[j] == "\\" and j + 1 < len(text) and 0 < ord(text[j + 1]) < 127:
-                self.out.emit(text[j + 1])
-                j += 2
-                continue
-            if text.startswith(fence, j):
-                if fence == "`":
-                    self.out.add_entity(start, "code")
-                elif language:
-                    self.out.add_entity(start, "pre", language=language)
-                else:
-                    self.out.add_entity(start, "pre")
-                return j + len(fence)
-            self.out.emit(text[j])
-            j += 1
-        name = "Pre" if fence == "```" else "Code"
-        raise FormattingError(
-            f"Can't find end of {name} entity at byte offset {_byte_offset(text, i)}"
-        )
-
-    def _link_end(self, i: int) -> int:
-        text = self.text
-        mark = self.stack.pop()
-        if not text.startswith("(", i + 1):
-            if mark.kind == "custom_emoji":
-                raise FormattingError("Custom emoji entity must contain a tg://emoji URL")
-            return i + 1
-        j = i + 2
-        url_chars: list[str] = []
-        while j < len(text) and text[j] != ")":
-            if text[j] == "\\" and j + 1 < len(text):
-                url_chars.append(text[j + 1])
-                j += 2
-                continue
-            url_chars.append(text[j])
-            j += 1
-        if j >= len(text):
-            raise FormattingError(
-                f"Can't find end of a URL at byte offset {_byte_offset(text, i + 1)}"
-            )
-        url = "".join(url_chars)
-        if mark.kind == "custom_emoji":
-            emoji_id = url.removeprefix("tg://emoji?id=")
-            if emoji_id == url:
-                raise FormattingError("Custom emoji entity must contain a tg://emoji URL")
-            self.out.add_entity(mark.start, "custom_emoji", custom_emoji_id=emoji_id)
-        elif url:
-            self.out.add_entity(mark.start, "text_link", url=url)
-        return j + 1
-
-
-_LEGACY_MARKERS = {"*": "bold", "_": "italic", "`": "code"}
-
-
-def _parse_markdown_legacy(text: str) -> tuple[str, list[Entity]]:
-    """Parse the legacy ``Markdown`` mode: no nesting, few escapes, no reserved characters."""
-    out = _Output()
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == "\\" and i + 1 < len(text) and text[i + 1] in "_*`[":
-            out.emit(text[i + 1])
-            i += 2
-            continue
-        if text.startswith("```", i):
-            end = text.find("```", i + 3)
-            if end == -1:
-                raise _legacy_unclosed(text, i)
-            body = text[i + 3 : end]
-            language = ""
-            newline = body.find("\n")
-            if newline > 0 and not any(c.isspace() for c in body[:newline]):
-                language, body = body[:newline], body[newline + 1 :]
-            elif newline == 0:
-                body = body[1:]
-            start = out.position
-            out.emit(body)
-            extra = {"language": language} if language else {}
-            out.add_entity(start, "pre", **extra)
-            i = end + 3
-            continue
-        if char in _LEGACY_MARKERS:
-            end = text.find(char, i + 1)
-            if end == -1:
-                raise _legacy_unclosed(text, i)
-            start = out.position
-            out.emit(text[i + 1 : end])
-            out.add_entity(start, _LEGACY_MARKERS[char])
-            i = end + 1
-            continue
-        if char == "[":
-            close = text.find("]", i + 1)
-            if close != -1 and text.startswith("(", close + 1):
-                end = text.find(")", close + 2)
-                if end == -1:
-                    raise _legacy_unclosed(text, i)
-                start = out.position
-                out.emit(text[i + 1 : close])
-                url = text[close + 2 : end]
-                if url:
-                    out.add_entity(start, "text_link", url=url)
-                i = end + 1
-                continue
-        out.emit(char)
-        i += 1
-    return out.text(), out.entities
-
-
-def _legacy_unclosed(text: str, index: int) -> FormattingError:
-    return FormattingError(
-        f"Can't find end of the entity starting at byte offset {_byte_offset(text, index)}"
-    )

@@ -3,17 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
-import re
 import struct
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-def safe_filename(name: str | None, default: str = "file") -> str:
-    """Return a file name that cannot escape its folder or confuse a shell."""
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = _UNSAFE.sub("_", base).strip(" .")
-    return cleaned[:120] or default
 
 
 def guess_mime_type(filename: str | None, fallback: str = "application/octet-stream") -> str:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,21 +32,6 @@ if TYPE_CHECKING:
 MAX_PHOTO_SIDES = 10_000
 MAX_PHOTO_RATIO = 20
 
-CHAT_ACTIONS = frozenset(
-    {
-        "typing",
-        "upload_photo",
-        "record_video",
-        "upload_video",
-        "record_voice",
-        "upload_voice",
-        "upload_document",
-        "choose_sticker",
-        "find_location",
-        "record_video_note",
-        "upload_video_note",
-    }
-)
 _COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
 _QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
 _WRONG_FILE = "wrong file identifier/HTTP URL specified"
@@ -81,23 +65,13 @@ class BotApiMethods:
         self.handlers: dict[str, Handler] = {
             "getme": self.get_me,
             "deletewebhook": self.delete_webhook,
-            "getwebhookinfo": self.get_webhook_info,
             "sendmessage": self.send_message,
             "editmessagetext": self.edit_message_text,
-            "editmessagecaption": self.edit_message_caption,
-            "editmessagereplymarkup": self.edit_message_reply_markup,
-            "deletemessage": self.delete_message,
             "senddocument": self.send_document,
             "sendphoto": self.send_photo,
-            "sendchataction": self.send_chat_action,
             "answercallbackquery": self.answer_callback_query,
             "getfile": self.get_file,
             "getuserprofilephotos": self.get_user_profile_photos,
-            "setmycommands": self.set_my_commands,
-            "getmycommands": self.get_my_commands,
-            "deletemycommands": self.delete_my_commands,
-            "close": self.close,
-            "logout": self.close,
         }
 
     def upload_limit(self, method: str) -> int:
@@ -130,18 +104,6 @@ class BotApiMethods:
         """``deleteWebhook``; there is never a webhook, but pending updates can be dropped."""
         if params.flag("drop_pending_updates"):
             self.state.drop_pending_updates()
-        return True
-
-    async def get_webhook_info(self, bot: JSONDict, params: Params) -> JSONDict:
-        """``getWebhookInfo``."""
-        return {
-            "url": "",
-            "has_custom_certificate": False,
-            "pending_update_count": len(self.state.updates),
-        }
-
-    async def close(self, bot: JSONDict, params: Params) -> bool:
-        """``close`` and ``logOut``: nothing to release here."""
         return True
 
     # Sending and editing
@@ -187,49 +149,6 @@ class BotApiMethods:
         self._record("edit", record, "editMessageText")
         return record.snapshot()
 
-    async def edit_message_caption(self, bot: JSONDict, params: Params) -> JSONDict:
-        """``editMessageCaption``."""
-        record = self._editable(bot, params)
-        if "text" in record.message:
-            raise bad_request("there is no caption in the message to edit")
-        caption, entities = self._formatted(
-            params, "caption", "caption_entities", caption=True, allow_empty=True
-        )
-        markup = self._inline_markup(params)
-        if (
-            caption == record.message.get("caption", "")
-            and entities == record.message.get("caption_entities", [])
-            and markup == record.message.get("reply_markup")
-        ):
-            raise ApiError(400, NOT_MODIFIED_DESCRIPTION)
-        changes: JSONDict = {"caption": caption} if caption else {}
-        removed = () if caption else ("caption",)
-        self._apply_edit(record, changes, removed, entities, "caption_entities", markup, params)
-        self._record("edit", record, "editMessageCaption")
-        return record.snapshot()
-
-    async def edit_message_reply_markup(self, bot: JSONDict, params: Params) -> JSONDict:
-        """``editMessageReplyMarkup``; no ``reply_markup`` removes the keyboard."""
-        record = self._editable(bot, params)
-        markup = self._inline_markup(params)
-        if markup == record.message.get("reply_markup"):
-            raise ApiError(400, NOT_MODIFIED_DESCRIPTION)
-        removed = ("reply_markup",) if markup is None else ()
-        changes = {"reply_markup": markup} if markup is not None else {}
-        self.state.edit_message(record, changes, removed, parse_mode=record.parse_mode)
-        self._record("edit", record, "editMessageReplyMarkup")
-        return record.snapshot()
-
-    async def delete_message(self, bot: JSONDict, params: Params) -> bool:
-        """``deleteMessage``."""
-        chat = self._chat(params)
-        message_id = params.require_int("message_id")
-        record = self.state.delete_message(chat.chat_id, message_id)
-        if record is None:
-            raise bad_request("message to delete not found")
-        self._record("delete", record, "deleteMessage")
-        return True
-
     async def send_document(self, bot: JSONDict, params: Params) -> JSONDict:
         """``sendDocument``: a multipart upload or the file_id of a stored document."""
         return await self._send_file(bot, params, "document")
@@ -237,13 +156,6 @@ class BotApiMethods:
     async def send_photo(self, bot: JSONDict, params: Params) -> JSONDict:
         """``sendPhoto``: a multipart upload of an image or the file_id of a stored photo."""
         return await self._send_file(bot, params, "photo")
-
-    async def send_chat_action(self, bot: JSONDict, params: Params) -> bool:
-        """``sendChatAction``."""
-        self._chat(params)
-        if params.text("action") not in CHAT_ACTIONS:
-            raise bad_request("wrong parameter action in request")
-        return True
 
     async def answer_callback_query(self, bot: JSONDict, params: Params) -> bool:
         """``answerCallbackQuery``; each query can be answered once."""
@@ -296,39 +208,6 @@ class BotApiMethods:
         return {"total_count": len(photos), "photos": photos}
 
     # Commands
-
-    async def set_my_commands(self, bot: JSONDict, params: Params) -> bool:
-        """``setMyCommands``."""
-        commands = params.json("commands", "commands")
-        if not isinstance(commands, list) or len(commands) > 100:
-            raise bad_request("commands must be a list of at most 100 commands")
-        cleaned: list[JSONDict] = []
-        for item in commands:
-            if not isinstance(item, dict):
-                raise bad_request("can't parse BotCommand")
-            command = str(item.get("command", ""))
-            description = str(item.get("description", ""))
-            if not _COMMAND_NAME.fullmatch(command):
-                raise bad_request("BOT_COMMAND_INVALID")
-            if not 1 <= len(description) <= 256:
-                raise bad_request("command description is empty or too long")
-            cleaned.append({"command": command, "description": description})
-        self.state.commands[self._commands_key(params)] = cleaned
-        return True
-
-    async def get_my_commands(self, bot: JSONDict, params: Params) -> list[JSONDict]:
-        """``getMyCommands``."""
-        return list(self.state.commands.get(self._commands_key(params), []))
-
-    async def delete_my_commands(self, bot: JSONDict, params: Params) -> bool:
-        """``deleteMyCommands``."""
-        self.state.commands.pop(self._commands_key(params), None)
-        return True
-
-    def _commands_key(self, params: Params) -> str:
-        scope = params.json("scope", "BotCommandScope") or {"type": "default"}
-        language = params.text("language_code") or ""
-        return f"{json.dumps(scope, sort_keys=True)}|{language}"
 
     # Helpers
 

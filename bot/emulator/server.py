@@ -13,7 +13,6 @@ import contextlib
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from aiohttp import web
 
 from bot.emulator import users
-from bot.emulator.errors import CONFLICT_DESCRIPTION, ApiError, default_description
+from bot.emulator.errors import CONFLICT_DESCRIPTION, ApiError
 from bot.emulator.events import ApiCall, BotEvent, EventKind, EventListener, Journal
 from bot.emulator.media import guess_mime_type
 from bot.emulator.methods import BotApiMethods
@@ -44,19 +43,6 @@ DEFAULT_BOT_USERNAME = "colabot_offline_bot"
 DEFAULT_BOT_NAME = "colabot"
 
 
-@dataclass
-class _Failure:
-    """A planned failure for the next calls of one method."""
-
-    status: int
-    description: str
-    retry_after: int | None
-    remaining: int
-    drop: bool = False
-    delay: float = 0.0
-    odd_result: Any = None
-
-
 @dataclass(eq=False)
 class _Poll:
     """A ``getUpdates`` request waiting for updates."""
@@ -71,8 +57,15 @@ class _Poll:
         return transport is None or transport.is_closing()
 
 
-class _DropConnection(Exception):
-    """Close the connection without answering."""
+class DropConnection(Exception):
+    """Raised by :meth:`BotApiEmulator.before_method` to close the connection unanswered."""
+
+
+@dataclass(frozen=True)
+class OddReply:
+    """An answer :meth:`BotApiEmulator.before_method` gives instead of the method's own."""
+
+    result: Any
 
 
 class BotApiEmulator:
@@ -104,7 +97,6 @@ class BotApiEmulator:
             bot_first_name=bot_first_name,
             mode=self.mode,
         )
-        self._failures: dict[str, deque[_Failure]] = {}
         self._polls: dict[str, _Poll] = {}
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -468,11 +460,6 @@ class BotApiEmulator:
         record = self.state.get_message(chat_id, message_id)
         return record.snapshot() if record is not None else None
 
-    def last_message(self, chat_id: int, *, from_bot: bool = True) -> JSONDict | None:
-        """The newest message from the bot (or, with ``from_bot=False``, from anyone)."""
-        records = self._records(chat_id, from_bot)
-        return records[-1].snapshot() if records else None
-
     def last_text(self, chat_id: int, *, from_bot: bool = True) -> str | None:
         """The text (or caption) of :meth:`last_message`."""
         records = self._records(chat_id, from_bot)
@@ -487,70 +474,13 @@ class BotApiEmulator:
         records = self.state.messages(chat_id)
         return [r for r in records if r.from_bot] if from_bot else records
 
-    # Failure injection
+    # A seam for fault injection
 
-    def inject_failure(
-        self,
-        method: str,
-        status: int,
-        description: str | None = None,
-        retry_after: int | None = None,
-        times: int = 1,
-    ) -> None:
-        """Make the next ``times`` calls of ``method`` fail with ``status``.
-
-        A 429 carries ``parameters.retry_after`` (default 1 s) as Telegram's does.
-        """
-        if status == 429 and retry_after is None:
-            retry_after = 1
-        self._plan(
-            method,
-            _Failure(
-                status=status,
-                description=description or default_description(status, retry_after),
-                retry_after=retry_after,
-                remaining=times,
-            ),
-        )
-
-    def inject_drop(self, method: str, *, delay: float = 0.0, times: int = 1) -> None:
-        """Make the next ``times`` calls of ``method`` get no answer: the connection is
-        closed after ``delay`` seconds (longer than the client's timeout means a timeout)."""
-        self._plan(
-            method,
-            _Failure(
-                status=0, description="", retry_after=None, remaining=times, drop=True, delay=delay
-            ),
-        )
-
-    def inject_odd_reply(self, method: str, result: Any, *, times: int = 1) -> None:
-        """Make the next ``times`` calls of ``method`` succeed with ``result`` as the answer,
-        whatever the method should return (a server that answers oddly)."""
-        self._plan(
-            method,
-            _Failure(
-                status=200, description="", retry_after=None, remaining=times, odd_result=result
-            ),
-        )
-
-    def clear_failures(self) -> None:
-        """Forget every planned failure."""
-        self._failures.clear()
-
-    def _plan(self, method: str, failure: _Failure) -> None:
-        if failure.remaining < 1:
-            raise ValueError("times must be at least 1")
-        self._failures.setdefault(method.lower(), deque()).append(failure)
-
-    def _take_failure(self, method: str) -> _Failure | None:
-        planned = self._failures.get(method)
-        if not planned:
-            return None
-        failure = planned[0]
-        failure.remaining -= 1
-        if failure.remaining == 0:
-            planned.popleft()
-        return failure
+    async def before_method(self, request: web.Request, method: str) -> OddReply | None:
+        """Called before each method is answered (``method`` in lower case). Nothing happens
+        here; a subclass may raise ApiError (an error answer), raise DropConnection (after
+        closing ``request.transport``), or return an OddReply."""
+        return None
 
     # HTTP
 
@@ -568,12 +498,10 @@ class BotApiEmulator:
         try:
             params = await read_params(request, self.store.staging, self.api.upload_limit(key))
             call.params = params.summary()
-            failure = self._take_failure(key)
-            if failure is not None and failure.odd_result is not None:
+            odd = await self.before_method(request, key)
+            if odd is not None:
                 self.journal.finish_call(call, 200, "an odd reply, on purpose")
-                return web.json_response({"ok": True, "result": failure.odd_result})
-            if failure is not None:
-                await self._fail(request, failure)
+                return web.json_response({"ok": True, "result": odd.result})
             self._bot_id = int(match.group(1))
             self.api.token = token
             bot = self.api.bot_user(self._bot_id)
@@ -583,7 +511,7 @@ class BotApiEmulator:
                 result = await self.api.handlers[key](bot, params)
         except ApiError as exc:
             return self._finish(call, exc)
-        except _DropConnection:
+        except DropConnection:
             call.description = "connection dropped on purpose"
             _LOGGER.debug("dropped a %s call on purpose", method)
             # The transport is already closed: nothing of this response reaches the client.
@@ -601,16 +529,6 @@ class BotApiEmulator:
         self.journal.finish_call(call, error.status, error.description)
         _LOGGER.debug("%s answered %s: %s", call.method, error.status, error.description)
         return _error_response(error)
-
-    async def _fail(self, request: web.Request, failure: _Failure) -> None:
-        if not failure.drop:
-            raise ApiError(failure.status, failure.description, retry_after=failure.retry_after)
-        if failure.delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), failure.delay)
-        if request.transport is not None:
-            request.transport.abort()
-        raise _DropConnection
 
     async def _handle_file(self, request: web.Request) -> web.StreamResponse:
         if _TOKEN.fullmatch(request.match_info["token"]) is None:

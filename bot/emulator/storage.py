@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from bot.emulator.media import safe_filename
+from workers.names import safe_name
 
 Owner = Literal["bot", "user"]
 _HEAD_BYTES = 256 * 1024
@@ -29,7 +29,7 @@ class FileStore:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
 
     def _destination(self, owner: Owner, filename: str | None) -> Path:
-        return self.root / owner / f"{next(self._numbers):04d}-{safe_filename(filename)}"
+        return self.root / owner / f"{next(self._numbers):04d}-{safe_name(filename)}"
 
     async def keep_upload(self, staged: Path, owner: Owner, filename: str | None) -> Path:
         """Move a staged upload to its permanent place and return that path."""

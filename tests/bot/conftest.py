@@ -21,6 +21,7 @@ from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 from bot.emulator.mode import ServerMode
 from bot.runtime import RuntimeClock
 from bot.service import Colabot
+from tests.bot.emulator.faults import FaultyBotApi
 
 TOKEN = "123456:TESTtokenTESTtokenTEST12"
 SECRET = TOKEN.split(":")[1]
@@ -38,9 +39,9 @@ def emu_mode(request: pytest.FixtureRequest) -> ServerMode:
 
 
 @pytest.fixture
-async def emu(tmp_path: Path, emu_mode: ServerMode) -> AsyncIterator[BotApiEmulator]:
-    """A running Bot API emulator."""
-    emulator = BotApiEmulator(tmp_path / "telegram", mode=emu_mode)
+async def emu(tmp_path: Path, emu_mode: ServerMode) -> AsyncIterator[FaultyBotApi]:
+    """A running Bot API emulator (that can be told to fail)."""
+    emulator = FaultyBotApi(tmp_path / "telegram", mode=emu_mode)
     await emulator.start()
     emulator.add_chat(USER, first_name="Ada")
     try:

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.config import Config
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
 from tests.bot.conftest import USER, Person
+from tests.bot.emulator.faults import FaultyBotApi
 from workers.events import EventType
 from workers.jobs import Action, JobSpec, JobState
 
 
-def job_messages(emu: BotApiEmulator, job_id: int) -> list[str]:
+def job_messages(emu: FaultyBotApi, job_id: int) -> list[str]:
     """The texts of new messages (not edits) the chat received about one job."""
     return [
         e.text or ""
@@ -24,7 +24,7 @@ def job_messages(emu: BotApiEmulator, job_id: int) -> list[str]:
 
 
 async def test_a_burst_of_5xx_and_429_loses_and_repeats_nothing(
-    colabot: Colabot, person: Person, emu: BotApiEmulator
+    colabot: Colabot, person: Person, emu: FaultyBotApi
 ) -> None:
     emu.inject_failure("sendMessage", 502, times=3)
     emu.inject_failure("sendMessage", 429, retry_after=1, times=2)
@@ -51,7 +51,7 @@ async def test_a_burst_of_5xx_and_429_loses_and_repeats_nothing(
 
 
 async def test_events_wait_in_the_outbox_across_a_restart(
-    start_colabot: Callable[..., Any], chat_config: Config, person: Person, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, person: Person, emu: FaultyBotApi
 ) -> None:
     first: Colabot = await start_colabot(chat_config)
     assert first.engine is not None and first.store is not None
@@ -75,7 +75,7 @@ async def test_events_wait_in_the_outbox_across_a_restart(
 
 
 async def test_delivered_events_are_not_sent_again_after_a_restart(
-    start_colabot: Callable[..., Any], chat_config: Config, person: Person, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, person: Person, emu: FaultyBotApi
 ) -> None:
     first: Colabot = await start_colabot(chat_config)
     await person.say("/train selftest steps=1 delay=0")

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.emulator import BotApiEmulator, BotEvent
+from bot.emulator import BotEvent
 from bot.emulator.mode import ServerMode
 from bot.service import Colabot
 from tests.bot.conftest import USER, Person, eventually
+from tests.bot.emulator.faults import FaultyBotApi
 from workers.jobs import JobState
 
 GROUP = -300_400
@@ -37,7 +38,7 @@ def finished_message(job_id: int, event: BotEvent) -> bool:
     return f"#{job_id} selftest train finished" in (event.text or "")
 
 
-def texts_in(emu: BotApiEmulator, chat: int) -> list[str]:
+def texts_in(emu: FaultyBotApi, chat: int) -> list[str]:
     return [e.text or "" for e in emu.events if e.chat_id == chat and e.kind != "edit"]
 
 
@@ -45,7 +46,7 @@ def texts_in(emu: BotApiEmulator, chat: int) -> list[str]:
 
 
 async def test_a_video_or_animation_from_a_phone_is_a_job_input(
-    colabot: Colabot, person: Person, emu: BotApiEmulator, tmp_path: Path
+    colabot: Colabot, person: Person, emu: FaultyBotApi, tmp_path: Path
 ) -> None:
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"v" * 5000)
@@ -78,7 +79,7 @@ NO_ANSWER_WINDOW = ServerMode(callback_answer_window_s=0.0)
 
 @pytest.mark.parametrize("emu_mode", [SHORT_ANSWER_WINDOW], indirect=True)
 async def test_a_slow_cancel_answers_the_button_first_and_edits_the_outcome_in(
-    colabot: Colabot, person: Person, emu: BotApiEmulator
+    colabot: Colabot, person: Person, emu: FaultyBotApi
 ) -> None:
     status = await person.say("/train selftest steps=500 delay=0.05 stop_delay=2")
     await person.next_edit(" of 500")
@@ -108,7 +109,7 @@ async def test_a_slow_cancel_answers_the_button_first_and_edits_the_outcome_in(
 
 @pytest.mark.parametrize("emu_mode", [NO_ANSWER_WINDOW], indirect=True)
 async def test_a_button_pressed_while_colabot_was_down_still_works(
-    start_colabot: Callable[..., Any], chat_config: Config, person: Person, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, person: Person, emu: FaultyBotApi
 ) -> None:
     first: Colabot = await start_colabot(chat_config)
     status = await person.say("/train selftest steps=500 delay=0.05")
@@ -140,7 +141,7 @@ async def test_a_button_pressed_while_colabot_was_down_still_works(
 async def test_a_group_that_became_a_supergroup_is_followed(
     start_colabot: Callable[..., Any],
     chat_config: Config,
-    emu: BotApiEmulator,
+    emu: FaultyBotApi,
     announce: bool,
 ) -> None:
     emu.add_chat(GROUP, title="Lab")
@@ -164,7 +165,7 @@ async def test_a_group_that_became_a_supergroup_is_followed(
 
 
 async def test_a_broadcast_reaches_every_chat_once_though_the_first_blocked_the_bot(
-    start_colabot: Callable[..., Any], chat_config: Config, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, emu: FaultyBotApi
 ) -> None:
     other = -300_500
     for group in (GROUP, other):
@@ -195,7 +196,7 @@ async def test_a_broadcast_reaches_every_chat_once_though_the_first_blocked_the_
 
 
 async def test_a_chat_that_blocks_the_bot_is_forgotten_after_one_refusal(
-    start_colabot: Callable[..., Any], chat_config: Config, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, emu: FaultyBotApi
 ) -> None:
     emu.add_chat(GROUP, title="Lab")
     colabot: Colabot = await start_colabot(with_groups(chat_config, GROUP))
@@ -213,7 +214,7 @@ async def test_a_chat_that_blocks_the_bot_is_forgotten_after_one_refusal(
 
 
 async def test_service_messages_get_no_reply(
-    start_colabot: Callable[..., Any], chat_config: Config, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, emu: FaultyBotApi
 ) -> None:
     emu.add_chat(GROUP, title="Lab")
     await start_colabot(with_groups(chat_config, GROUP))
@@ -229,7 +230,7 @@ async def test_service_messages_get_no_reply(
 
 @pytest.mark.parametrize("emu_mode", [ServerMode(upload_limit=100)], indirect=True)
 async def test_a_file_telegram_refuses_as_too_large_becomes_a_link(
-    colabot: Colabot, person: Person, emu: BotApiEmulator
+    colabot: Colabot, person: Person, emu: FaultyBotApi
 ) -> None:
     await person.say("/train selftest steps=2 delay=0")
     done = await person.next_message("#1 selftest train finished", timeout=60)
@@ -247,7 +248,7 @@ async def test_a_file_telegram_refuses_as_too_large_becomes_a_link(
 
 
 async def test_status_edits_in_a_group_keep_within_its_budget(
-    start_colabot: Callable[..., Any], chat_config: Config, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, emu: FaultyBotApi
 ) -> None:
     emu.add_chat(GROUP, title="Lab")
     colabot: Colabot = await start_colabot(with_groups(chat_config, GROUP))
@@ -277,7 +278,7 @@ async def test_status_edits_in_a_group_keep_within_its_budget(
 
 
 async def test_everything_about_a_job_stays_in_its_forum_topic(
-    start_colabot: Callable[..., Any], chat_config: Config, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, emu: FaultyBotApi
 ) -> None:
     forum = -1_000_000_300_600
     emu.add_chat(forum, title="Lab forum")
@@ -301,7 +302,7 @@ async def test_everything_about_a_job_stays_in_its_forum_topic(
 
 
 async def test_two_pollers_on_one_token_stop_with_one_clear_line(
-    colabot: Colabot, emu: BotApiEmulator, chat_config: Config, tmp_path: Path
+    colabot: Colabot, emu: FaultyBotApi, chat_config: Config, tmp_path: Path
 ) -> None:
     from tests.hostile.conftest import colabot_env, finish_cli, start_cli
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
 from tests.bot.conftest import STRANGER, USER, Person
+from tests.bot.emulator.faults import FaultyBotApi
 
 GROUP = -100_200_300
 OTHER_GROUP = -100_999_999
@@ -27,7 +27,7 @@ def in_group(config: Config, *groups: int) -> Config:
 
 
 async def test_an_allowed_user_in_a_group_that_did_not_opt_in_is_refused(
-    colabot: Colabot, person: Person, emu: BotApiEmulator
+    colabot: Colabot, person: Person, emu: FaultyBotApi
 ) -> None:
     await person.say("/train selftest steps=1 delay=0")
     await person.next_message("finished")
@@ -44,7 +44,7 @@ async def test_an_allowed_user_in_a_group_that_did_not_opt_in_is_refused(
 
 
 async def test_an_opted_in_group_serves_allowed_users_only(
-    start_colabot: Callable[..., Any], chat_config: Config, emu: BotApiEmulator
+    start_colabot: Callable[..., Any], chat_config: Config, emu: FaultyBotApi
 ) -> None:
     colabot: Colabot = await start_colabot(in_group(chat_config, GROUP))
     emu.add_chat(GROUP, title="Lab")
@@ -62,7 +62,7 @@ async def test_an_opted_in_group_serves_allowed_users_only(
 
 
 async def test_broadcasts_reach_private_chats_and_opted_in_groups_only(
-    start_colabot: Callable[..., Any], chat_config: Config, emu: BotApiEmulator, person: Person
+    start_colabot: Callable[..., Any], chat_config: Config, emu: FaultyBotApi, person: Person
 ) -> None:
     colabot: Colabot = await start_colabot(in_group(chat_config, GROUP))
     for group in (GROUP, OTHER_GROUP):
@@ -77,7 +77,7 @@ async def test_broadcasts_reach_private_chats_and_opted_in_groups_only(
 
 
 async def test_an_edited_command_is_not_run_again(
-    colabot: Colabot, person: Person, emu: BotApiEmulator
+    colabot: Colabot, person: Person, emu: FaultyBotApi
 ) -> None:
     sent = await emu.send_text("/train selftest steps=1 delay=0", user_id=USER)
     await person.next_message("finished")
@@ -94,7 +94,7 @@ async def test_an_edited_command_is_not_run_again(
 
 
 async def test_the_guard_stops_a_stranger_even_when_its_refusal_fails(
-    colabot: Colabot, emu: BotApiEmulator, person: Person, caplog: pytest.LogCaptureFixture
+    colabot: Colabot, emu: FaultyBotApi, person: Person, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     emu.add_chat(STRANGER, first_name="Mallory")
@@ -108,7 +108,7 @@ async def test_the_guard_stops_a_stranger_even_when_its_refusal_fails(
 
 
 async def test_a_button_from_a_chat_that_is_not_allowed_is_refused(
-    colabot: Colabot, person: Person, emu: BotApiEmulator
+    colabot: Colabot, person: Person, emu: FaultyBotApi
 ) -> None:
     await emu.send_text("/train selftest steps=300 delay=0.05", user_id=USER)
     status = await person.next_message("#1 selftest")

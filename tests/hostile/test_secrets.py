@@ -13,9 +13,9 @@ import pytest
 
 from bot import notebook
 from bot.config import Config, parse_config
-from bot.emulator import BotApiEmulator
 from bot.errors import ConfigError
 from tests.bot.conftest import SECRET, STRANGER, TOKEN, USER
+from tests.bot.emulator.faults import FaultyBotApi
 from tests.hostile.conftest import colabot_env, finish_cli, start_cli, stop_cli
 from workers.redaction import Redactor
 
@@ -63,7 +63,7 @@ def leaking_project(folder: Path) -> Path:
     return folder
 
 
-def cli_settings(emu: BotApiEmulator, tmp_path: Path, **extra: str) -> dict[str, str]:
+def cli_settings(emu: FaultyBotApi, tmp_path: Path, **extra: str) -> dict[str, str]:
     return colabot_env(
         telegram_token=TOKEN,
         telegram_api_url=emu.url,
@@ -77,7 +77,7 @@ def cli_settings(emu: BotApiEmulator, tmp_path: Path, **extra: str) -> dict[str,
 
 
 async def test_a_job_printing_colabots_environment_leaks_nothing(
-    emu: BotApiEmulator, tmp_path: Path
+    emu: FaultyBotApi, tmp_path: Path
 ) -> None:
     project = leaking_project(tmp_path / "inputs" / "leak")
     process = await start_cli("run", env=cli_settings(emu, tmp_path))
@@ -105,7 +105,7 @@ async def test_a_job_printing_colabots_environment_leaks_nothing(
 
 
 async def test_a_token_telegram_rejects_gives_one_masked_line(
-    emu: BotApiEmulator, tmp_path: Path
+    emu: FaultyBotApi, tmp_path: Path
 ) -> None:
     emu.inject_failure("getMe", 401, "Unauthorized", times=5)
     process = await start_cli("run", env=cli_settings(emu, tmp_path))
@@ -118,7 +118,7 @@ async def test_a_token_telegram_rejects_gives_one_masked_line(
 
 
 async def test_the_notebook_raises_a_masked_error_for_a_rejected_token(
-    emu: BotApiEmulator, chat_config: Config
+    emu: FaultyBotApi, chat_config: Config
 ) -> None:
     emu.inject_failure("getMe", 401, "Unauthorized", times=5)
     with pytest.raises(ConfigError) as raised:
@@ -136,7 +136,7 @@ def test_a_token_with_a_line_break_is_refused() -> None:
 
 
 async def test_nothing_a_stranger_sends_is_logged_even_when_verbose(
-    emu: BotApiEmulator, tmp_path: Path
+    emu: FaultyBotApi, tmp_path: Path
 ) -> None:
     process = await start_cli("run", "-v", env=cli_settings(emu, tmp_path))
     try:

@@ -13,6 +13,7 @@ from telegram import Bot
 from telegram.ext import Application, ApplicationBuilder, BaseHandler, BaseRateLimiter
 
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
+from tests.bot.emulator.faults import FaultyBotApi
 
 TOKEN = "123:abc"
 BOT_ID = 123
@@ -47,9 +48,9 @@ def files_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def emulator(files_dir: Path) -> AsyncIterator[BotApiEmulator]:
+async def emulator(files_dir: Path) -> AsyncIterator[FaultyBotApi]:
     """A running emulator on 127.0.0.1 with a random port."""
-    emu = BotApiEmulator(files_dir, bot_username=BOT_USERNAME)
+    emu = FaultyBotApi(files_dir, bot_username=BOT_USERNAME)
     await emu.start()
     try:
         yield emu

@@ -29,7 +29,6 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.emulator import BotApiEmulator
 from tests.bot.emulator.conftest import (
     BOT_ID,
     BOT_USERNAME,
@@ -38,6 +37,7 @@ from tests.bot.emulator.conftest import (
     AppStarter,
     png_bytes,
 )
+from tests.bot.emulator.faults import FaultyBotApi
 
 MB = 1024 * 1024
 
@@ -50,7 +50,7 @@ async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def test_command_is_echoed_by_a_polling_application(
-    emulator: BotApiEmulator, start_app: AppStarter
+    emulator: FaultyBotApi, start_app: AppStarter
 ) -> None:
     await start_app(CommandHandler("echo", echo))
 
@@ -74,7 +74,7 @@ async def test_command_is_echoed_by_a_polling_application(
 
 
 async def test_command_addressed_to_the_bot_matches_and_to_another_bot_does_not(
-    emulator: BotApiEmulator, start_app: AppStarter
+    emulator: FaultyBotApi, start_app: AppStarter
 ) -> None:
     await start_app(CommandHandler("echo", echo))
 
@@ -88,7 +88,7 @@ async def test_command_addressed_to_the_bot_matches_and_to_another_bot_does_not(
 
 
 async def test_edit_applies_and_an_identical_edit_is_refused(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Stop", callback_data="stop")]])
     message = await bot.send_message(USER_ID, "Job 1: 10%", reply_markup=keyboard)
@@ -115,7 +115,7 @@ async def test_edit_applies_and_an_identical_edit_is_refused(
 
 
 async def test_edits_of_missing_or_foreign_messages_fail_like_telegram(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     user_message = await emulator.send_text("hi")
 
@@ -123,22 +123,6 @@ async def test_edits_of_missing_or_foreign_messages_fail_like_telegram(
         await bot.edit_message_text("x", chat_id=USER_ID, message_id=999)
     with pytest.raises(BadRequest, match="Message can't be edited"):
         await bot.edit_message_text("x", chat_id=USER_ID, message_id=user_message["message_id"])
-
-
-async def test_reply_markup_edit_and_delete(emulator: BotApiEmulator, bot: Bot) -> None:
-    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Go", callback_data="go")]])
-    message = await bot.send_message(USER_ID, "Pick", reply_markup=keyboard)
-
-    await bot.edit_message_reply_markup(USER_ID, message.message_id, reply_markup=None)
-    with pytest.raises(BadRequest, match="Message is not modified"):
-        await bot.edit_message_reply_markup(USER_ID, message.message_id, reply_markup=None)
-    assert await bot.delete_message(USER_ID, message.message_id)
-
-    kinds = [(await emulator.wait_for()).kind for _ in range(3)]
-    assert kinds == ["message", "edit", "delete"]
-    assert emulator.messages(USER_ID) == []
-    with pytest.raises(BadRequest, match="Message to delete not found"):
-        await bot.delete_message(USER_ID, message.message_id)
 
 
 async def test_bad_parameters_answer_in_telegrams_words(bot: Bot) -> None:
@@ -163,7 +147,7 @@ async def test_bad_parameters_answer_in_telegrams_words(bot: Bot) -> None:
 
 
 async def test_formatted_text_is_stored_as_plain_text_with_entities(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     message = await bot.send_message(USER_ID, "<b>Job 3</b> done &lt;3", parse_mode="HTML")
 
@@ -173,7 +157,7 @@ async def test_formatted_text_is_stored_as_plain_text_with_entities(
     assert event.parse_mode == "HTML"
 
 
-async def test_replies_by_id_and_by_reply_parameters(emulator: BotApiEmulator, bot: Bot) -> None:
+async def test_replies_by_id_and_by_reply_parameters(emulator: FaultyBotApi, bot: Bot) -> None:
     question = await emulator.send_text("status?")
 
     by_parameters = await bot.send_message(
@@ -189,7 +173,7 @@ async def test_replies_by_id_and_by_reply_parameters(emulator: BotApiEmulator, b
 
 
 async def test_user_document_downloads_with_identical_bytes(
-    emulator: BotApiEmulator, start_app: AppStarter, tmp_path: Path
+    emulator: FaultyBotApi, start_app: AppStarter, tmp_path: Path
 ) -> None:
     target = tmp_path / "downloaded.bin"
     payload = bytes(range(256)) * 64
@@ -213,7 +197,7 @@ async def test_user_document_downloads_with_identical_bytes(
 
 
 async def test_get_file_refuses_files_over_twenty_megabytes(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     big = await emulator.send_document(b"pretend", "big.zip", reported_size=25 * MB)
     small = await emulator.send_document(b"small", "small.txt")
@@ -227,7 +211,7 @@ async def test_get_file_refuses_files_over_twenty_megabytes(
 
 
 async def test_bot_documents_and_photos_are_saved_locally(
-    emulator: BotApiEmulator, bot: Bot, files_dir: Path
+    emulator: FaultyBotApi, bot: Bot, files_dir: Path
 ) -> None:
     document = await bot.send_document(
         USER_ID, b"loss,0.1\n", filename="metrics.csv", caption="<i>results</i>", parse_mode="HTML"
@@ -260,7 +244,7 @@ async def test_uploads_over_the_limits_are_refused(bot: Bot) -> None:
 
 
 async def test_button_press_reaches_the_bot_and_its_answer_is_recorded(
-    emulator: BotApiEmulator, start_app: AppStarter
+    emulator: FaultyBotApi, start_app: AppStarter
 ) -> None:
     async def menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
@@ -293,7 +277,7 @@ async def test_button_press_reaches_the_bot_and_its_answer_is_recorded(
         await emulator.press_button(USER_ID, shown.message_id, "status:7")
 
 
-async def test_a_callback_query_can_be_answered_once(emulator: BotApiEmulator, bot: Bot) -> None:
+async def test_a_callback_query_can_be_answered_once(emulator: FaultyBotApi, bot: Bot) -> None:
     keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Go", callback_data="go")]])
     message = await bot.send_message(USER_ID, "Pick", reply_markup=keyboard)
     query_id = await emulator.press_button(USER_ID, message.message_id, "go")
@@ -308,7 +292,7 @@ async def test_a_callback_query_can_be_answered_once(emulator: BotApiEmulator, b
 
 
 async def test_injected_429_raises_retry_after_and_5xx_network_error(
-    emulator: BotApiEmulator, bot: Bot, monkeypatch: pytest.MonkeyPatch
+    emulator: FaultyBotApi, bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
     emulator.inject_failure("sendMessage", 429, retry_after=7)
@@ -329,7 +313,7 @@ async def test_injected_429_raises_retry_after_and_5xx_network_error(
     assert statuses == [429, 502, 502, 200]
 
 
-async def test_injected_429_body_is_shaped_like_telegrams(emulator: BotApiEmulator) -> None:
+async def test_injected_429_body_is_shaped_like_telegrams(emulator: FaultyBotApi) -> None:
     emulator.inject_failure("getMe", 429, retry_after=3)
     async with (
         aiohttp.ClientSession() as session,
@@ -345,7 +329,7 @@ async def test_injected_429_body_is_shaped_like_telegrams(emulator: BotApiEmulat
 
 
 async def test_rate_limited_application_retries_after_429(
-    emulator: BotApiEmulator, start_app: AppStarter, monkeypatch: pytest.MonkeyPatch
+    emulator: FaultyBotApi, start_app: AppStarter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
     await start_app(CommandHandler("echo", echo), rate_limiter=AIORateLimiter(max_retries=1))
@@ -360,7 +344,7 @@ async def test_rate_limited_application_retries_after_429(
 
 
 async def test_dropped_connections_surface_as_network_errors(
-    emulator: BotApiEmulator, files_dir: Path
+    emulator: FaultyBotApi, files_dir: Path
 ) -> None:
     emulator.add_chat(USER_ID)
     impatient = Bot(
@@ -380,7 +364,7 @@ async def test_dropped_connections_surface_as_network_errors(
 
 
 async def test_form_multipart_and_json_bodies_are_all_understood(
-    emulator: BotApiEmulator,
+    emulator: FaultyBotApi,
 ) -> None:
     emulator.add_chat(USER_ID)
     keyboard = {"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}
@@ -423,7 +407,7 @@ async def test_form_multipart_and_json_bodies_are_all_understood(
 
 
 async def test_getupdates_confirms_by_offset_and_honours_limit(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     for text in ("one", "two", "three"):
         await emulator.send_text(text)
@@ -441,7 +425,7 @@ async def test_getupdates_confirms_by_offset_and_honours_limit(
 
 
 async def test_long_poll_returns_as_soon_as_an_update_arrives(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     polling = asyncio.create_task(bot.get_updates(timeout=30))
     await emulator.wait_until_polling()
@@ -452,7 +436,7 @@ async def test_long_poll_returns_as_soon_as_an_update_arrives(
     assert [u.message.text for u in updates if u.message] == ["wake up"]
 
 
-async def test_two_raw_pollers_conflict(emulator: BotApiEmulator) -> None:
+async def test_two_raw_pollers_conflict(emulator: FaultyBotApi) -> None:
     first = Bot(TOKEN, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
     second = Bot(TOKEN, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
     async with first, second:
@@ -472,7 +456,7 @@ async def test_two_raw_pollers_conflict(emulator: BotApiEmulator) -> None:
 
 
 async def test_second_polling_application_makes_the_first_one_conflict(
-    emulator: BotApiEmulator, start_app: AppStarter
+    emulator: FaultyBotApi, start_app: AppStarter
 ) -> None:
     errors: asyncio.Queue[Exception] = asyncio.Queue()
     await start_app(error_callback=errors.put_nowait)
@@ -484,7 +468,7 @@ async def test_second_polling_application_makes_the_first_one_conflict(
     assert isinstance(error, Conflict)
 
 
-async def test_malformed_token_is_unauthorized(emulator: BotApiEmulator) -> None:
+async def test_malformed_token_is_unauthorized(emulator: FaultyBotApi) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{emulator.base_url}not-a-token/getMe") as response:
             assert response.status == 401
@@ -493,33 +477,19 @@ async def test_malformed_token_is_unauthorized(emulator: BotApiEmulator) -> None
                 "error_code": 401,
                 "description": "Unauthorized",
             }
-        async with session.post(f"{emulator.base_url}{TOKEN}/sendTelepathy") as response:
-            assert response.status == 404
-            assert (await response.json())["description"] == "Not Found: method not found"
+        for method in ("sendTelepathy", "deleteMessage", "setMyCommands"):
+            # Only the methods colabot calls are served; the others answer as unknown ones do.
+            async with session.post(f"{emulator.base_url}{TOKEN}/{method}") as response:
+                assert response.status == 404
+                assert (await response.json())["description"] == "Not Found: method not found"
 
     with pytest.raises(InvalidToken):
         async with Bot("not-a-token", base_url=emulator.base_url):
             pass
 
 
-async def test_commands_and_chat_actions(bot: Bot) -> None:
-    assert await bot.set_my_commands([("train", "Start training"), ("status", "Show jobs")])
-    commands = await bot.get_my_commands()
-    assert [(c.command, c.description) for c in commands] == [
-        ("train", "Start training"),
-        ("status", "Show jobs"),
-    ]
-    assert await bot.delete_my_commands()
-    assert await bot.get_my_commands() == ()
-    assert await bot.send_chat_action(USER_ID, "typing")
-    with pytest.raises(BadRequest, match="Wrong parameter action"):
-        await bot.send_chat_action(USER_ID, "dancing")
-    assert await bot.close()
-    assert await bot.log_out()
-
-
 async def test_wait_for_times_out_with_a_list_of_recent_events(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     await bot.send_message(USER_ID, "only this")
 
@@ -529,7 +499,7 @@ async def test_wait_for_times_out_with_a_list_of_recent_events(
 
 
 async def test_events_reach_subscribers_and_each_wait_gets_its_own(
-    emulator: BotApiEmulator, bot: Bot
+    emulator: FaultyBotApi, bot: Bot
 ) -> None:
     queue = emulator.subscribe()
     await bot.send_message(USER_ID, "a")
@@ -543,7 +513,7 @@ async def test_events_reach_subscribers_and_each_wait_gets_its_own(
 
 
 async def test_the_token_never_reaches_the_logs(
-    emulator: BotApiEmulator, caplog: pytest.LogCaptureFixture
+    emulator: FaultyBotApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "987:SECRETtokenSECRET"
     caplog.set_level(logging.DEBUG, logger="bot.emulator")

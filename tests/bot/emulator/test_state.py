@@ -10,7 +10,7 @@ import pytest
 from bot.emulator import users
 from bot.emulator.errors import ApiError, default_description
 from bot.emulator.formatting import FormattingError, detect_entities, parse_text, utf16_len
-from bot.emulator.media import image_size, safe_filename
+from bot.emulator.media import image_size
 from bot.emulator.params import Params
 from bot.emulator.state import EmulatorState, inline_buttons
 from tests.bot.emulator.conftest import png_bytes
@@ -153,22 +153,9 @@ def test_files_get_distinct_ids_and_telegram_style_paths(state: EmulatorState) -
         ("<b>bold</b> &amp; <i>it</i>", "HTML", "bold & it", [("bold", 0, 4), ("italic", 7, 2)]),
         ('<a href="https://x.org">x</a>', "html", "x", [("text_link", 0, 1)]),
         ('<pre><code class="language-py">1</code></pre>', "HTML", "1", [("pre", 0, 1)]),
-        (
-            "*b* _i_ __u__ ~s~ ||p||",
-            "MarkdownV2",
-            "b i u s p",
-            [
-                ("bold", 0, 1),
-                ("italic", 2, 1),
-                ("underline", 4, 1),
-                ("strikethrough", 6, 1),
-                ("spoiler", 8, 1),
-            ],
-        ),
-        ("1\\.5 `a\\`b`", "MarkdownV2", "1.5 a`b", [("code", 4, 3)]),
-        (">quoted\nplain", "MarkdownV2", "quoted\nplain", [("blockquote", 0, 6)]),
-        ("*b* _i_ `c`", "Markdown", "b i c", [("bold", 0, 1), ("italic", 2, 1), ("code", 4, 1)]),
-        ("😀 *b*", "MarkdownV2", "😀 b", [("bold", 3, 1)]),
+        ("😀 <b>b</b>", "HTML", "😀 b", [("bold", 3, 1)]),
+        ("x&lt;y &#33; &nbsp;", "HTML", "x<y ! &nbsp;", []),
+        ('<span class="tg-spoiler">p</span>', "HTML", "p", [("spoiler", 0, 1)]),
     ],
 )
 def test_parse_modes_become_plain_text_and_entities(
@@ -186,14 +173,20 @@ def test_parse_modes_become_plain_text_and_entities(
         ("<div>x</div>", "HTML", 'Unsupported start tag "div"'),
         ("<b>x", "HTML", 'end tag corresponding to start tag "b"'),
         ("<b><i>x</b></i>", "HTML", "Unmatched end tag"),
-        ("Done.", "MarkdownV2", "Character '.' is reserved"),
-        ("*never closed", "MarkdownV2", "end of Bold entity"),
-        ("a_b", "Markdown", "Can't find end of the entity"),
+        ("</b>", "HTML", 'Unexpected end tag "b"'),
+        ("<span>x</span>", "HTML", 'must have class "tg-spoiler"'),
+        ("<b", "HTML", 'Unclosed start tag "b"'),
     ],
 )
 def test_bad_markup_is_refused_like_telegram(text: str, mode: str, error: str) -> None:
     with pytest.raises(FormattingError, match=error):
         parse_text(text, mode)
+
+
+@pytest.mark.parametrize("mode", ["Markdown", "MarkdownV2", "BBCode"])
+def test_parse_modes_colabot_never_sends_are_refused(mode: str) -> None:
+    with pytest.raises(ValueError, match="unsupported parse_mode"):
+        parse_text("*b*", mode)
 
 
 def test_unknown_parse_mode_is_a_value_error() -> None:
@@ -253,10 +246,3 @@ def test_image_sizes_are_read_from_headers() -> None:
     assert image_size(jpeg) == (64, 48)
     assert image_size(gif) == (7, 9)
     assert image_size(b"plain text") is None
-
-
-def test_safe_filenames_cannot_escape_their_folder() -> None:
-    assert safe_filename("../../etc/passwd") == "passwd"
-    assert safe_filename("C:\\temp\\my file;rm -rf.zip") == "my file_rm -rf.zip"
-    assert safe_filename("..") == "file"
-    assert safe_filename(None, "document") == "document"
