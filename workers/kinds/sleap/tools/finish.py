@@ -20,6 +20,13 @@ from workers.kinds.sleap.plan import (
     set_aside,
 )
 from workers.kinds.sleap.progress import EpochRow, loss_curves, merge_log_text, parse_log
+from workers.kinds.sleap.report import (
+    joined,
+    model_line,
+    no_predictions_line,
+    prediction_line,
+    training_summary,
+)
 
 LOSS_PNG = "loss.png"
 PREVIEW_PNG = "preview.png"
@@ -118,13 +125,11 @@ def finish_training(plan: Plan, work: Path, outputs: Path) -> Result:
         last = rows[-1] if rows else None
         if last is not None and last.val_loss is not None:
             result.metrics[f"{prefix}final_val_loss"] = last.val_loss
-        loss = f", best validation loss {best:.4g}" if best is not None else ""
-        lines.append(f"{model.head}: {_count(epochs, 'epoch')}{loss}")
+        lines.append(model_line(model.head, epochs, best))
     loss_png = plot_losses(curves, outputs / LOSS_PNG)
     if loss_png is not None:
         result.outputs.append(OutputRecord(str(loss_png), "plot", "loss curve", photo=True))
-    count = len(plan.models)
-    result.summary = f"Trained {count} model{'s' if count > 1 else ''}: " + "; ".join(lines)
+    result.summary = training_summary(lines)
     write_json(work / RESULT, result)
     return result
 
@@ -135,10 +140,6 @@ def _rows(run_dir: Path) -> list[EpochRow]:
 
 
 # ----------------------------------------------------------------------------------- inference
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _stem(path: Path) -> str:
@@ -181,13 +182,12 @@ def export_predictions(plan: Plan, work: Path) -> Result:
     for prediction in plan.predictions:
         out = Path(prediction.output)
         if not out.is_file():
-            lines.append(f"no predictions for {Path(prediction.data).name} (no frames to run on)")
+            lines.append(no_predictions_line(Path(prediction.data).name))
             continue
         lines.append(_export_one(out, Path(prediction.data).name, result))
         if not preview_done:
             preview_done = _add_preview(out, out.parent / f"{_stem(out)}.{PREVIEW_PNG}", result)
-    summary = "; ".join(lines)
-    result.summary = f"{result.summary}\n{summary[:1].upper()}{summary[1:]}".strip()
+    result.summary = joined(result.summary, lines)
     write_json(work / RESULT, result)
     return result
 
@@ -212,8 +212,7 @@ def _export_one(out: Path, source: str, result: Result) -> str:
     instances = sum(len(lf.predicted_instances) for lf in labels.labeled_frames)
     for key, value in (("predicted_frames", frames), ("predicted_instances", instances)):
         result.metrics[key] = result.metrics.get(key, 0) + value
-    per = f" ({instances / frames:.2f} per frame)" if frames else ""
-    return f"predicted {_count(frames, 'frame')} of {source}: {_count(instances, 'instance')}{per}"
+    return prediction_line(source, frames, instances)
 
 
 def _add_preview(predictions: Path, dest: Path, result: Result) -> bool:
