@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from bot.access import AccessPolicy
 from bot.errors import ConfigError
+from workers.netpolicy import is_loopback_url
 
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
 CONFIG_ENV = "COLABOT_CONFIG"
@@ -45,6 +46,7 @@ class WorkerConfig:
     """Where jobs keep their files and how many run at once."""
 
     data_dir: Path = Path("~/.colabot")
+    executor: Literal["local", "ray", "slurm"] = "local"
     max_parallel_jobs: int = 1
     input_roots: tuple[Path, ...] = ()
     job_timeout_minutes: float = 0.0
@@ -104,6 +106,17 @@ class InputsConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """``[ray]``: the Ray cluster behind ``worker.executor = "ray"``."""
+
+    address: str = ""
+    token: str = ""
+    gpus_per_job: float = 1.0
+    cpus_per_job: float = 1.0
+    allow_unauthenticated: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting colabot reads, validated."""
 
@@ -114,6 +127,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     inputs: InputsConfig = field(default_factory=InputsConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     source: Path | None = None
 
     @property
@@ -354,12 +368,37 @@ def validate(config: Config) -> None:
                 f"must be an address or a network such as 10.20.0.0/16, got {network!r}",
             ) from None
     _positive("drive.chunk_mb", config.drive.chunk_mb)
+    if config.worker.executor == "ray":
+        _check_ray(config.ray)
     if config.results.backend == "drive":
         if not config.drive.folder_id:
             raise ConfigError(
                 "drive.folder_id", 'required when results.backend is "drive" (a folder id)'
             )
         _check_drive_credentials(config.drive)
+
+
+def _check_ray(ray: RayConfig) -> None:
+    if not ray.address:
+        raise ConfigError(
+            "ray.address",
+            'required when worker.executor is "ray": the Jobs API (dashboard) URL, such as '
+            "http://10.0.0.5:8265",
+        )
+    if not re.match(r"^https?://[^/\s]+", ray.address):
+        raise ConfigError("ray.address", f"must be an http(s) URL, got {ray.address!r}")
+    if ray.token != ray.token.strip():
+        raise ConfigError("ray.token", "has spaces or a line break around it; remove them")
+    if not ray.token and not ray.allow_unauthenticated and not is_loopback_url(ray.address):
+        raise ConfigError(
+            "ray.token",
+            f"required for a Ray cluster that is not on this machine ({ray.address}): without "
+            "token auth, anyone who reaches it can run code there. Start the cluster with "
+            "RAY_AUTH_MODE=token and set ray.token (or COLABOT_RAY_TOKEN); or, on a network "
+            "you trust, set ray.allow_unauthenticated = true",
+        )
+    _not_negative("ray.gpus_per_job", ray.gpus_per_job)
+    _positive("ray.cpus_per_job", ray.cpus_per_job)
 
 
 def _check_drive_credentials(drive: DriveConfig) -> None:
@@ -417,6 +456,15 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     return parse_config(data, environ, source=path)
 
 
+def executor_line(config: Config) -> str:
+    """Where jobs run, in a few words (the Ray token masked)."""
+    if config.worker.executor == "ray":
+        ray = config.ray
+        auth = "token ****" if ray.token else "no token"
+        return f"Ray cluster at {ray.address} ({auth})"
+    return config.worker.executor if config.worker.executor != "local" else "this machine"
+
+
 def summary_lines(config: Config) -> list[str]:
     """A readable summary of the settings, token masked."""
     tg = config.telegram
@@ -431,6 +479,7 @@ def summary_lines(config: Config) -> list[str]:
         + (", ".join(str(c) for c in tg.allowed_chats) or "(none: private chats only)"),
         f"data dir:           {config.worker.data_dir}",
         f"parallel jobs:      {config.worker.max_parallel_jobs}",
+        f"executor:           {executor_line(config)}",
         f"input roots:        {roots}",
         f"results:            {config.results.backend} -> "
         + (

@@ -515,7 +515,9 @@ class Delivery:
 
     async def _post_status(self, job: Job, place: Place) -> None:
         live = self.engine.job(job.id)
-        view = views.live_status(live, self.engine.current_step(job.id))
+        view = views.live_status(
+            live, self.engine.current_step(job.id), where=self.engine.placement(job.id)
+        )
         reply_to = job.origin.get("message_id") if job.attempt == 1 else None
         message = await self._send(place, view, reply_to=reply_to)
         self._save_status(
@@ -528,7 +530,9 @@ class Delivery:
             await self._post_status(job, place)
             return
         live = self.engine.job(job.id)
-        view = views.live_status(live, self.engine.current_step(job.id))
+        view = views.live_status(
+            live, self.engine.current_step(job.id), where=self.engine.placement(job.id)
+        )
         if view.text == status.text:
             return
         now = time.time()

@@ -53,6 +53,7 @@ from bot.config import Config
 from bot.delivery import ChatPositions, send_view
 from bot.downloads import Attachment, Downloads, attachment_name, attachment_of
 from bot.errors import UsageError
+from bot.executor import capacity_lines
 from bot.runtime import RuntimeClock, read_facts
 from workers.engine import Engine
 from workers.errors import ColabotError, JobStateError, SpecError, StoreError
@@ -328,11 +329,19 @@ class ChatHandlers:
             case SubmitRequest():
                 await self._submit(request, reply, update, attachment)
             case JobsRequest():
-                await self._say(bot, reply, views.jobs_view(self.engine.jobs(request.limit)))
+                jobs = self.engine.jobs(request.limit)
+                places = {j.id: p for j in jobs if (p := self.engine.placement(j.id))}
+                await self._say(bot, reply, views.jobs_view(jobs, places=places))
             case StatusRequest():
                 job = self.engine.job(request.job_id)
                 tail = await asyncio.to_thread(self.engine.log_tail, job.id, 8)
-                view = views.status_view(job, self.engine.current_step(job.id), tail)
+                view = views.status_view(
+                    job,
+                    self.engine.current_step(job.id),
+                    tail,
+                    where=self.engine.placement(job.id),
+                    cluster_job=self.engine.cluster_job(job.id),
+                )
                 await self._say(bot, reply, view)
             case LogsRequest():
                 await self._logs(request, reply, update)
@@ -346,7 +355,8 @@ class ChatHandlers:
                 self.engine.resume(request.job_id)
             case RuntimeRequest():
                 facts = await asyncio.to_thread(read_facts, self.config.data_dir)
-                await self._say(bot, reply, views.runtime_view(facts, self.clock))
+                cluster = await self._cluster_lines()
+                await self._say(bot, reply, views.runtime_view(facts, self.clock, cluster=cluster))
             case ReleaseRequest():
                 note = "nothing to release"
                 if self.on_release is not None:
@@ -405,6 +415,14 @@ class ChatHandlers:
         await send_view(
             bot, chat_id, views.View(views.esc(views.VIDEO_NOTE)), thread_id=reply.thread_id
         )
+
+    async def _cluster_lines(self) -> list[str] | None:
+        """The cluster's nodes and GPUs, for /runtime (None: jobs run on this machine)."""
+        try:
+            capacity = await self.engine.capacity()
+        except ColabotError as exc:
+            return [f"{self.engine.executor.name} cluster: {exc}"]
+        return capacity_lines(capacity) if capacity is not None else None
 
     async def _logs(self, request: LogsRequest, reply: Reply, update: Update) -> None:
         lines = await asyncio.to_thread(self.engine.log_tail, request.job_id, request.lines)

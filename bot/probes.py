@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
@@ -15,7 +15,8 @@ from bot.app import RedactingBot, bot_api_urls
 from bot.config import Config
 from bot.downloads import PUBLIC_DOWNLOAD_LIMIT_MB, server_path
 from bot.errors import ConfigError
-from workers.errors import ColabotError
+from workers.errors import ColabotError, ExecutorError
+from workers.executors.base import Executor
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,58 @@ def probe_results(config: Config) -> list[Finding]:
     return findings
 
 
+async def probe_executor(config: Config) -> list[Finding]:
+    """Reach the cluster jobs run on: its version, nodes, CPUs and GPUs, and whether its nodes
+    see the data folder (and the results folder) through a probe job."""
+    from bot.executor import build_executor, capacity_lines, check_executor
+
+    try:
+        executor = build_executor(config)
+    except ConfigError as exc:
+        return [Finding(False, str(exc))]
+    if executor is None:
+        return []
+    try:
+        capacity = await check_executor(config, executor)
+        findings = [Finding(True, line) for line in capacity_lines(capacity)] if capacity else []
+        findings.append(
+            Finding(True, f"the cluster's nodes see the data folder {config.data_dir}")
+        )
+        if config.results.backend == "local":
+            results = config.results.dir.expanduser()
+            try:
+                await check_shared(executor, results)
+                findings.append(Finding(True, f"they see the results folder {results} too"))
+            except ExecutorError:
+                findings.append(
+                    Finding(
+                        True,
+                        f"they do not see the results folder {results}; that is fine: colabot "
+                        "copies results there itself",
+                    )
+                )
+        return findings
+    except ConfigError as exc:
+        return [Finding(False, str(exc))]
+    except ExecutorError as exc:
+        return [Finding(False, f"{config.worker.executor}: {exc.reason}")]
+    finally:
+        await executor.close()
+
+
+async def check_shared(executor: Executor, folder: Path) -> None:
+    """Run the executor's shared-folder probe on ``folder`` (ExecutorError when not shared)."""
+    probe = getattr(executor, "probe_shared", None)
+    if probe is not None:
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await probe(folder)
+
+
 async def probe_all(config: Config) -> list[Finding]:
     """Every probe the configuration calls for."""
     findings: list[Finding] = []
     if config.telegram.token:
         findings += await probe_telegram(config)
     findings += await asyncio.to_thread(probe_results, config)
+    findings += await probe_executor(config)
     return findings

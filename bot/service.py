@@ -25,6 +25,7 @@ from bot.config import Config, access_policy
 from bot.delivery import DOCUMENT_LIMIT, ChatPositions, Delivery, view_notice
 from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
+from bot.executor import open_executor
 from bot.handlers import ChatHandlers
 from bot.heartbeat import Heartbeat
 from bot.results import drive_client_factory, fetch_policy, open_results
@@ -33,6 +34,7 @@ from workers.datadir import DataDirLock
 from workers.durability import Keeper
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError, StoreError
+from workers.executors.base import Executor
 from workers.fetch import Fetcher
 from workers.kinds.registry import default_registry
 from workers.redaction import register_secret
@@ -59,6 +61,7 @@ class Colabot:
         self.clock = clock or runtime_clock(config)
         self.store: Store | None = None
         self.engine: Engine | None = None
+        self.executor: Executor | None = None
         self.app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self.delivery: Delivery | None = None
         self.handlers: ChatHandlers | None = None
@@ -105,6 +108,8 @@ class Colabot:
         with contextlib.suppress(Exception):
             if self.engine is not None:
                 await self.engine.stop()
+            elif self.executor is not None:
+                await self.executor.close()
         if self.store is not None:
             with contextlib.suppress(Exception):
                 self.store.close()
@@ -113,6 +118,8 @@ class Colabot:
     async def _start(self) -> None:
         config = self.config
         opened = await asyncio.to_thread(open_results, config)
+        cluster = await open_executor(config)
+        self.executor = cluster.executor
         self.store = Store(config.data_dir)
         settings = EngineSettings(
             data_dir=config.data_dir,
@@ -124,7 +131,13 @@ class Colabot:
             ),
             min_free_disk_mb=config.worker.min_free_disk_mb,
         )
-        self.engine = Engine(settings, self.store, default_registry(), results=opened.backend)
+        self.engine = Engine(
+            settings,
+            self.store,
+            default_registry(),
+            results=opened.backend,
+            executor=cluster.executor,
+        )
         self.engine.inputs.use_remote(
             Fetcher(
                 fetch_policy(config),
@@ -181,9 +194,10 @@ class Colabot:
                 view = views.lost_job_view(record.job, snapshot.saved_at, record.checkpoint_note)
                 self.engine.post(record.job.id, view_notice(view))
         log.info(
-            "colabot is running (bot api: %s; results: %s)",
+            "colabot is running (bot api: %s; results: %s; jobs run on: %s)",
             tg.api_url or "Telegram",
             opened.description,
+            cluster.description,
         )
 
     def _polling_error(self, exc: TelegramError) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.commands import SUMMARY, USAGE, Verb, button_data, kind_usage, release_data
 from bot.runtime import MachineFacts, RuntimeClock
 from bot.schedule import finish_verdict
-from workers.executors.base import format_seconds
+from workers.executors.base import Placement, format_seconds
 from workers.jobs import Action, CheckpointNote, Job, JobState, Link
 from workers.kinds.registry import KindRegistry
 
@@ -116,13 +116,31 @@ def progress_lines(job: Job) -> list[str]:
     return lines
 
 
-def live_status(job: Job, step: str = "", now: float | None = None) -> View:
+def _state_word(job: Job, where: Placement | None) -> str:
+    """``running``, or ``waiting`` while a cluster has not started the job's step."""
+    if job.state is JobState.RUNNING and where is not None and where.waiting:
+        return "waiting"
+    return job.state.value
+
+
+def _running_line(job: Job, step: str, where: Placement | None, now: float) -> str:
+    """``running for 3m · train · on gpu-node-2``, or what a waiting step waits for."""
+    named = f" · {esc(step)}" if step else ""
+    if where is not None and where.waiting:
+        return f"{esc(where.waiting)}{named}"
+    node = f" · on {esc(where.node)}" if where is not None and where.node else ""
+    return f"running for {_elapsed(job, now)}{named}{node}"
+
+
+def live_status(
+    job: Job, step: str = "", now: float | None = None, where: Placement | None = None
+) -> View:
     """The one status message a job keeps, edited as it progresses."""
     now = time.time() if now is None else now
-    head = f"{STATE_MARK[job.state]} <b>{esc(job_title(job))}</b> · {job.state.value}"
+    head = f"{STATE_MARK[job.state]} <b>{esc(job_title(job))}</b> · {_state_word(job, where)}"
     lines = [head]
     if job.state is JobState.RUNNING:
-        lines.append(f"running for {_elapsed(job, now)}" + (f" · {esc(step)}" if step else ""))
+        lines.append(_running_line(job, step, where, now))
     if job.state is not JobState.QUEUED:
         lines.extend(progress_lines(job))
     if job.state is JobState.FAILED and job.error:
@@ -132,15 +150,31 @@ def live_status(job: Job, step: str = "", now: float | None = None) -> View:
     return View("\n".join(lines), job_buttons(job))
 
 
-def status_view(job: Job, step: str, tail: list[str], now: float | None = None) -> View:
-    """/status: state, progress, elapsed, ETA and the last log lines."""
+def status_view(
+    job: Job,
+    step: str,
+    tail: list[str],
+    now: float | None = None,
+    where: Placement | None = None,
+    cluster_job: str = "",
+) -> View:
+    """/status: state, progress, elapsed, ETA and the last log lines (and, on a cluster,
+    the node and the cluster's own job id)."""
     now = time.time() if now is None else now
-    lines = [f"{STATE_MARK[job.state]} <b>{esc(job_title(job))}</b>: {job.state.value}"]
+    state = _state_word(job, where)
+    lines = [f"{STATE_MARK[job.state]} <b>{esc(job_title(job))}</b>: {state}"]
     spec = job.spec
     if spec.inputs:
         lines.append("inputs: " + esc(", ".join(f"{k}={v}" for k, v in spec.inputs.items())))
     if job.state is JobState.RUNNING and step:
         lines.append(f"step: {esc(step)}")
+    if job.state is JobState.RUNNING and where is not None:
+        if where.waiting:
+            lines.append(esc(where.waiting))
+        if where.node:
+            lines.append(f"node: {esc(where.node)}")
+    if job.state is JobState.RUNNING and cluster_job:
+        lines.append(f"cluster job: <code>{esc(cluster_job)}</code>")
     lines.append(f"elapsed: {_elapsed(job, now)}")
     lines.extend(progress_lines(job))
     if job.error:
@@ -153,7 +187,7 @@ def status_view(job: Job, step: str, tail: list[str], now: float | None = None) 
     return View("\n".join(lines), job_buttons(job))
 
 
-def job_line(job: Job, now: float | None = None) -> str:
+def job_line(job: Job, now: float | None = None, where: Placement | None = None) -> str:
     """One line of /jobs."""
     now = time.time() if now is None else now
     extra = ""
@@ -161,18 +195,23 @@ def job_line(job: Job, now: float | None = None) -> str:
         progress = job.progress
         extra = f" · {progress.fraction:.0%}" if progress.fraction is not None else ""
         extra += f" · {_elapsed(job, now)}"
+        if where is not None and where.node:
+            extra += f" · on {esc(where.node)}"
     elif job.finished and job.started_at is not None:
         extra = f" · {_elapsed(job, now)}"
     return f"{STATE_MARK[job.state]} <b>#{job.id}</b> {esc(job.spec.kind)} " + (
-        f"{job.spec.action.value} · {job.state.value}{extra}"
+        f"{job.spec.action.value} · {_state_word(job, where)}{extra}"
     )
 
 
-def jobs_view(jobs: list[Job], now: float | None = None) -> View:
-    """/jobs: recent jobs, one line each."""
+def jobs_view(
+    jobs: list[Job], now: float | None = None, places: Mapping[int, Placement] | None = None
+) -> View:
+    """/jobs: recent jobs, one line each (with the node each running job is on)."""
     if not jobs:
         return View("No jobs yet. Start one with /train (see /help).")
-    return View("\n".join(job_line(job, now) for job in jobs))
+    places = places or {}
+    return View("\n".join(job_line(job, now, places.get(job.id)) for job in jobs))
 
 
 def links_lines(links: Sequence[Link]) -> list[str]:
@@ -337,10 +376,20 @@ def kind_help(name: str, registry: KindRegistry) -> str:
     return "\n".join(lines)
 
 
-def runtime_view(facts: MachineFacts, clock: RuntimeClock, now: float | None = None) -> View:
-    """/runtime: the machine's resources and the runtime's age and time left."""
+def runtime_view(
+    facts: MachineFacts,
+    clock: RuntimeClock,
+    now: float | None = None,
+    cluster: list[str] | None = None,
+) -> View:
+    """/runtime: the machine's resources and the runtime's age and time left; with a
+    cluster executor, the cluster's nodes and GPUs first."""
     now = time.time() if now is None else now
     lines = ["<b>Runtime</b>" + (" (Google Colab)" if facts.is_colab else "")]
+    if cluster:
+        lines.append("Jobs run on: " + esc(cluster[0]))
+        lines.extend(esc(line) for line in cluster[1:])
+        lines.append("This machine (the bot's):")
     if facts.gpus:
         for gpu in facts.gpus:
             util = f", {gpu.utilization_pct:.0f}% busy" if gpu.utilization_pct is not None else ""

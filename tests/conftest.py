@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.clusters.ray_head import RayHead
 from tests.workers.kinds.conftest import SpacyCorpus, train_spacy_directly, write_spacy_corpus
 
 if TYPE_CHECKING:
@@ -128,3 +130,38 @@ def sleap_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         name, _, path = line.partition(": ")
         paths[name] = Path(path)
     return paths
+
+
+def _ray_or_skip() -> None:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip(
+            "SKIPPED LOUDLY: Ray is not installed (pip install 'colabot[ray]'), so the Ray "
+            "executor is not tested here"
+        )
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[RayHead]:
+    """A real Ray head on 127.0.0.1 with token auth and one logical GPU, for the session."""
+    _ray_or_skip()
+    head = RayHead().start()
+    try:
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.fixture
+def start_ray_head() -> Iterator[Callable[..., RayHead]]:
+    """``start_ray_head(**options)`` -> a head of this test's own (stopped after it)."""
+    _ray_or_skip()
+    heads: list[RayHead] = []
+
+    def start(**options: Any) -> RayHead:
+        head = RayHead(**options).start()
+        heads.append(head)
+        return head
+
+    yield start
+    for head in heads:
+        head.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 from pathlib import Path
 
 from workers.errors import DataDirLockedError, StoreError
@@ -69,3 +70,22 @@ def _read_pid(fd: int) -> int | None:
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
+
+
+INSTANCE_NAME = "instance-id"
+
+
+def instance_id(folder: Path) -> str:
+    """A short random name for this data folder, made once and kept: it tells this
+    colabot's cluster jobs from those of another colabot on the same cluster."""
+    path = folder / INSTANCE_NAME
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = ""
+    if len(text) == 8 and text.isalnum():
+        return text
+    text = secrets.token_hex(4)
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return text

@@ -19,16 +19,16 @@ from typing import Any
 
 from workers.containment import find_cgroup_root
 from workers.disk import DiskGuard
-from workers.errors import JobStateError, SpecError
+from workers.errors import ColabotError, JobStateError, SpecError, StepLostError
 from workers.events import Cancelled, Interrupted, Notice, Payload, Resumed
-from workers.executors.base import Executor, Launch
+from workers.executors.base import Capacity, Executor, Launch, Placement
 from workers.executors.local import LocalExecutor
 from workers.inputs import InputResolver, upload_source
 from workers.jobs import Job, JobSpec, JobState, Progress
 from workers.kinds.registry import KindRegistry
 from workers.logfile import tail_lines
 from workers.results.base import ResultsBackend
-from workers.runner import ActiveJob, EngineSettings, JobRunner, JobTimings
+from workers.runner import ActiveJob, EngineSettings, JobRunner, JobTimings, Reattach
 from workers.store import INTERRUPTED_REASON, Store
 
 __all__ = ["Engine", "EngineSettings", "JobTimings"]
@@ -77,19 +77,23 @@ class Engine:
     # lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> list[Job]:
-        """Mark jobs a previous run left running as interrupted, then start the worker loop.
+        """Pick up the jobs a previous colabot left running: a step the executor still runs
+        is followed again; any other job is marked interrupted. Then start the worker loop.
 
         Returns the interrupted jobs.
         """
-        running = self.store.list_jobs(states=[JobState.RUNNING])
-        for job in running:
-            await self._stop_leftovers(job)
-        interrupted = self.store.interrupt_running()
+        interrupted = []
+        for job in self.store.list_jobs(states=[JobState.RUNNING]):
+            reason = await self._pick_up(job)
+            if reason is not None:
+                interrupted.append(
+                    self.set_state(
+                        job.id, JobState.INTERRUPTED, error=reason, event=Interrupted(reason)
+                    )
+                )
         self.disk.keep_reserve()
         self._stopping = False
         self._loop_task = asyncio.create_task(self._worker_loop(), name="colabot-worker-loop")
-        if interrupted:
-            self._notify_events()
         return interrupted
 
     async def stop(self) -> None:
@@ -97,11 +101,17 @@ class Engine:
         self._stopping = True
         self._wake.set()
         actives = dict(self._active)
+        detach = self.executor.survives_restart
         for active in actives.values():
-            active.stop()
+            if detach:
+                # The cluster keeps running the step; the next colabot follows it again.
+                active.detach()
+            else:
+                active.stop()
         await asyncio.gather(*(a.task for a in actives.values()), return_exceptions=True)
-        for job_id in actives:
-            self._mark_interrupted(job_id)
+        if not detach:
+            for job_id in actives:
+                self._mark_interrupted(job_id)
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -119,15 +129,34 @@ class Engine:
                 event=Interrupted(INTERRUPTED_REASON),
             )
 
-    async def _stop_leftovers(self, job: Job) -> None:
-        """Hand the steps a previous colabot left open back to the executor (which stops
-        what it cannot re-attach to); they are over for this colabot."""
+    async def _pick_up(self, job: Job) -> str | None:
+        """Follow a running job's open step again if its executor still runs it; else stop
+        what is left of it and return why the job is interrupted."""
+        reason: str | None = INTERRUPTED_REASON
         for step in self.store.open_steps(job.id):
-            await self.executor.reattach(step.ref, self._launch_of(step.job_id, step.index))
-            self.store.end_step(job.id, step.index)
-
-    def _launch_of(self, job_id: int, index: int) -> Launch:
-        return Launch(job_id, index, "", (), {}, self.workdir(job_id))
+            launch = Launch(job.id, step.index, step.name, (), {}, self.workdir(job.id))
+            executor = self.executor
+            if step.executor != executor.name:
+                # Started by another executor (the configuration changed): stop what it left.
+                executor = LocalExecutor() if step.executor == "local" else executor
+            try:
+                handle = await executor.reattach(step.ref, launch)
+            except StepLostError as exc:
+                handle, reason = None, exc.reason
+            except ColabotError as exc:
+                handle, reason = None, f"colabot restarted and could not find the step: {exc}"
+            if handle is None or executor is not self.executor or step.executor != executor.name:
+                self.store.end_step(job.id, step.index)
+                continue
+            reattach = Reattach(step.index, handle, step.output_offset)
+            # The task starts on the loop's next turn, when the engine already holds it.
+            task = asyncio.create_task(
+                self._run_job(job.id, reattach), name=f"colabot-job-{job.id}"
+            )
+            self._active[job.id] = ActiveJob(task=task)
+            log.info("job %s: following step %s again", job.id, step.index + 1)
+            return None
+        return reason
 
     # listeners ------------------------------------------------------------------------------
 
@@ -290,6 +319,27 @@ class Engine:
         """Jobs waiting to run, oldest first."""
         return list(reversed(self.store.list_jobs(states=[JobState.QUEUED])))
 
+    def placement(self, job_id: int) -> Placement | None:
+        """Where a running job's step is: waiting for resources, or on which node."""
+        active = self._active.get(job_id)
+        if active is None or active.run is None or active.run.handle is None:
+            return None
+        return active.run.handle.placement()
+
+    def cluster_job(self, job_id: int) -> str:
+        """The cluster's own id of a running job's step ('' on this machine)."""
+        active = self._active.get(job_id)
+        if active is None or active.run is None or active.run.handle is None:
+            return ""
+        if not self.executor.survives_restart:
+            return ""
+        ref = active.run.handle.ref
+        return str(ref.get("submission_id") or ref.get("slurm_job") or "")
+
+    async def capacity(self) -> Capacity | None:
+        """What the executor's machines offer now (None for this machine alone)."""
+        return await self.executor.capacity()
+
     def current_step(self, job_id: int) -> str:
         """The name of the step a running job is in, or ''."""
         active = self._active.get(job_id)
@@ -347,9 +397,9 @@ class Engine:
             task = asyncio.create_task(self._run_job(job.id), name=f"colabot-job-{job.id}")
             self._active[job.id] = ActiveJob(task=task)
 
-    async def _run_job(self, job_id: int) -> None:
+    async def _run_job(self, job_id: int, reattach: Reattach | None = None) -> None:
         try:
-            await JobRunner(self, job_id, self._active[job_id]).run()
+            await JobRunner(self, job_id, self._active[job_id]).run(reattach)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise

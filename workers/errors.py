@@ -62,6 +62,25 @@ class StartError(ColabotError):
         self.reason = reason
 
 
+class ExecutorError(ColabotError):
+    """The executor cannot be used: a cluster that cannot be reached, refuses the
+    credentials, or does not share the data folder. ``executor`` names it."""
+
+    def __init__(self, executor: str, reason: str) -> None:
+        super().__init__(reason)
+        self.executor = executor
+        self.reason = reason
+
+
+class StepLostError(ColabotError):
+    """A step a previous colabot started is gone (its cluster went down, its job vanished)."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(reason)
+        self.ref = ref
+        self.reason = reason
+
+
 class ArchiveError(ColabotError):
     """An archive was refused (unsafe entry, too large, too many files, corrupt)."""
 

@@ -209,3 +209,5 @@ class StepRecord:
     ref: dict[str, Any]
     started_at: float
     ended_at: float | None = None
+    output_offset: int = 0
+    """Bytes of the step's output already in the job log."""

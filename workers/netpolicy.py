@@ -96,6 +96,19 @@ def numeric_address(host: str) -> Address | None:
         return None
 
 
+def is_loopback_url(url: str) -> bool:
+    """Whether a URL's host, exactly as the client connects to it, is this machine's
+    loopback (``localhost``, ``127.0.0.1`` in any spelling, ``::1``)."""
+    try:
+        host = connect_host(url)
+    except InputError:
+        return False
+    if host == "localhost":
+        return True
+    address = numeric_address(host)
+    return address is not None and address.is_loopback
+
+
 def check_url(url: str, policy: FetchPolicy) -> str:
     """Check a URL's form and host before anything is fetched; return the host it connects to.
 

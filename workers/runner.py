@@ -22,7 +22,7 @@ from typing import Protocol
 import workers
 from workers.disk import DiskGuard, trim_log
 from workers.errors import ColabotError, StepFailedError
-from workers.events import Cancelled, Failed, Payload, Started, Succeeded
+from workers.events import Cancelled, Failed, Interrupted, Payload, Started, Succeeded
 from workers.executors.base import Executor, Grace, Launch, StepHandle
 from workers.inputs import InputResolver
 from workers.jobs import Action, Job, JobState, KeptOutput, Link, Progress, StepRecord
@@ -94,6 +94,23 @@ class ActiveJob:
         else:
             self.task.cancel()
 
+    def detach(self) -> None:
+        """Let go of the job, leaving its step running on the executor (colabot stops, and
+        the next one follows the step again)."""
+        if self.run is not None:
+            self.run.detaching = True
+        self.task.cancel()
+
+
+@dataclass(frozen=True)
+class Reattach:
+    """A step a previous colabot started that its executor still runs: the runner follows it
+    instead of starting it, and its first ``skip`` bytes of output are already logged."""
+
+    index: int
+    handle: StepHandle
+    skip: int = 0
+
 
 class JobHost(Protocol):
     """What a runner needs from the engine that owns it."""
@@ -148,11 +165,13 @@ class JobRunner:
         self.host = host
         self.job_id = job_id
         self.active = active
+        self._replaying = False
 
-    async def run(self) -> None:
-        """Run the job; a cancel ends it as cancelled, anything else unexpected as failed."""
+    async def run(self, reattach: Reattach | None = None) -> None:
+        """Run the job (or, after a restart, pick it up at a step its executor still runs);
+        a cancel ends it as cancelled, anything else unexpected as failed."""
         try:
-            await self._execute()
+            await self._execute(reattach)
         except asyncio.CancelledError:
             if self.active.cancel_requested:
                 self._finish(JobState.CANCELLED, Cancelled())
@@ -165,8 +184,8 @@ class JobRunner:
     def _finish(self, state: JobState, event: Payload) -> None:
         """Record the job's end (once), with its last progress and its event."""
         job = self.host.store.find_job(self.job_id)
-        if job is None or job.finished:
-            return
+        if job is None or job.state is not JobState.RUNNING:
+            return  # someone else ended it (a fresh colabot found it interrupted)
         live = self.host.live(self.job_id)
         if live is not None:
             self.host.store.set_progress(self.job_id, live)
@@ -174,17 +193,34 @@ class JobRunner:
         self.host.set_state(self.job_id, state, error=error, event=event)
         self.host.timing(self.job_id).recorded = time.time()
 
+    def _interrupt(self, reason: str) -> None:
+        """End the run as interrupted (resumable): the step was lost, not failed."""
+        job = self.host.store.find_job(self.job_id)
+        if job is None or job.state is not JobState.RUNNING:
+            return
+        self.host.set_state(
+            self.job_id, JobState.INTERRUPTED, error=reason, event=Interrupted(reason)
+        )
+
     def fail(self, reason: str, tail: list[str], step: str = "") -> None:
         """End the job as failed, with why, in which step and its last lines."""
         event = Failed(reason=reason, tail=tail[-TAIL_FOR_EVENTS:], step=step)
         self._finish(JobState.FAILED, event)
 
-    async def _execute(self) -> None:
+    def _notify(self, text: str) -> None:
+        """A kind's notice; kept quiet while steps that ran before a restart are replayed
+        (the chat heard it then)."""
+        if not self._replaying:
+            self.host.notice(self.job_id, text)
+
+    async def _execute(self, reattach: Reattach | None) -> None:
         host, job_id = self.host, self.job_id
         job = host.store.get_job(job_id)
         kind = host.registry.get(job.spec.kind)
         resuming = job.attempt > 1 and job.spec.action is Action.TRAIN
-        job = host.set_state(job_id, JobState.RUNNING, event=Started(job.attempt))
+        if reattach is None:
+            job = host.set_state(job_id, JobState.RUNNING, event=Started(job.attempt))
+        self._replaying = reattach is not None
         workdir = host.workdir(job_id)
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(
@@ -192,21 +228,29 @@ class JobRunner:
             workdir=workdir,
             inputs={},
             python=host.settings.python,
-            notify=lambda text: host.notice(job_id, text),
+            notify=self._notify,
             input_roots=host.settings.input_roots,
         )
         self.active.ctx = ctx
         self.active.kind = kind
         try:
-            for prepare in host.before_run_hooks:
-                await prepare(job, workdir)
+            if reattach is None:
+                for prepare in host.before_run_hooks:
+                    await prepare(job, workdir)
             ctx.inputs = await host.inputs.resolve(
                 job.spec, workdir, lambda progress: host.progress(job_id, progress)
             )
             if resuming:
                 ctx.resume_from = await self._resume_point(job, kind, ctx)
             for index, step in enumerate(_guarded(kind.steps(ctx))):
-                result = await self._run_step(ctx, step, index)
+                if reattach is not None and index < reattach.index:
+                    continue  # it ended before the restart; the kind still plans past it
+                following = reattach if reattach is not None and index == reattach.index else None
+                self._replaying = False
+                result = await self._run_step(ctx, step, index, following)
+                if result.lost:
+                    self._interrupt(result.reason or "the executor lost the step")
+                    return
                 if result.cancelled:
                     if self.active.cancel_requested:
                         self._finish(JobState.CANCELLED, Cancelled())
@@ -242,18 +286,21 @@ class JobRunner:
             env=env,
             cwd=step.cwd or ctx.scratch_dir,
             wants_gpu=step.wants_gpu,
-            log_path=self.host.log_path(self.job_id),
+            attempt=ctx.job.attempt,
         )
 
-    async def _run_step(self, ctx: JobContext, step: Step, index: int) -> StepResult:
+    async def _run_step(
+        self, ctx: JobContext, step: Step, index: int, reattach: Reattach | None = None
+    ) -> StepResult:
         host, job_id = self.host, self.job_id
         self.active.step = step.name
         log_path = host.log_path(job_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as handle:
-            handle.write(
-                f"\n=== colabot step: {step.name} ===\n$ {shlex.join(step.argv)}\n".encode()
-            )
+        if reattach is None:
+            with log_path.open("ab") as handle:
+                handle.write(
+                    f"\n=== colabot step: {step.name} ===\n$ {shlex.join(step.argv)}\n".encode()
+                )
         for folder in (ctx.outputs_dir, ctx.scratch_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -266,10 +313,14 @@ class JobRunner:
 
         def on_start(handle: StepHandle) -> None:
             host.timing(job_id).spawned = time.time()
-            record = StepRecord(
-                job_id, index, step.name, host.executor.name, handle.ref, time.time()
-            )
-            host.store.start_step(record)
+            if reattach is None:
+                record = StepRecord(
+                    job_id, index, step.name, host.executor.name, handle.ref, time.time()
+                )
+                host.store.start_step(record)
+
+        def on_consumed(count: int) -> None:
+            host.store.set_step_output(job_id, index, count)
 
         timeout = ctx.param("timeout")
         run = StepRun(
@@ -281,14 +332,22 @@ class JobRunner:
             timeout_s=float(timeout) * 60 if timeout else host.settings.default_timeout_s,
             grace=host.settings.grace,
             on_start=on_start,
+            on_consumed=on_consumed,
             on_disk_full=host.disk.release_reserve,
         )
         self.active.run = run
         try:
-            result = await run.run()
+            if reattach is None:
+                result = await run.run()
+            else:
+                result = await run.follow(reattach.handle, skip=reattach.skip)
         finally:
             self.active.run = None
-            host.store.end_step(job_id, index)
+            if not run.detaching:
+                # A detached step runs on; the next colabot finds it open and follows it.
+                host.store.end_step(job_id, index)
+        if result.note:
+            host.notice(job_id, result.note)
         host.timing(job_id).exited = result.ended_at or time.time()
         if result.disk_full or (not result.ok and host.disk.free_mb() < 1.0):
             reason = host.disk.full_reason()

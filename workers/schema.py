@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS job_steps (
     ref TEXT NOT NULL DEFAULT '{}',
     started_at REAL NOT NULL,
     ended_at REAL,
+    output_offset INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS job_outputs (

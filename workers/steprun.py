@@ -26,9 +26,8 @@ from workers.redaction import SECRETS, Redactor
 MAX_HOOK_LINE = 8 * 1024
 TAIL_LINES = 40
 WATCH_INTERVAL_S = 1.0
-# How long the output may stay open after the step has ended: a descendant that left the
-# process group can hold a pipe open for ever.
-PIPE_GRACE_S = 2.0
+# How often the count of output bytes read is recorded (where a re-attached step resumes).
+CONSUMED_EVERY_S = 1.0
 
 LineHook = Callable[[str, str], None]
 """Called with (source, line): source is ``"output"`` or the name of a watched file."""
@@ -50,6 +49,7 @@ class StepResult:
     disk_full: bool = False
     lost: bool = False
     resumable: bool = False
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -146,6 +146,7 @@ class StepRun:
         timeout_s: float | None = None,
         grace: Grace | None = None,
         on_start: Callable[[StepHandle], None] | None = None,
+        on_consumed: Callable[[int], None] | None = None,
         redactor: Redactor = SECRETS,
         on_disk_full: Callable[[], None] | None = None,
     ) -> None:
@@ -157,9 +158,12 @@ class StepRun:
         self.timeout_s = timeout_s
         self.grace = grace or Grace()
         self.on_start = on_start
+        self.on_consumed = on_consumed
         self.redactor = redactor
         self.on_disk_full = on_disk_full
         self.handle: StepHandle | None = None
+        self.detaching = False
+        """When set, a cancelled run leaves its step running (it is followed again later)."""
         self.consumed = 0
         """Raw output bytes read so far (where a re-attached step's output resumes)."""
         self._cancel = asyncio.Event()
@@ -215,6 +219,7 @@ class StepRun:
             disk_full=disk_full,
             lost=end.lost and not cancelled,
             resumable=end.resumable,
+            note=end.note,
         )
 
     def _reason(self, end: Exit, cancelled: bool, timed_out: bool, disk_full: bool) -> str | None:
@@ -242,6 +247,9 @@ class StepRun:
                 return_when=asyncio.FIRST_COMPLETED,
             )
         except asyncio.CancelledError:
+            if self.detaching:
+                waiter.cancel()
+                raise
             await handle.stop(self.grace)
             await asyncio.shield(waiter)
             raise
@@ -258,7 +266,8 @@ class StepRun:
     async def _drain(self, pump: asyncio.Task[None], handle: StepHandle) -> None:
         """Let the pump read what is left; give up on output a stray still holds open."""
         try:
-            await asyncio.wait_for(asyncio.shield(pump), timeout=PIPE_GRACE_S)
+            grace = 0.0 if self.detaching else handle.output_grace_s
+            await asyncio.wait_for(asyncio.shield(pump), timeout=grace)
         except TimeoutError:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -269,11 +278,16 @@ class StepRun:
     async def _pump(self, output: AsyncIterator[bytes], skip: int) -> None:
         splitter = LineSplitter("output", self.on_line, self._tail)
         redacting = self.redactor.stream()
+        told = 0.0
         with self.log_path.open("ab") as log:
             writable = True
             async for raw in output:
                 chunk = raw
                 self.consumed += len(raw)
+                now = time.monotonic()
+                if self.on_consumed is not None and now - told >= CONSUMED_EVERY_S:
+                    told = now
+                    self._tell_consumed()
                 if skip:
                     # Output a re-attached step repeats: it is in the log already.
                     cut = min(skip, len(chunk))
@@ -289,6 +303,14 @@ class StepRun:
                 self._write(log, rest)
             splitter.feed(rest)
             splitter.flush()
+        self._tell_consumed()
+
+    def _tell_consumed(self) -> None:
+        if self.on_consumed is None:
+            return
+        # Bookkeeping for re-attaching after a restart must never stop the step.
+        with contextlib.suppress(Exception):
+            self.on_consumed(self.consumed)
 
     def _write(self, log: BinaryIO, data: bytes) -> bool:
         """Write to the log; on a full disk, stop the step and say so (False)."""

@@ -464,9 +464,18 @@ class Store:
                 executor=str(row["executor"]),
                 ref=json.loads(row["ref"]),
                 started_at=float(row["started_at"]),
+                output_offset=int(row["output_offset"]),
             )
             for row in rows
         ]
+
+    @_translated
+    def set_step_output(self, job_id: int, index: int, offset: int) -> None:
+        """Record how many bytes of a step's output are in the job log."""
+        self._db.execute(
+            "UPDATE job_steps SET output_offset = ? WHERE job_id = ? AND idx = ?",
+            (offset, job_id, index),
+        )
 
     @_translated
     def set_outputs(self, job_id: int, outputs: Iterable[KeptOutput]) -> None:

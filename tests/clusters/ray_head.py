@@ -9,6 +9,8 @@ the marker (a job's orphans).
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -19,8 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -50,26 +50,37 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+# Ports with fixed defaults that two heads would fight over.
+PORT_FLAGS = {
+    "gcs": "--port",
+    "dashboard": "--dashboard-port",
+    "client_server": "--ray-client-server-port",
+    "agent_listen": "--dashboard-agent-listen-port",
+}
+
+
 class RayHead:
     """One Ray head (and worker node) on this machine."""
 
-    # Ports with fixed defaults that two heads would fight over.
-    PORT_FLAGS = {
-        "gcs": "--port",
-        "dashboard": "--dashboard-port",
-        "client_server": "--ray-client-server-port",
-        "agent_listen": "--dashboard-agent-listen-port",
-    }
-
-    def __init__(self, *, num_cpus: int = 2, num_gpus: int = 1, token: str | None = None):
+    def __init__(
+        self,
+        *,
+        num_cpus: int = 2,
+        num_gpus: int = 1,
+        token: str | None = None,
+        hide: Path | None = None,
+    ) -> None:
         Path(BASE_DIR).mkdir(parents=True, exist_ok=True)
         self.temp_dir = tempfile.mkdtemp(prefix="h_", dir=BASE_DIR)
         if len(self.temp_dir) > MAX_TEMP_DIR:
             raise RayHeadError(f"temp dir {self.temp_dir} is too long for Ray's sockets")
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
+        self.hide = hide
+        """A folder the head's node sees as an empty one of its own (a mount namespace with a
+        tmpfs there): the node does not share it with colabot."""
         self.token = token or secrets.token_hex(24)
-        self.ports = dict(zip(self.PORT_FLAGS, free_ports(len(self.PORT_FLAGS)), strict=True))
+        self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
         self.ray = str(Path(sys.executable).with_name("ray"))
         self._proc: subprocess.Popen[bytes] | None = None
         self._known: dict[tuple[int, float], psutil.Process] = {}
@@ -112,8 +123,22 @@ class RayHead:
             f"--num-gpus={self.num_gpus}",
             f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats",
-            *(f"{flag}={self.ports[name]}" for name, flag in self.PORT_FLAGS.items()),
+            *(f"{flag}={self.ports[name]}" for name, flag in PORT_FLAGS.items()),
         ]
+        if self.hide is not None:
+            mount = 'mount -t tmpfs tmpfs "$1" && shift && exec "$@"'
+            argv = [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                mount,
+                "sh",
+                str(self.hide),
+                *argv,
+            ]
         log = self._log.open("wb")
         self._proc = subprocess.Popen(
             argv,
@@ -133,10 +158,16 @@ class RayHead:
         return self
 
     def _request(self, path: str) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        request = urllib.request.Request(self.address + path, headers=headers)
-        with urllib.request.urlopen(request, timeout=3) as response:
-            return json.loads(response.read())
+        connection = http.client.HTTPConnection("127.0.0.1", self.ports["dashboard"], timeout=3)
+        try:
+            connection.request("GET", path, headers={"Authorization": f"Bearer {self.token}"})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise OSError(f"HTTP {response.status} for {path}")
+            return json.loads(body)
+        finally:
+            connection.close()
 
     def _wait_ready(self, timeout: float) -> None:
         assert self._proc is not None
@@ -152,7 +183,7 @@ class RayHead:
                 nodes = self._request("/api/v0/nodes")["data"]["result"]["result"]
                 if any(node.get("state") == "ALIVE" for node in nodes):
                     return
-            except (urllib.error.URLError, OSError, KeyError, ValueError) as exc:
+            except (OSError, KeyError, ValueError) as exc:
                 problem = exc
             time.sleep(0.2)
         raise RayHeadError(f"the head was not ready in {timeout} s ({problem})\n{self.log_tail()}")
@@ -210,10 +241,8 @@ class RayHead:
         self._remember(by_marker=True)
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
         psutil.wait_procs(self._alive(), timeout=3)
         for _ in range(3):
             self._remember(by_marker=True)

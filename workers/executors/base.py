@@ -40,7 +40,7 @@ class Launch:
     env: Mapping[str, str]
     cwd: Path
     wants_gpu: bool = False
-    log_path: Path | None = None
+    attempt: int = 1
 
     @property
     def label(self) -> str:
@@ -62,6 +62,8 @@ class Exit:
     reason: str | None = None
     lost: bool = False
     resumable: bool = False
+    note: str | None = None
+    """Something people should hear about the end (a step that would not stop)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Capacity:
     cpus: int | None = None
     free_cpus: int | None = None
     version: str = ""
+    largest_node_gpus: int | None = None
     details: tuple[str, ...] = field(default=())
 
 
@@ -97,6 +100,12 @@ class StepHandle(Protocol):
     @property
     def pid(self) -> int | None:
         """The step's process id when it runs on this machine."""
+        ...
+
+    @property
+    def output_grace_s(self) -> float:
+        """How long the output may go on arriving after the step ended (a cluster's log
+        stream lags its job; a local pipe a stray process holds would stay open for ever)."""
         ...
 
     def output(self) -> AsyncIterator[bytes]:
@@ -125,14 +134,17 @@ class Executor(Protocol):
     """Starts steps somewhere, and finds them again after a restart."""
 
     name: str
+    survives_restart: bool
+    """Whether its steps keep running while colabot restarts (a cluster's do)."""
 
     async def start(self, launch: Launch) -> StepHandle:
         """Start a step; raise StartError when it cannot be started."""
         ...
 
     async def reattach(self, ref: Mapping[str, Any], launch: Launch) -> StepHandle | None:
-        """The handle of a step a previous colabot started, or None when it is gone (or this
-        executor cannot outlive colabot: then whatever it left is stopped)."""
+        """The handle of a step a previous colabot started. None when this executor's steps
+        cannot outlive colabot (whatever it left is then stopped); StepLostError when the
+        step is gone for a reason people should hear."""
         ...
 
     async def capacity(self) -> Capacity | None:

@@ -24,12 +24,15 @@ from workers.executors.base import Capacity, Exit, Grace, Launch, Placement
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+# How long the output pipe may stay open after the main process has exited.
+PIPE_GRACE_S = 2.0
 
 
 class LocalExecutor:
     """Runs each step as a process group on this machine."""
 
     name = "local"
+    survives_restart = False
 
     def __init__(self, cgroup_root: Path | None = None) -> None:
         self.cgroup_root = cgroup_root
@@ -112,6 +115,11 @@ class LocalStep:
     def pid(self) -> int:
         """The main process's id."""
         return self._proc.pid
+
+    @property
+    def output_grace_s(self) -> float:
+        """A descendant that left the process group can hold the pipe open for ever."""
+        return PIPE_GRACE_S
 
     async def output(self) -> AsyncIterator[bytes]:
         """Chunks from the pipe until every writer has closed it."""

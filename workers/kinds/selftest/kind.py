@@ -38,6 +38,7 @@ PARAMS: dict[str, Param] = {
         float, 0.2, "seconds per step (make it long to run long)", minimum=0.0, maximum=3600.0
     ),
     "fail": Param(bool, False, "fail halfway, to see how failures look"),
+    "gpu": Param(bool, False, "reserve a GPU for the step on a cluster (to try its scheduling)"),
     "stop_delay": Param(
         float,
         0.0,
@@ -106,7 +107,12 @@ class SelftestKind:
             done, total, loss = parsed
             return counter.update(done, total, metrics={"loss": loss} if loss is not None else {})
 
-        yield Step(name=f"selftest {ctx.spec.action.value}", argv=argv, parser=parse)
+        yield Step(
+            name=f"selftest {ctx.spec.action.value}",
+            argv=argv,
+            parser=parse,
+            wants_gpu=bool(ctx.param("gpu")),
+        )
 
     def explain_failure(self, ctx: JobContext, step: Step, tail: list[str]) -> str | None:
         """Recognise the requested failure."""

@@ -129,7 +129,9 @@ class SleapKind:
 
     def _tool_step(self, ctx: JobContext, command: str) -> Step:
         argv = [ctx.python, "-m", TOOLS_MODULE, command, str(ctx.scratch_dir)]
-        return Step(name=command.replace("-", " "), argv=argv, env=dict(STEP_ENV))
+        # The prepare step picks the device, so on a cluster it runs where the GPU is.
+        gpu = command == "prepare" and wants_gpu(ctx)
+        return Step(name=command.replace("-", " "), argv=argv, env=dict(STEP_ENV), wants_gpu=gpu)
 
     def _training_steps(self, ctx: JobContext, plan: Plan) -> Iterator[Step]:
         count = len(plan.models)
@@ -147,6 +149,7 @@ class SleapKind:
                 cwd=Path(plan.cwd) if plan.cwd else None,
                 watch=(Path(model.run_dir) / "training_log.csv",),
                 parser=tracker.parse,
+                wants_gpu=plan.accelerator != "cpu",
             )
             _mark_finished(ctx.scratch_dir, model.run_name)
 
@@ -190,6 +193,7 @@ class SleapKind:
             env=dict(STEP_ENV),
             cwd=Path(plan.cwd) if plan.cwd else None,
             parser=tracker.parse,
+            wants_gpu=plan.accelerator != "cpu",
         )
 
     # failures and results -----------------------------------------------------------------
@@ -245,6 +249,11 @@ def _request(ctx: JobContext) -> Request:
         attempt=ctx.job.attempt,
         resume_from=str(ctx.resume_from) if ctx.resume_from else None,
     )
+
+
+def wants_gpu(ctx: JobContext) -> bool:
+    """Whether the job may use a GPU (device=auto or gpu): a cluster then reserves one."""
+    return str(ctx.param("device") or "auto") != "cpu"
 
 
 def _mark_finished(work: Path, run_name: str) -> None:

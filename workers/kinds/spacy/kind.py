@@ -119,7 +119,14 @@ class SpacyKind:
         if ctx.spec.action is Action.INFER:
             yield self._inference_step(ctx)
             return
-        yield Step("prepare", tools_argv(ctx, "prepare"), env=dict(STEP_ENV), parser=stage_parser)
+        # The prepare step picks the device, so on a cluster it runs where the GPU is.
+        yield Step(
+            "prepare",
+            tools_argv(ctx, "prepare"),
+            env=dict(STEP_ENV),
+            parser=stage_parser,
+            wants_gpu=wants_gpu(ctx),
+        )
         plan = read_plan(ctx.scratch_dir)
         for note in plan.notes:
             ctx.notify(note)
@@ -132,6 +139,7 @@ class SpacyKind:
             env=dict(STEP_ENV),
             cwd=Path(plan.cwd) if plan.cwd else None,
             parser=TrainingProgress().parse,
+            wants_gpu=plan.gpu_id >= 0,
         )
         if ctx.param("package"):
             yield Step("package", package_argv(ctx, plan), env=dict(STEP_ENV))
@@ -147,12 +155,19 @@ class SpacyKind:
                 env={**STEP_ENV, **plan.env},
                 cwd=Path(plan.project_dir),
                 parser=ProjectProgress(command, index, count).parse,
+                wants_gpu=plan.gpu_id >= 0,
             )
 
     def _inference_step(self, ctx: JobContext, *, announce: bool = True) -> Step:
         """Run a model over texts; the device is announced unless training did."""
         parser = InferenceProgress(ctx, announce=announce).parse
-        return Step("inference", tools_argv(ctx, "infer"), env=dict(STEP_ENV), parser=parser)
+        return Step(
+            "inference",
+            tools_argv(ctx, "infer"),
+            env=dict(STEP_ENV),
+            parser=parser,
+            wants_gpu=wants_gpu(ctx),
+        )
 
     # results ----------------------------------------------------------------------------
 
@@ -273,6 +288,11 @@ def request_of(ctx: JobContext) -> Request:
         batch_size=int(ctx.param("batch_size") or INFER_PARAMS["batch_size"].default or 64),
         text_key=str(ctx.param("text_key") or INFER_PARAMS["text_key"].default),
     )
+
+
+def wants_gpu(ctx: JobContext) -> bool:
+    """Whether the job may use a GPU (gpu=auto or a number): a cluster then reserves one."""
+    return str(ctx.param("gpu") or "auto").strip().lower() != "cpu"
 
 
 def tools_argv(ctx: JobContext, command: str) -> list[str]:
