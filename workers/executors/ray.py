@@ -52,7 +52,7 @@ class RaySettings:
     token: str = ""
     gpus_per_job: float = 1.0
     cpus_per_job: float = 1.0
-    poll_s: float = 1.0
+    poll_s: float = 0.25
     request_timeout_s: float = 15.0
     lost_after_s: float = 20.0
     python: str = "python"
@@ -90,6 +90,12 @@ class RayExecutor:
 
     def _explain(self, doing: str, exc: BaseException) -> ExecutorError:
         address = self.settings.address
+        text = str(exc)
+        refused = isinstance(exc, aiohttp.ClientResponseError) and exc.status in (401, 403)
+        if refused and not self.settings.token:
+            exc = AuthenticationError("missing token")
+        elif refused:
+            exc = AuthenticationError("invalid token")
         text = str(exc)
         if isinstance(exc, AuthenticationError):
             if "invalid" in text.lower():
@@ -207,6 +213,7 @@ class RayExecutor:
 
     async def capacity(self) -> Capacity:
         """Nodes, CPUs and GPUs, total and free, and the Ray version."""
+        await self.connect()
         version = await self._get("/api/version")
         nodes = [n for n in await self._node_list() if n.get("state") == "ALIVE"]
         totals: dict[str, float] = {}

@@ -188,7 +188,9 @@ async def test_a_head_that_goes_away_interrupts_the_job_and_resume_finishes_it(
 
 async def test_refusals_are_one_line(ray_head: RayHead) -> None:
     nothing = RayExecutor(RaySettings("http://127.0.0.1:9", "x", request_timeout_s=5), "t")
-    with pytest.raises(ExecutorError, match=r"cannot reach the Ray cluster at http://127\.0\.0\.1:9"):
+    with pytest.raises(
+        ExecutorError, match=r"cannot reach the Ray cluster at http://127\.0\.0\.1:9"
+    ):
         await nothing.connect()
     wrong = executor_for(ray_head, token="wrong-token")
     with pytest.raises(ExecutorError, match="refused the token"):
