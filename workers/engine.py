@@ -134,7 +134,8 @@ class Engine:
         what is left of it and return why the job is interrupted."""
         reason: str | None = INTERRUPTED_REASON
         for step in self.store.open_steps(job.id):
-            launch = Launch(job.id, step.index, step.name, (), {}, self.workdir(job.id))
+            workdir = self.workdir(job.id)
+            launch = Launch(job.id, step.index, step.name, (), {}, workdir, job_dir=workdir)
             executor = self.executor
             if step.executor != executor.name:
                 # Started by another executor (the configuration changed): stop what it left.
@@ -148,7 +149,7 @@ class Engine:
             if handle is None or executor is not self.executor or step.executor != executor.name:
                 self.store.end_step(job.id, step.index)
                 continue
-            reattach = Reattach(step.index, handle, step.output_offset)
+            reattach = Reattach(step.index, handle, step.output_offset, step.log_length)
             # The task starts on the loop's next turn, when the engine already holds it.
             task = asyncio.create_task(
                 self._run_job(job.id, reattach), name=f"colabot-job-{job.id}"

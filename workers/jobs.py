@@ -211,3 +211,5 @@ class StepRecord:
     ended_at: float | None = None
     output_offset: int = 0
     """Bytes of the step's output already in the job log."""
+    log_length: int = -1
+    """How long the job log was when ``output_offset`` was recorded (-1: not known)."""

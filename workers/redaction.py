@@ -200,6 +200,17 @@ class StreamRedactor:
         self._pending = data[cut:]
         return self._redact(data[:cut])
 
+    @property
+    def held(self) -> int:
+        """Bytes fed but not handed back yet (the start of an unfinished line)."""
+        return len(self._pending)
+
+    @property
+    def settled(self) -> bool:
+        """Whether the stream could start afresh here (it is not inside a private key, whose
+        next lines must be masked too)."""
+        return not self._in_key
+
     def flush(self) -> bytes:
         """The redacted rest, at the end of the stream."""
         data, self._pending = self._pending, b""

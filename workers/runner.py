@@ -8,6 +8,7 @@ and the last lines of its log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -105,11 +106,13 @@ class ActiveJob:
 @dataclass(frozen=True)
 class Reattach:
     """A step a previous colabot started that its executor still runs: the runner follows it
-    instead of starting it, and its first ``skip`` bytes of output are already logged."""
+    instead of starting it; its first ``skip`` bytes of output are already logged, in the
+    first ``log_length`` bytes of the job log (-1: not known)."""
 
     index: int
     handle: StepHandle
     skip: int = 0
+    log_length: int = -1
 
 
 class JobHost(Protocol):
@@ -248,7 +251,9 @@ class JobRunner:
                 following = reattach if reattach is not None and index == reattach.index else None
                 self._replaying = False
                 result = await self._run_step(ctx, step, index, following)
-                if result.lost:
+                if result.lost or (result.resumable and not result.cancelled):
+                    # Lost with its cluster, or ended by it (preempted, a failed node): not
+                    # the job's fault, so it can be resumed.
                     self._interrupt(result.reason or "the executor lost the step")
                     return
                 if result.cancelled:
@@ -287,6 +292,7 @@ class JobRunner:
             cwd=step.cwd or ctx.scratch_dir,
             wants_gpu=step.wants_gpu,
             attempt=ctx.job.attempt,
+            job_dir=ctx.workdir,
         )
 
     async def _run_step(
@@ -319,8 +325,8 @@ class JobRunner:
                 )
                 host.store.start_step(record)
 
-        def on_consumed(count: int) -> None:
-            host.store.set_step_output(job_id, index, count)
+        def on_consumed(count: int, log_length: int) -> None:
+            host.store.set_step_output(job_id, index, count, log_length)
 
         timeout = ctx.param("timeout")
         run = StepRun(
@@ -340,6 +346,7 @@ class JobRunner:
             if reattach is None:
                 result = await run.run()
             else:
+                await asyncio.to_thread(_cut_log, log_path, reattach.log_length)
                 result = await run.follow(reattach.handle, skip=reattach.skip)
         finally:
             self.active.run = None
@@ -415,3 +422,13 @@ def _guarded(steps: Iterator[Step]) -> Iterator[Step]:
         except Exception as exc:
             raise StepFailedError("planning", f"{type(exc).__name__}: {exc}") from exc
         yield step
+
+
+def _cut_log(path: Path, length: int) -> None:
+    """Cut the job log back to where its recorded output offset ends: lines logged after
+    that point (by a colabot killed before it recorded them) are read and logged again."""
+    if length < 0:
+        return
+    with contextlib.suppress(OSError), path.open("r+b") as handle:
+        if handle.seek(0, os.SEEK_END) > length:
+            handle.truncate(length)

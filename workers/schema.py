@@ -3,7 +3,8 @@ date.
 
 The version lives in SQLite's ``user_version``. Version 1 (no version set) kept job and chat
 metadata as JSON values in a key-value table; version 2 gives each of them a table of its
-own. A database newer than this colabot is refused rather than misread.
+own; version 3 records, with a step's output offset, how long the job log was at that
+point. A database newer than this colabot is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from workers.errors import StoreError
 
-VERSION = 2
+VERSION = 3
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS job_steps (
     started_at REAL NOT NULL,
     ended_at REAL,
     output_offset INTEGER NOT NULL DEFAULT 0,
+    log_length INTEGER NOT NULL DEFAULT -1,
     PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS job_outputs (
@@ -291,5 +293,15 @@ _V1_FAMILIES: dict[str, Callable[[sqlite3.Connection, str, Any], None]] = {
     "video_note_sent": _v1_video_notes,
 }
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _from_v1}
+# ------------------------------------------------------------------------- 2 -> 3
+
+
+def _from_v2(db: sqlite3.Connection) -> None:
+    """Give each step the log length that goes with its output offset (-1: not known)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(job_steps)")}
+    if "log_length" not in columns:
+        db.execute("ALTER TABLE job_steps ADD COLUMN log_length INTEGER NOT NULL DEFAULT -1")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _from_v1, 2: _from_v2}
 """``MIGRATIONS[n]`` brings a version ``n`` database to version ``n + 1``."""

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from workers.disk import FULL_ERRNOS
 from workers.errors import StartError
 from workers.executors.base import Executor, Exit, Grace, Launch, StepHandle, describe_exit
-from workers.redaction import SECRETS, Redactor
+from workers.redaction import SECRETS, Redactor, StreamRedactor
 
 MAX_HOOK_LINE = 8 * 1024
 TAIL_LINES = 40
@@ -146,7 +146,7 @@ class StepRun:
         timeout_s: float | None = None,
         grace: Grace | None = None,
         on_start: Callable[[StepHandle], None] | None = None,
-        on_consumed: Callable[[int], None] | None = None,
+        on_consumed: Callable[[int, int], None] | None = None,
         redactor: Redactor = SECRETS,
         on_disk_full: Callable[[], None] | None = None,
     ) -> None:
@@ -278,39 +278,56 @@ class StepRun:
     async def _pump(self, output: AsyncIterator[bytes], skip: int) -> None:
         splitter = LineSplitter("output", self.on_line, self._tail)
         redacting = self.redactor.stream()
-        told = 0.0
+        told = time.monotonic()
         with self.log_path.open("ab") as log:
             writable = True
-            async for raw in output:
-                chunk = raw
-                self.consumed += len(raw)
-                now = time.monotonic()
-                if self.on_consumed is not None and now - told >= CONSUMED_EVERY_S:
-                    told = now
-                    self._tell_consumed()
-                if skip:
-                    # Output a re-attached step repeats: it is in the log already.
-                    cut = min(skip, len(chunk))
-                    chunk, skip = chunk[cut:], skip - cut
-                    if not chunk:
-                        continue
-                clean = redacting.feed(chunk)
-                if writable:
-                    writable = self._write(log, clean)
-                splitter.feed(clean)
-            rest = redacting.flush()
-            if writable:
-                self._write(log, rest)
-            splitter.feed(rest)
-            splitter.flush()
-        self._tell_consumed()
+            try:
+                async for raw in output:
+                    chunk = raw
+                    self.consumed += len(raw)
+                    if skip:
+                        # Output a re-attached step repeats: it is in the log already.
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                        if not chunk:
+                            continue
+                    clean = redacting.feed(chunk)
+                    if writable:
+                        writable = self._write(log, clean)
+                    splitter.feed(clean)
+                    now = time.monotonic()
+                    if now - told >= CONSUMED_EVERY_S and self._tell_logged(log, redacting):
+                        told = now
+                splitter.feed(self._write_rest(log, redacting, writable))
+                splitter.flush()
+                if not skip:
+                    self._tell_logged(log, redacting)
+            except asyncio.CancelledError:
+                # Detached (colabot stops, the cluster runs on): what was read goes in the
+                # log, so the next colabot goes on exactly after it.
+                self._write_rest(log, redacting, writable)
+                if not skip:  # still inside what the log already held: the old point stands
+                    self._tell_logged(log, redacting)
+                raise
 
-    def _tell_consumed(self) -> None:
-        if self.on_consumed is None:
-            return
+    def _write_rest(self, log: BinaryIO, redacting: StreamRedactor, writable: bool) -> bytes:
+        """Write what the redacting stream still holds back."""
+        rest = redacting.flush()
+        if writable:
+            self._write(log, rest)
+        return rest
+
+    def _tell_logged(self, log: BinaryIO, redacting: StreamRedactor) -> bool:
+        """Record a point where the log and the output agree: this many bytes of output are
+        in the log, which is this long. A colabot killed later cuts the log back to it and
+        reads on from there, so each line is logged once. Only between lines and outside a
+        private key (whose next lines must be masked): False when not such a point."""
+        if self.on_consumed is None or not redacting.settled:
+            return False
         # Bookkeeping for re-attaching after a restart must never stop the step.
         with contextlib.suppress(Exception):
-            self.on_consumed(self.consumed)
+            self.on_consumed(self.consumed - redacting.held, log.tell())
+        return True
 
     def _write(self, log: BinaryIO, data: bytes) -> bool:
         """Write to the log; on a full disk, stop the step and say so (False)."""

@@ -465,16 +465,18 @@ class Store:
                 ref=json.loads(row["ref"]),
                 started_at=float(row["started_at"]),
                 output_offset=int(row["output_offset"]),
+                log_length=int(row["log_length"]),
             )
             for row in rows
         ]
 
     @_translated
-    def set_step_output(self, job_id: int, index: int, offset: int) -> None:
-        """Record how many bytes of a step's output are in the job log."""
+    def set_step_output(self, job_id: int, index: int, offset: int, log_length: int) -> None:
+        """Record how many bytes of a step's output are in the job log, and how long the log
+        was then."""
         self._db.execute(
-            "UPDATE job_steps SET output_offset = ? WHERE job_id = ? AND idx = ?",
-            (offset, job_id, index),
+            "UPDATE job_steps SET output_offset = ?, log_length = ? WHERE job_id = ? AND idx = ?",
+            (offset, log_length, job_id, index),
         )
 
     @_translated

@@ -116,3 +116,26 @@ def test_a_database_from_a_newer_colabot_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="from a newer colabot"):
         Store(tmp_path)
+
+
+def test_a_version_2_database_gains_the_log_length_of_each_open_step(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(
+        "DROP TABLE job_steps;"
+        "CREATE TABLE job_steps (job_id INTEGER NOT NULL, idx INTEGER NOT NULL, "
+        "name TEXT NOT NULL, executor TEXT NOT NULL, ref TEXT NOT NULL DEFAULT '{}', "
+        "started_at REAL NOT NULL, ended_at REAL, output_offset INTEGER NOT NULL DEFAULT 0, "
+        "PRIMARY KEY (job_id, idx));"
+        "INSERT INTO job_steps (job_id, idx, name, executor, ref, started_at, output_offset) "
+        "VALUES (4, 0, 'train', 'slurm', '{\"slurm_job\": \"77\"}', 1.0, 120);"
+        "PRAGMA user_version = 2;"
+    )
+    db.close()
+    again = Store(tmp_path)
+    (step,) = again.open_steps(4)
+    assert again.upgraded_from == 2
+    assert (step.output_offset, step.log_length, step.ref) == (120, -1, {"slurm_job": "77"})
+    again.set_step_output(4, 0, 150, 900)
+    assert again.open_steps(4)[0].log_length == 900

@@ -41,6 +41,9 @@ class Launch:
     cwd: Path
     wants_gpu: bool = False
     attempt: int = 1
+    job_dir: Path | None = None
+    """The job's own folder, where an executor keeps its files for the step (the step's
+    working folder can be an input folder, which colabot never writes to)."""
 
     @property
     def label(self) -> str:
@@ -68,10 +71,12 @@ class Exit:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a step is: waiting for resources (and why), or running (and on which node)."""
+    """Where a step is: waiting for resources (and why), or running (and on which node,
+    and until when the cluster lets it run: its time limit)."""
 
     waiting: str | None = None
     node: str | None = None
+    ends_at: float | None = None
 
 
 @dataclass(frozen=True)
