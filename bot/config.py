@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from bot.access import AccessPolicy
 from bot.errors import ConfigError
+from workers.executors.slurm_commands import forbidden_option, parse_time_limit
 from workers.netpolicy import is_loopback_url
 
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
@@ -117,6 +118,20 @@ class RayConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """``[slurm]``: what each step asks Slurm for, behind ``worker.executor = "slurm"``."""
+
+    partition: str = ""
+    account: str = ""
+    gres: str = "gpu:1"
+    cpus_per_task: int = 2
+    mem: str = "16G"
+    time_limit: str = "12:00:00"
+    extra_args: tuple[str, ...] = ()
+    poll_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting colabot reads, validated."""
 
@@ -128,6 +143,7 @@ class Config:
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     inputs: InputsConfig = field(default_factory=InputsConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
     source: Path | None = None
 
     @property
@@ -370,6 +386,7 @@ def validate(config: Config) -> None:
     _positive("drive.chunk_mb", config.drive.chunk_mb)
     if config.worker.executor == "ray":
         _check_ray(config.ray)
+    _check_slurm(config.slurm)
     if config.results.backend == "drive":
         if not config.drive.folder_id:
             raise ConfigError(
@@ -418,6 +435,36 @@ def _check_drive_credentials(drive: DriveConfig) -> None:
             raise ConfigError("drive.token_file", f"no such file: {path}")
 
 
+def _check_slurm(slurm: SlurmConfig) -> None:
+    for key, value in (("partition", slurm.partition), ("account", slurm.account)):
+        if not re.fullmatch(r"[\w.+-]*", value):
+            raise ConfigError(f"slurm.{key}", f"is not a Slurm {key} name: {value!r}")
+    if not re.fullmatch(r"([\w.-]+(:[\w.-]+)*(,[\w.-]+(:[\w.-]+)*)*)?", slurm.gres):
+        raise ConfigError(
+            "slurm.gres", f'must look like "gpu:1" or "gpu:a100:2", got {slurm.gres!r}'
+        )
+    if not re.fullmatch(r"\d+[KMGT]?", slurm.mem, flags=re.IGNORECASE):
+        raise ConfigError("slurm.mem", f'must be a size such as "16G" or "500M", got {slurm.mem!r}')
+    try:
+        parse_time_limit(slurm.time_limit)
+    except ValueError:
+        raise ConfigError(
+            "slurm.time_limit",
+            'must be a Slurm time such as "12:00:00", "90" (minutes) or "1-12:00:00", got '
+            f"{slurm.time_limit!r}",
+        ) from None
+    _positive("slurm.cpus_per_task", slurm.cpus_per_task)
+    _positive("slurm.poll_seconds", slurm.poll_seconds)
+    for index, arg in enumerate(slurm.extra_args):
+        why = forbidden_option(arg)
+        if why is not None:
+            raise ConfigError(f"slurm.extra_args[{index}]", f"{arg!r} may not be given: {why}")
+        if index == 0 and not arg.startswith("-"):
+            raise ConfigError(
+                f"slurm.extra_args[{index}]", f"must be an sbatch option, got {arg!r}"
+            )
+
+
 def _positive(key: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(key, f"must be greater than 0, got {value!r}")
@@ -462,6 +509,10 @@ def executor_line(config: Config) -> str:
         ray = config.ray
         auth = "token ****" if ray.token else "no token"
         return f"Ray cluster at {ray.address} ({auth})"
+    if config.worker.executor == "slurm":
+        slurm = config.slurm
+        partition = slurm.partition or "the default partition"
+        return f"Slurm, {partition} (time limit {slurm.time_limit} per step)"
     return config.worker.executor if config.worker.executor != "local" else "this machine"
 
 

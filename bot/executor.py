@@ -46,22 +46,47 @@ def _ray(config: Config) -> Executor:
     return RayExecutor(settings, instance_id(config.data_dir))
 
 
+def _slurm(config: Config) -> Executor:
+    from workers.executors.slurm import SlurmExecutor
+    from workers.executors.slurm_commands import SlurmSettings
+
+    slurm = config.slurm
+    settings = SlurmSettings(
+        partition=slurm.partition,
+        account=slurm.account,
+        gres=slurm.gres,
+        cpus_per_task=slurm.cpus_per_task,
+        mem=slurm.mem,
+        time_limit=slurm.time_limit,
+        extra_args=slurm.extra_args,
+        poll_s=slurm.poll_seconds,
+        python=sys.executable,
+    )
+    return SlurmExecutor(settings, instance_id(config.data_dir))
+
+
 def build_executor(config: Config) -> Executor | None:
     """The configured executor, not yet checked (None: this machine)."""
     if config.worker.executor == "ray":
         return _ray(config)
     if config.worker.executor == "slurm":
-        raise ConfigError("worker.executor", "slurm is not available in this version")
+        return _slurm(config)
     return None
 
 
-def _setting(config: Config, reason: str) -> str:
+def setting_for(config: Config, reason: str) -> str:
     """The setting a cluster problem is about."""
     if "token" in reason:
         return "ray.token"
     if "data folder" in reason:
         return "worker.data_dir"
-    return "ray.address" if config.worker.executor == "ray" else "slurm.partition"
+    if config.worker.executor == "ray":
+        return "ray.address"
+    if "partition" in reason:
+        return "slurm.partition"
+    if "sbatch refused" in reason:
+        return "slurm.extra_args" if config.slurm.extra_args else "slurm"
+    return "worker.executor"
 
 
 async def open_executor(config: Config) -> OpenedExecutor:
@@ -73,16 +98,22 @@ async def open_executor(config: Config) -> OpenedExecutor:
         capacity = await check_executor(config, executor)
     except ExecutorError as exc:
         await executor.close()
-        raise ConfigError(_setting(config, exc.reason), exc.reason) from None
+        raise ConfigError(setting_for(config, exc.reason), exc.reason) from None
     except ConfigError:
         await executor.close()
         raise
     return OpenedExecutor(executor, capacity, capacity.name if capacity else executor.name)
 
 
-async def check_executor(config: Config, executor: Executor) -> Capacity | None:
-    """Reach the cluster, see that a step fits on one of its nodes, and that its nodes see
-    the data folder."""
+async def check_executor(
+    config: Config, executor: Executor, *, probe: bool | None = None
+) -> Capacity | None:
+    """Reach the cluster, see that a step fits on one of its nodes, and (``probe``) that its
+    nodes see the data folder. A Ray probe job takes no resources and runs at once, so it
+    runs at every start; a Slurm one waits in the queue like any job, so only
+    ``colabot check`` runs it."""
+    if probe is None:
+        probe = config.worker.executor == "ray"
     capacity = await executor.capacity()
     if config.worker.executor == "ray" and capacity is not None:
         wanted = config.ray.gpus_per_job
@@ -93,10 +124,29 @@ async def check_executor(config: Config, executor: Executor) -> Capacity | None:
                 f"is {wanted:g}, but the largest node of the Ray cluster has {largest} GPU"
                 f"{'s' if largest != 1 else ''}: a step asking for that would wait for ever",
             )
-    probe = getattr(executor, "probe_shared", None)
-    if probe is not None:
-        await probe(config.data_dir)
+    if config.worker.executor == "slurm" and capacity is not None:
+        wanted = _gres_gpus(config.slurm.gres)
+        largest = capacity.largest_node_gpus or 0
+        if wanted > largest:
+            raise ConfigError(
+                "slurm.gres",
+                f"asks for {wanted} GPU{'s' if wanted != 1 else ''}, but the largest node of "
+                f"{capacity.name} has {largest}: a step asking for that would wait for ever",
+            )
+    prober = getattr(executor, "probe_shared", None)
+    if probe and prober is not None:
+        await prober(config.data_dir)
     return capacity
+
+
+def _gres_gpus(gres: str) -> int:
+    """``gpu:2`` -> 2, ``gpu:a100:1`` -> 1, ``gpu`` -> 1, '' -> 0."""
+    total = 0
+    for item in filter(None, gres.split(",")):
+        name, *rest = item.split(":")
+        if name == "gpu":
+            total += int(rest[-1]) if rest and rest[-1].isdigit() else 1
+    return total
 
 
 def capacity_lines(capacity: Capacity) -> list[str]:

@@ -62,6 +62,8 @@ from workers.jobs import Action, JobSpec
 log = logging.getLogger(__name__)
 
 REFUSAL_COOLDOWN_S = 600.0
+# How /status names a step's job on each cluster executor.
+CLUSTER_NAMES = {"ray": "Ray", "slurm": "Slurm"}
 INTERNAL_ERROR = "Something went wrong while handling that; the details are in colabot's log."
 
 ReleaseHandler = Callable[[bool, int], Awaitable[str]]
@@ -341,6 +343,7 @@ class ChatHandlers:
                     tail,
                     where=self.engine.placement(job.id),
                     cluster_job=self.engine.cluster_job(job.id),
+                    cluster=CLUSTER_NAMES.get(self.engine.executor.name, "cluster"),
                 )
                 await self._say(bot, reply, view)
             case LogsRequest():

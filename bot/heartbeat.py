@@ -22,6 +22,7 @@ from bot.config import Config
 from bot.delivery import Delivery, keepalive_event, view_notice
 from bot.runtime import RuntimeClock, is_colab, read_facts
 from bot.schedule import (
+    cluster_limit_due,
     due_warning,
     idle_release_due,
     is_last_warning,
@@ -58,6 +59,7 @@ class Heartbeat:
         self.idle_since: float | None = time.time()
         self.idle_offered = False
         self.disk_warned = False
+        self.limit_warned: set[tuple[int, float]] = set()
         self._lock = asyncio.Lock()
 
     # scheduling ------------------------------------------------------------------------------
@@ -87,6 +89,7 @@ class Heartbeat:
         """Do whatever is due at ``now``."""
         async with self._lock:
             await self._warnings(now)
+            await self._cluster_limits(now)
             running = self.engine.running_jobs()
             if running and sync_due(
                 now, self.keeper.last_sync, self.config.results.checkpoint_sync_minutes
@@ -118,6 +121,26 @@ class Heartbeat:
             self.keeper.results.name,
         )
         self.engine.post(None, view_notice(view))
+
+    async def _cluster_limits(self, now: float) -> None:
+        """Warn once per step that a cluster's time limit will end (Slurm's --time)."""
+        for job in self.engine.running_jobs():
+            where = self.engine.placement(job.id)
+            if where is None or where.ends_at is None or where.waiting:
+                continue
+            key = (job.id, where.ends_at)
+            eta = job.progress.eta_s if job.progress else None
+            if key in self.limit_warned or not cluster_limit_due(
+                now, where.ends_at, eta, self.minutes
+            ):
+                continue
+            self.limit_warned.add(key)
+            await self.keeper.sync_checkpoints()
+            cluster = self.engine.executor.name.capitalize()
+            text = views.cluster_limit_text(
+                cluster, where.ends_at - now, eta, self.keeper.checkpoint_note(job.id)
+            )
+            self.engine.notice(job.id, text)
 
     # keepalive -------------------------------------------------------------------------------
 

@@ -132,7 +132,7 @@ def probe_results(config: Config) -> list[Finding]:
 async def probe_executor(config: Config) -> list[Finding]:
     """Reach the cluster jobs run on: its version, nodes, CPUs and GPUs, and whether its nodes
     see the data folder (and the results folder) through a probe job."""
-    from bot.executor import build_executor, capacity_lines, check_executor
+    from bot.executor import build_executor, capacity_lines, check_executor, setting_for
 
     try:
         executor = build_executor(config)
@@ -141,11 +141,9 @@ async def probe_executor(config: Config) -> list[Finding]:
     if executor is None:
         return []
     try:
-        capacity = await check_executor(config, executor)
+        capacity = await check_executor(config, executor, probe=True)
         findings = [Finding(True, line) for line in capacity_lines(capacity)] if capacity else []
-        findings.append(
-            Finding(True, f"the cluster's nodes see the data folder {config.data_dir}")
-        )
+        findings.append(Finding(True, f"the cluster's nodes see the data folder {config.data_dir}"))
         if config.results.backend == "local":
             results = config.results.dir.expanduser()
             try:
@@ -163,7 +161,7 @@ async def probe_executor(config: Config) -> list[Finding]:
     except ConfigError as exc:
         return [Finding(False, str(exc))]
     except ExecutorError as exc:
-        return [Finding(False, f"{config.worker.executor}: {exc.reason}")]
+        return [Finding(False, f"{setting_for(config, exc.reason)}: {exc.reason}")]
     finally:
         await executor.close()
 

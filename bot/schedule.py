@@ -79,3 +79,15 @@ def finish_verdict(eta_s: float | None, left_s: float) -> str:
     if eta_s <= left_s:
         return "might just finish"
     return "will NOT finish in time"
+
+
+def cluster_limit_due(
+    now: float, ends_at: float, eta_s: float | None, minutes: tuple[int, ...]
+) -> bool:
+    """Whether a step that its cluster ends at ``ends_at`` (its time limit) deserves its
+    one warning now: its ETA runs past the limit, or the limit is within the shortest
+    warning lead time."""
+    left = ends_at - now
+    if eta_s is not None and eta_s > left:
+        return True
+    return left <= min(minutes, default=0) * 60

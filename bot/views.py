@@ -157,9 +157,10 @@ def status_view(
     now: float | None = None,
     where: Placement | None = None,
     cluster_job: str = "",
+    cluster: str = "cluster",
 ) -> View:
     """/status: state, progress, elapsed, ETA and the last log lines (and, on a cluster,
-    the node and the cluster's own job id)."""
+    the node, the cluster's own job id and when its time limit ends the step)."""
     now = time.time() if now is None else now
     state = _state_word(job, where)
     lines = [f"{STATE_MARK[job.state]} <b>{esc(job_title(job))}</b>: {state}"]
@@ -173,8 +174,11 @@ def status_view(
             lines.append(esc(where.waiting))
         if where.node:
             lines.append(f"node: {esc(where.node)}")
+        if where.ends_at is not None and not where.waiting:
+            left = format_seconds(max(0.0, where.ends_at - now))
+            lines.append(f"time limit: ends in {left} (at {clock_time(where.ends_at)})")
     if job.state is JobState.RUNNING and cluster_job:
-        lines.append(f"cluster job: <code>{esc(cluster_job)}</code>")
+        lines.append(f"{esc(cluster)} job: <code>{esc(cluster_job)}</code>")
     lines.append(f"elapsed: {_elapsed(job, now)}")
     lines.extend(progress_lines(job))
     if job.error:
@@ -276,8 +280,10 @@ def cancelled_view(job: Job) -> View:
 
 
 def interrupted_view(job: Job) -> View:
-    """The message when colabot stopped under a running job."""
-    text = f"⚠️ <b>{esc(job_title(job))}</b> was interrupted when colabot stopped."
+    """The message when a running job stopped without ending (colabot stopped; its cluster
+    lost it), with why."""
+    why = esc(job.error) if job.error else "colabot stopped"
+    text = f"⚠️ <b>{esc(job_title(job))}</b> was interrupted: {why}."
     if job.spec.action is Action.TRAIN:
         text += f" Send /resume {job.id} to continue from its last checkpoint."
     else:
@@ -566,6 +572,30 @@ def long_job_text(estimate_s: float, left_s: float) -> str:
         f"This job will probably take about {format_seconds(estimate_s)}, but the runtime has "
         f"only {format_seconds(left_s)} left. Checkpoints are saved off the machine as it "
         "goes, so /resume can continue it on the next runtime."
+    )
+
+
+def cluster_limit_text(
+    cluster: str, left_s: float, eta_s: float | None, saved: CheckpointNote | None
+) -> str:
+    """The warning (a notice about one job) for a step whose cluster time limit will end
+    it."""
+    if eta_s is not None and eta_s > left_s:
+        verdict = (
+            f"needs about {format_seconds(eta_s)} more, but its {cluster} time limit ends it in "
+            f"{format_seconds(left_s)}: it will NOT finish in time"
+        )
+    else:
+        verdict = f"its {cluster} time limit ends it in {format_seconds(left_s)}"
+    kept = (
+        f" Its checkpoint at {saved.progress or 'an unknown point'} was saved "
+        f"{clock_time(saved.saved_at)}."
+        if saved
+        else ""
+    )
+    return (
+        f"⏰ {verdict[0].upper()}{verdict[1:]}.{kept} Checkpoints are copied off as it goes; "
+        "/resume continues it after the limit (a longer slurm.time_limit gives it more time)."
     )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.clusters.ray_head import RayHead
+from tests.clusters.slurm_cluster import SlurmCluster, missing_requirement
 from tests.workers.kinds.conftest import SpacyCorpus, train_spacy_directly, write_spacy_corpus
 
 if TYPE_CHECKING:
@@ -165,3 +166,28 @@ def start_ray_head() -> Iterator[Callable[..., RayHead]]:
     yield start
     for head in heads:
         head.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real one-machine Slurm cluster (munged, slurmctld, slurmd on 127.0.0.1) with one
+    dummy GPU, for the session."""
+    missing = missing_requirement()
+    if missing is not None:
+        pytest.skip(f"SKIPPED LOUDLY: {missing}, so the Slurm executor is not tested here")
+    cluster = SlurmCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def on_slurm(
+    slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SlurmCluster]:
+    """The session's cluster, with Slurm's commands pointed at it for this test (and its
+    queue empty when the test ends)."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    yield slurm_cluster
+    slurm_cluster.cancel_all()

@@ -10,6 +10,8 @@ import pytest
 from bot.emulator import BotApiEmulator
 from bot.emulator.mode import ServerMode
 from tests.bot.conftest import TOKEN, USER
+from tests.clusters.ray_head import RayHead
+from tests.clusters.slurm_cluster import SlurmCluster
 from tests.hostile.conftest import colabot_env, start_cli
 from tests.loopback.drive_server import DriveServer
 
@@ -83,3 +85,37 @@ async def test_check_refuses_a_service_account_outside_a_shared_drive(
         f"ok: results: Google Drive, as service account {DEFAULT_ACCOUNT}, writing into 'Lab' "
         "(a shared drive)"
     ) in out
+
+
+async def test_check_on_ray_reports_the_version_the_nodes_and_the_shared_folders(
+    emu: BotApiEmulator, tmp_path: Path, ray_head: RayHead
+) -> None:
+    code, out = await run_check(
+        emu,
+        tmp_path,
+        worker_executor="ray",
+        ray_address=ray_head.address,
+        ray_token=ray_head.token,
+    )
+    assert code == 0, out
+    assert f"ok: Ray cluster at {ray_head.address}, version 2." in out
+    assert "1 node, 2 CPUs" in out and "1 GPU (1 free)" in out
+    assert f"ok: the cluster's nodes see the data folder {tmp_path / 'data'}" in out
+    assert f"they see the results folder {tmp_path / 'results'} too" in out
+    assert ray_head.token not in out
+    code, out = await run_check(
+        emu, tmp_path, worker_executor="ray", ray_address=ray_head.address, ray_token="nope-x1"
+    )
+    assert code == 1 and "refused the token" in out and "nope-x1" not in out
+
+
+async def test_check_on_slurm_lists_the_partition_and_runs_a_probe_job(
+    emu: BotApiEmulator, tmp_path: Path, on_slurm: SlurmCluster
+) -> None:
+    code, out = await run_check(emu, tmp_path, worker_executor="slurm", slurm_mem="100M")
+    assert code == 0, out
+    assert "ok: Slurm partition debug, version slurm-wlm" in out
+    assert "1 node, 2 CPUs (2 free), 1 GPU (1 free)" in out
+    assert f"ok: the cluster's nodes see the data folder {tmp_path / 'data'}" in out
+    code, out = await run_check(emu, tmp_path, worker_executor="slurm", slurm_partition="big")
+    assert code == 1 and "slurm.partition: there is no partition 'big'" in out

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config, find_config_file, load_config, mask_token, parse_config
+from bot.config import (
+    Config,
+    find_config_file,
+    load_config,
+    mask_token,
+    parse_config,
+    summary_lines,
+)
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +74,49 @@ def test_defaults_need_no_file() -> None:
             "not less than runtime.max_hours",
         ),
         ({"runtime": {"start": "yesterday"}}, "runtime.start", "ISO date-time"),
+        ({"worker": {"executor": "spark"}}, "worker.executor", "must be one of 'local'"),
+        ({"worker": {"executor": "ray"}}, "ray.address", "required when"),
+        (
+            {"worker": {"executor": "ray"}, "ray": {"address": "10.0.0.5:8265"}},
+            "ray.address",
+            "must be an http(s) URL",
+        ),
+        (
+            {"worker": {"executor": "ray"}, "ray": {"address": "http://10.0.0.5:8265"}},
+            "ray.token",
+            "anyone who reaches it can run code there",
+        ),
+        (
+            # A name that resolves to 127.0.0.1 today is a name someone else may change.
+            {"worker": {"executor": "ray"}, "ray": {"address": "http://127.0.0.1.nip.io:8265"}},
+            "ray.token",
+            "required for a Ray cluster that is not on this machine",
+        ),
+        (
+            {"worker": {"executor": "ray"}, "ray": {"address": "http://h:1", "token": " t"}},
+            "ray.token",
+            "spaces",
+        ),
+        (
+            {
+                "worker": {"executor": "ray"},
+                "ray": {"address": "http://127.0.0.1:8265", "gpus_per_job": -1},
+            },
+            "ray.gpus_per_job",
+            "must not be negative",
+        ),
+        ({"slurm": {"time_limit": "12h"}}, "slurm.time_limit", "must be a Slurm time"),
+        ({"slurm": {"mem": "lots"}}, "slurm.mem", 'must be a size such as "16G"'),
+        ({"slurm": {"gres": "gpu:1; rm -rf ~"}}, "slurm.gres", 'must look like "gpu:1"'),
+        ({"slurm": {"partition": "gpu --wrap=x"}}, "slurm.partition", "is not a Slurm"),
+        ({"slurm": {"cpus_per_task": 0}}, "slurm.cpus_per_task", "must be greater than 0"),
+        (
+            {"slurm": {"extra_args": ["--qos=high", "--output=/tmp/x"]}},
+            "slurm.extra_args[1]",
+            "may not be given: colabot sets the step's log file itself",
+        ),
+        ({"slurm": {"extra_args": ["--wrap", "x"]}}, "slurm.extra_args[0]", "may not be given"),
+        ({"slurm": {"extra_args": ["qos=high"]}}, "slurm.extra_args[0]", "an sbatch option"),
         ({"results": {"backend": "drive"}}, "drive.folder_id", "required when"),
         (
             {"results": {"backend": "drive"}, "drive": {"folder_id": "abc"}},
@@ -137,3 +187,46 @@ def test_config_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert find_config_file(None, {}) is None
     (tmp_path / "colabot.toml").write_text("")
     assert find_config_file(None, {}) == Path("colabot.toml")
+
+
+@pytest.mark.parametrize(
+    "ray",
+    [
+        {"address": "http://127.0.0.1:8265"},
+        {"address": "http://localhost:8265"},
+        {"address": "http://[::1]:8265"},
+        {"address": "http://2130706433:8265"},
+        {"address": "http://10.0.0.5:8265", "allow_unauthenticated": True},
+        {"address": "https://ray.lab.example:8265", "token": "s3cret-token"},
+    ],
+)
+def test_a_ray_cluster_needs_a_token_unless_it_is_on_this_machine(ray: dict[str, object]) -> None:
+    config = parse_config({"worker": {"executor": "ray"}, "ray": ray}, environ={})
+    assert config.worker.executor == "ray"
+    lines = "\n".join(summary_lines(config))
+    assert "Ray cluster at" in lines and "s3cret-token" not in lines
+
+
+def test_the_ray_token_can_come_from_the_environment() -> None:
+    environ = {"COLABOT_RAY_TOKEN": "from-env", "COLABOT_WORKER_EXECUTOR": "ray"}
+    config = parse_config({"ray": {"address": "http://10.0.0.5:8265"}}, environ=environ)
+    assert config.ray.token == "from-env"
+
+
+def test_slurm_settings_have_working_defaults_and_come_from_the_environment() -> None:
+    environ = {
+        "COLABOT_WORKER_EXECUTOR": "slurm",
+        "COLABOT_SLURM_EXTRA_ARGS": "--qos=short,--constraint=a100",
+        "COLABOT_SLURM_TIME_LIMIT": "1-00:00:00",
+    }
+    config = parse_config({"slurm": {"partition": "gpu"}}, environ=environ)
+    slurm = config.slurm
+    assert (slurm.partition, slurm.gres, slurm.cpus_per_task, slurm.mem) == (
+        "gpu",
+        "gpu:1",
+        2,
+        "16G",
+    )
+    assert slurm.extra_args == ("--qos=short", "--constraint=a100")
+    assert slurm.time_limit == "1-00:00:00" and slurm.poll_seconds == 10
+    assert "Slurm, gpu (time limit 1-00:00:00 per step)" in "\n".join(summary_lines(config))

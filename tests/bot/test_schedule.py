@@ -6,6 +6,7 @@ import pytest
 
 from bot.runtime import RuntimeClock
 from bot.schedule import (
+    cluster_limit_due,
     due_warning,
     finish_verdict,
     idle_release_due,
@@ -96,3 +97,20 @@ def test_sync_due() -> None:
 )
 def test_finish_verdict(eta: float | None, left: float, verdict: str) -> None:
     assert finish_verdict(eta, left) == verdict
+
+
+@pytest.mark.parametrize(
+    ("left_s", "eta_s", "due"),
+    [
+        (3600.0, 7200.0, True),  # it needs longer than the limit leaves it
+        (3600.0, 600.0, False),  # it will finish
+        (3600.0, None, False),  # no estimate yet, and the limit is far
+        (240.0, None, True),  # the limit is within the shortest warning lead (5 min)
+        (240.0, 60.0, True),
+    ],
+)
+def test_a_cluster_time_limit_is_warned_about_when_the_step_will_not_make_it(
+    left_s: float, eta_s: float | None, due: bool
+) -> None:
+    now = 1_000_000.0
+    assert cluster_limit_due(now, now + left_s, eta_s, (30, 5)) is due

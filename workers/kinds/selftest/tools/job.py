@@ -63,7 +63,8 @@ def _stop_slowly(seconds: float) -> None:
     """On SIGINT or SIGTERM, go on for ``seconds`` and then exit (like saving a checkpoint)."""
 
     def stop(signum: int, frame: object) -> None:
-        print(f"selftest: stopping in {seconds:g} s", flush=True)
+        name = signal.Signals(signum).name
+        print(f"selftest: got {name}, stopping in {seconds:g} s", flush=True)
         time.sleep(seconds)
         sys.exit(130)
 

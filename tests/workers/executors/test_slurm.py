@@ -1,0 +1,166 @@
+"""Steps on a real one-machine Slurm cluster (one dummy GPU) through the engine: success
+with the output redacted and the raw file removed, a pending step cancelled, a restarted
+engine that re-attaches (also to a step that ended while it was away), a job Slurm forgot,
+and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.clusters.slurm_cluster import SlurmCluster
+from tests.workers.conftest import WaitForState
+from workers.engine import Engine, EngineSettings
+from workers.errors import ExecutorError, StepLostError
+from workers.events import EventType
+from workers.executors.base import Launch
+from workers.executors.slurm import SlurmExecutor
+from workers.executors.slurm_commands import SlurmSettings
+from workers.jobs import Action, JobSpec, JobState
+from workers.kinds.registry import default_registry
+from workers.redaction import register_secret
+from workers.store import Store
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def settings(**changes: object) -> SlurmSettings:
+    """Steps that fit the test node: one CPU, 100 MB, polled often."""
+    base = SlurmSettings(
+        cpus_per_task=1, mem="100M", time_limit="10", poll_s=0.3, python=sys.executable
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def selftest(**params: object) -> JobSpec:
+    return JobSpec("selftest", Action.TRAIN, {}, {k: str(v) for k, v in params.items()})
+
+
+@pytest.fixture
+async def slurm_engine(
+    on_slurm: SlurmCluster, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Engine]]]:
+    """``await slurm_engine()`` -> a started engine whose steps run on the test cluster."""
+    engines: list[Engine] = []
+    data_dir = tmp_path / "data"
+
+    async def make(**changes: object) -> Engine:
+        executor = SlurmExecutor(settings(**changes), secrets.token_hex(4))
+        await executor.connect()
+        engine = Engine(
+            EngineSettings(data_dir=data_dir, max_parallel_jobs=2),
+            Store(data_dir),
+            default_registry(),
+            executor=executor,
+        )
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.stop()
+        engine.store.close()
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_step_runs_as_a_batch_job_its_output_redacted_and_the_raw_file_removed(
+    slurm_engine: Callable[..., Awaitable[Engine]],
+    on_slurm: SlurmCluster,
+    wait_for_state: WaitForState,
+) -> None:
+    secret = "train with 7 steps"  # what the step prints first, made a secret
+    register_secret(secret)
+    engine = await slurm_engine()
+    job = engine.submit(selftest(steps=7, delay=0.05))
+    done = await wait_for_state(engine, job.id, timeout=120)
+    assert done.state is JobState.SUCCEEDED, done.error
+    log = engine.log_path(job.id).read_text()
+    assert "progress 7/7" in log and "selftest: " in log and secret not in log
+    names = [name for _, name, _ in on_slurm.jobs()]
+    assert any(name.endswith(f"-job{job.id}-a1-s1-selftest-train") for name in names), names
+    assert list((engine.workdir(job.id) / ".slurm").glob("*.out")) == []  # raw output gone
+
+
+async def test_a_step_still_pending_is_cancelled_at_once(
+    slurm_engine: Callable[..., Awaitable[Engine]], on_slurm: SlurmCluster
+) -> None:
+    engine = await slurm_engine(gres="gpu:1")
+    first = engine.submit(selftest(steps=400, delay=0.25, gpu="yes"))
+
+    def where(job_id: int) -> tuple[str | None, str | None]:
+        place = engine.placement(job_id)
+        return (place.waiting, place.node) if place is not None else (None, None)
+
+    await until(lambda: where(first.id)[1] == "node1", 60, "the first job to run")
+    place = engine.placement(first.id)
+    assert place is not None and place.ends_at is not None
+    second = engine.submit(selftest(steps=3, gpu="yes"))
+    await until(
+        lambda: where(second.id)[0] == "waiting: Resources", 60, "the second job to wait"
+    )
+    slurm_job = engine.cluster_job(second.id)
+    cancelled = await asyncio.wait_for(engine.cancel(second.id), 30)
+    assert cancelled.state is JobState.CANCELLED
+    assert on_slurm.state(slurm_job) == "CANCELLED"
+    log = engine.log_path(second.id).read_text()
+    assert "selftest: got" not in log  # it never started, so nothing was signalled
+
+
+async def test_a_restarted_engine_follows_its_steps_again_even_one_that_ended_meanwhile(
+    slurm_engine: Callable[..., Awaitable[Engine]],
+    on_slurm: SlurmCluster,
+    wait_for_state: WaitForState,
+) -> None:
+    first = await slurm_engine()
+    long = first.submit(selftest(steps=16, delay=0.25))
+    short = first.submit(selftest(steps=2, delay=0.25))
+    await until(lambda: (first.job(long.id).progress.step or 0) >= 3, 90, "a few steps")
+    await until(lambda: bool(first.cluster_job(short.id)), 30, "the short one to be submitted")
+    short_slurm_job = first.cluster_job(short.id)
+    await first.stop()  # a cluster's steps outlive colabot: these detach
+    assert first.store.get_job(short.id).state is JobState.RUNNING
+    first.store.close()
+    # The short one ends on the cluster while no colabot watches.
+    await until(lambda: on_slurm.state(short_slurm_job) == "COMPLETED", 60, "it to end")
+    second = await slurm_engine()
+    for job in (long, short):
+        done = await wait_for_state(second, job.id, timeout=120)
+        assert done.state is JobState.SUCCEEDED, done.error
+        types = [e.type for e in second.store.events_for(job.id)]
+        assert types.count(EventType.STARTED) == 1 and types.count(EventType.SUCCEEDED) == 1
+    log = second.log_path(long.id).read_text()
+    assert log.count("progress 16/16") == 1 and log.count("progress 2/16") == 1
+    assert log.count("=== colabot step: selftest train ===") == 1
+
+
+async def test_a_job_slurm_no_longer_knows_is_lost(on_slurm: SlurmCluster, tmp_path: Path) -> None:
+    executor = SlurmExecutor(settings(), "t")
+    launch = Launch(1, 0, "train", (), {}, tmp_path)
+    with pytest.raises(StepLostError, match="no longer says how"):
+        await executor.reattach({"slurm_job": "987654", "output": str(tmp_path / "x")}, launch)
+
+
+async def test_refusals_are_one_line(
+    on_slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    unknown = SlurmExecutor(settings(partition="gpu-big"), "t")
+    with pytest.raises(ExecutorError, match=r"no partition 'gpu-big' on this cluster.*debug"):
+        await unknown.connect()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    bare = SlurmExecutor(settings(), "t")
+    with pytest.raises(ExecutorError, match="sbatch is not on PATH"):
+        await bare.connect()
