@@ -109,9 +109,7 @@ async def test_a_step_still_pending_is_cancelled_at_once(
     place = engine.placement(first.id)
     assert place is not None and place.ends_at is not None
     second = engine.submit(selftest(steps=3, gpu="yes"))
-    await until(
-        lambda: where(second.id)[0] == "waiting: Resources", 60, "the second job to wait"
-    )
+    await until(lambda: where(second.id)[0] == "waiting: Resources", 60, "the second job to wait")
     slurm_job = engine.cluster_job(second.id)
     cancelled = await asyncio.wait_for(engine.cancel(second.id), 30)
     assert cancelled.state is JobState.CANCELLED
@@ -164,3 +162,25 @@ async def test_refusals_are_one_line(
     bare = SlurmExecutor(settings(), "t")
     with pytest.raises(ExecutorError, match="sbatch is not on PATH"):
         await bare.connect()
+
+
+async def test_a_step_whose_node_fails_interrupts_the_job_and_resume_finishes_it(
+    slurm_engine: Callable[..., Awaitable[Engine]],
+    on_slurm: SlurmCluster,
+    wait_for_state: WaitForState,
+) -> None:
+    engine = await slurm_engine()
+    job = engine.submit(selftest(steps=40, delay=0.25))
+    await until(lambda: (engine.job(job.id).progress.step or 0) >= 2, 60, "progress")
+    down = on_slurm.run("scontrol", "update", "nodename=node1", "state=down", "reason=test")
+    assert down.returncode == 0, down.stderr
+    try:
+        lost = await wait_for_state(engine, job.id, {JobState.INTERRUPTED}, timeout=60)
+        assert lost.error is not None and "NODE_FAIL" in lost.error, lost.error
+        assert "the node it ran on (node1) failed" in lost.error
+    finally:
+        on_slurm.run("scontrol", "update", "nodename=node1", "state=resume")
+    await until(lambda: on_slurm.node_state() == "idle", 30, "the node to come back")
+    engine.resume(job.id)
+    done = await wait_for_state(engine, job.id, timeout=120)
+    assert done.state is JobState.SUCCEEDED and done.attempt == 2, done.error
