@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from workers.executors.base import Capacity, Exit, Launch, Placement, describe_exit
+from workers.executors.base import Capacity, Exit, Launch, Placement
 
 # Options colabot sets itself and reads back: a user's value would break its bookkeeping.
 FORBIDDEN_OPTIONS = {
@@ -30,8 +30,6 @@ FORBIDDEN_OPTIONS = {
 SQUEUE_FORMAT = "%T|%r|%N|%e"
 SINFO_FORMAT = "NodeList:|,Partition:|,Gres:|,GresUsed:|,CPUsState:|,StateLong:|"
 
-# End states that were not the step's fault: the job can run again from its checkpoint.
-RESUMABLE_STATES = {"PREEMPTED", "NODE_FAIL", "BOOT_FAIL"}
 ACTIVE_STATES = {
     "PENDING",
     "RUNNING",
@@ -296,12 +294,6 @@ def exit_of(record: JobRecord, settings: SlurmSettings) -> Exit:
     if record.exit_code is not None:
         return Exit(record.exit_code)
     return Exit(None, reason=f"the Slurm job ended {state}")
-
-
-def describe_end(record: JobRecord, settings: SlurmSettings) -> str:
-    """The end state in words (for logs and notes)."""
-    end = exit_of(record, settings)
-    return end.reason or describe_exit(end.returncode) or "succeeded"
 
 
 @dataclass(frozen=True)
