@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -170,3 +173,48 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what:
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await asyncio.sleep(0.02)
+
+
+def bot_process_env(home: Path, emu: BotApiEmulator, **settings: str) -> dict[str, str]:
+    """The environment of a colabot process of its own on the emulator, for the allowed
+    user: ours without COLABOT_ settings, plus ``settings`` (``ray_token`` ->
+    ``COLABOT_RAY_TOKEN``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
+    env.update(
+        HOME=str(home),
+        COLABOT_TELEGRAM_TOKEN=TOKEN,
+        COLABOT_TELEGRAM_API_URL=emu.url,
+        COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
+        COLABOT_WORKER_DATA_DIR=str(home / "data"),
+        COLABOT_RESULTS_DIR=str(home / "results"),
+        COLABOT_HEARTBEAT_INTERVAL_MINUTES="0",
+    )
+    env.update({f"COLABOT_{key.upper()}": value for key, value in settings.items()})
+    return env
+
+
+async def start_bot_process(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    """``colabot run`` in a process of its own (to be killed, or stopped with SIGINT)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+def run_bot_until_it_exits(env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """``colabot run`` that is expected to stop at start: its exit code and stderr lines."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return out.returncode, [line for line in out.stderr.splitlines() if line.strip()]

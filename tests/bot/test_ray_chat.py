@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,17 @@ import pytest
 
 from bot.config import Config, RayConfig
 from bot.service import Colabot
-from tests.bot.conftest import TOKEN, USER, Person
+from tests.bot.conftest import (
+    USER,
+    Person,
+    bot_process_env,
+    eventually,
+    run_bot_until_it_exits,
+    start_bot_process,
+)
 from tests.bot.emulator.faults import FaultyBotApi
 from tests.clusters.ray_head import RayHead
+from tests.workers.conftest import until
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
 
 pytestmark = pytest.mark.timeout(420)
@@ -46,14 +53,6 @@ def ray_jobs(head: RayHead) -> dict[str, tuple[str, dict[str, str]]]:
         str(job.submission_id): (str(job.status), dict(job.metadata or {}))
         for job in client.list_jobs()
     }
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def test_selftest_and_spacy_jobs_run_on_ray_and_ray_lists_them(
@@ -113,7 +112,7 @@ async def test_cancel_in_the_chat_stops_the_ray_job(
     assert colabot.engine is not None
     engine = colabot.engine
     await person.say("/train selftest steps=400 delay=0.25")
-    await until(lambda: engine.job(1).progress.step is not None, 120, "progress")
+    await eventually(lambda: engine.job(1).progress.step is not None, 120, "progress")
     status = await person.say("/status 1")
     submission = engine.cluster_job(1)
     assert f"Ray job: {submission}" in (status.text or "") and "node: 127.0.0.1" in (
@@ -122,36 +121,13 @@ async def test_cancel_in_the_chat_stops_the_ray_job(
     ask = await person.say("/cancel 1")
     await person.press(ask, "Yes, cancel it")
     await person.next_message("#1 selftest train was cancelled", timeout=60)
+    # Asks Ray's Jobs API each time: checked every 0.1 s, not every 20 ms.
     await until(lambda: ray_jobs(ray_head)[submission][0] == "STOPPED", 30, "STOPPED")
 
 
 def colabot_env(home: Path, emu: FaultyBotApi, head: RayHead) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-    env.update(
-        HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
-        COLABOT_TELEGRAM_API_URL=emu.url,
-        COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
-        COLABOT_WORKER_DATA_DIR=str(home / "data"),
-        COLABOT_WORKER_EXECUTOR="ray",
-        COLABOT_RAY_ADDRESS=head.address,
-        COLABOT_RAY_TOKEN=head.token,
-        COLABOT_RESULTS_DIR=str(home / "results"),
-        COLABOT_HEARTBEAT_INTERVAL_MINUTES="0",
-    )
-    return env
-
-
-async def start_process(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+    return bot_process_env(
+        home, emu, worker_executor="ray", ray_address=head.address, ray_token=head.token
     )
 
 
@@ -159,7 +135,7 @@ async def test_a_killed_bot_finds_its_ray_step_again_and_the_chat_hears_everythi
     tmp_path: Path, emu: FaultyBotApi, person: Person, ray_head: RayHead
 ) -> None:
     env = colabot_env(tmp_path, emu, ray_head)
-    first = await start_process(env, tmp_path)
+    first = await start_bot_process(env, tmp_path)
     try:
         await emu.wait_until_polling(timeout=90)
         await person.say("/train selftest steps=40 delay=0.25")
@@ -167,7 +143,7 @@ async def test_a_killed_bot_finds_its_ray_step_again_and_the_chat_hears_everythi
     finally:
         first.send_signal(signal.SIGKILL)
         await first.wait()
-    second = await start_process(env, tmp_path)
+    second = await start_bot_process(env, tmp_path)
     try:
         await person.next_message("#1 selftest train finished", timeout=120)
     finally:
@@ -191,7 +167,7 @@ async def test_a_head_that_goes_away_interrupts_the_job_and_resume_finishes_it_o
     assert first.engine is not None
     engine = first.engine
     await person.say("/train selftest steps=40 delay=0.25")
-    await until(lambda: (engine.job(1).progress.step or 0) >= 2, 120, "progress")
+    await eventually(lambda: (engine.job(1).progress.step or 0) >= 2, 120, "progress")
     await asyncio.to_thread(doomed.stop)
     lost = await person.next_message("#1 selftest train was interrupted", timeout=90)
     assert "Ray cluster" in (lost.text or "") and "lost" in (lost.text or "")
@@ -200,20 +176,6 @@ async def test_a_head_that_goes_away_interrupts_the_job_and_resume_finishes_it_o
     await start_colabot(on_ray(chat_config, fresh))
     await person.emu.send_text("/resume 1", user_id=USER)  # answered by a new status message
     await person.next_message("#1 selftest train finished", timeout=180)
-
-
-def run_colabot(env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    return out.returncode, [line for line in out.stderr.splitlines() if line.strip()]
 
 
 async def test_bad_ray_settings_stop_colabot_at_start_with_one_line(
@@ -243,7 +205,7 @@ async def test_bad_ray_settings_stop_colabot_at_start_with_one_line(
             )
         )
     for change, expected in cases:
-        code, lines = await asyncio.to_thread(run_colabot, {**env, **change}, tmp_path)
+        code, lines = await asyncio.to_thread(run_bot_until_it_exits, {**env, **change}, tmp_path)
         assert code == 1, lines
         assert len(lines) == 1 and expected in lines[0], lines
         assert "Traceback" not in lines[0] and "not-the-token-7f3a" not in lines[0]

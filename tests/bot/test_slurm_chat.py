@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,9 +16,17 @@ import pytest
 
 from bot.config import Config, SlurmConfig
 from bot.service import Colabot
-from tests.bot.conftest import TOKEN, USER, Person, eventually
+from tests.bot.conftest import (
+    USER,
+    Person,
+    bot_process_env,
+    eventually,
+    run_bot_until_it_exits,
+    start_bot_process,
+)
 from tests.bot.emulator.faults import FaultyBotApi
 from tests.clusters.slurm_cluster import SlurmCluster
+from tests.workers.conftest import until
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
 
 pytestmark = pytest.mark.timeout(420)
@@ -106,49 +111,31 @@ async def test_cancel_signals_the_step_with_sigint_first_and_ends_the_slurm_job(
     ask = await person.say("/cancel 1")
     await person.press(ask, "Yes, cancel it")
     await person.next_message("#1 selftest train was cancelled", timeout=60)
-    await eventually(lambda: on_slurm.state(slurm_job) in ("CANCELLED", "FAILED"), 30)
+    # Runs scontrol each time: checked every 0.1 s, not every 20 ms.
+    await until(lambda: on_slurm.state(slurm_job) in ("CANCELLED", "FAILED"), 30, "the end")
     log = engine.log_path(1).read_text()
     assert "selftest: got SIGINT, stopping in 1 s" in log
     assert "got SIGTERM" not in log  # it ended within the grace after SIGINT
 
 
 def colabot_env(home: Path, emu: FaultyBotApi, **changes: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-    env.update(
-        HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
-        COLABOT_TELEGRAM_API_URL=emu.url,
-        COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
-        COLABOT_WORKER_DATA_DIR=str(home / "data"),
-        COLABOT_WORKER_EXECUTOR="slurm",
-        COLABOT_SLURM_CPUS_PER_TASK="1",
-        COLABOT_SLURM_MEM="100M",
-        COLABOT_SLURM_POLL_SECONDS="0.5",
-        COLABOT_RESULTS_DIR=str(home / "results"),
-        COLABOT_HEARTBEAT_INTERVAL_MINUTES="0",
+    """A colabot process's environment on the test cluster, with raw ``changes`` on top."""
+    env = bot_process_env(
+        home,
+        emu,
+        worker_executor="slurm",
+        slurm_cpus_per_task="1",
+        slurm_mem="100M",
+        slurm_poll_seconds="0.5",
     )
-    env.update(changes)
-    return env
-
-
-async def start_process(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    return {**env, **changes}
 
 
 async def test_a_killed_bot_finds_its_slurm_step_again_and_the_chat_hears_everything_once(
     on_slurm: SlurmCluster, tmp_path: Path, emu: FaultyBotApi, person: Person
 ) -> None:
     env = colabot_env(tmp_path, emu)
-    first = await start_process(env, tmp_path)
+    first = await start_bot_process(env, tmp_path)
     try:
         await emu.wait_until_polling(timeout=60)
         await person.say("/train selftest steps=40 delay=0.25")
@@ -156,7 +143,7 @@ async def test_a_killed_bot_finds_its_slurm_step_again_and_the_chat_hears_everyt
     finally:
         first.send_signal(signal.SIGKILL)
         await first.wait()
-    second = await start_process(env, tmp_path)
+    second = await start_bot_process(env, tmp_path)
     try:
         await person.next_message("#1 selftest train finished", timeout=120)
     finally:
@@ -188,18 +175,6 @@ async def test_a_step_past_its_time_limit_is_warned_about_then_fails_as_timeout(
     assert "Last lines of the log" in text and "progress" in text
 
 
-def run_colabot(env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return out.returncode, [line for line in out.stderr.splitlines() if line.strip()]
-
-
 async def test_bad_slurm_settings_stop_colabot_at_start_with_one_line(
     on_slurm: SlurmCluster, tmp_path: Path, emu: FaultyBotApi
 ) -> None:
@@ -215,7 +190,7 @@ async def test_bad_slurm_settings_stop_colabot_at_start_with_one_line(
     ]
     for change, expected in cases:
         env = colabot_env(tmp_path, emu, **change)
-        code, lines = await asyncio.to_thread(run_colabot, env, tmp_path)
+        code, lines = await asyncio.to_thread(run_bot_until_it_exits, env, tmp_path)
         assert code == 1, lines
         assert len(lines) == 1 and expected in lines[0], lines
         assert "Traceback" not in lines[0]

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from typing import Any
 
 import psutil
 
+from tests.clusters.ports import free_ports
+
 MARKER_ENV = "COLABOT_TEST_RAY_HEAD"
 # Unix socket paths are limited to 107 bytes and Ray adds about 71 to its temp dir.
 MAX_TEMP_DIR = 32
@@ -34,20 +35,6 @@ BASE_DIR = "/tmp/colabot-ray"
 
 class RayHeadError(RuntimeError):
     """The head did not start, or did not stop."""
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 # Ports with fixed defaults that two heads would fight over.

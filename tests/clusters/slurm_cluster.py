@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.clusters.ports import free_ports
+
 MARKER_ENV = "COLABOT_TEST_SLURM"
 NODE = "node1"
 PARTITION = "debug"
@@ -84,20 +86,6 @@ def missing_requirement() -> str | None:
         if shutil.which(program) is None:
             return f"{program} is not installed (apt-get install slurm-wlm munge)"
     return None
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class SlurmCluster:

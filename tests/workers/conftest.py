@@ -21,6 +21,15 @@ from workers.store import Store
 WaitForState = Callable[..., Awaitable[Job]]
 
 
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait, up to ``timeout`` seconds, until a cheap condition holds (checked every 0.1 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     """A fresh SQLite store in a temporary data directory."""

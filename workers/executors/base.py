@@ -161,6 +161,21 @@ class Executor(Protocol):
         ...
 
 
+PROBE_NAME = ".colabot-cluster-probe"
+"""The start of the name of the file a cluster's probe job writes in a shared folder."""
+
+
+def take_probe_file(path: Path) -> str:
+    """The text a probe job wrote at ``path``, which is then removed ('' when it is not
+    there: the cluster does not share the folder)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+    finally:
+        path.unlink(missing_ok=True)
+
+
 SIGNAL_MEANINGS = {
     signal.SIGKILL: "killed (SIGKILL), often the kernel's out-of-memory killer",
     signal.SIGSEGV: "crashed with a segmentation fault (SIGSEGV)",

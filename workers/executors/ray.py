@@ -29,14 +29,21 @@ from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from workers.errors import ExecutorError, StartError, StepLostError
-from workers.executors.base import Capacity, Exit, Grace, Launch, Placement
+from workers.executors.base import (
+    PROBE_NAME,
+    Capacity,
+    Exit,
+    Grace,
+    Launch,
+    Placement,
+    take_probe_file,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 NAME = "ray"
-PROBE_NAME = ".colabot-cluster-probe"
 OUTPUT_GRACE_S = 60.0
 
 
@@ -276,7 +283,7 @@ class RayExecutor:
             if status.is_terminal():
                 break
             await asyncio.sleep(0.5)
-        seen = await asyncio.to_thread(_take, target)
+        seen = await asyncio.to_thread(take_probe_file, target)
         if seen == nonce:
             return
         if status is JobStatus.SUCCEEDED:
@@ -447,13 +454,3 @@ class RayStep:
 
     async def close(self) -> None:
         """Nothing is held per step."""
-
-
-def _take(path: Path) -> str:
-    """The text of a probe file, which is then removed ('' when it is not there)."""
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-    finally:
-        path.unlink(missing_ok=True)

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from workers.errors import ExecutorError, StartError, StepLostError
-from workers.executors.base import Capacity, Exit, Grace, Launch, Placement
+from workers.executors.base import (
+    PROBE_NAME,
+    Capacity,
+    Exit,
+    Grace,
+    Launch,
+    Placement,
+    take_probe_file,
+)
 from workers.executors.slurm_commands import (
     SINFO_FORMAT,
     SQUEUE_FORMAT,
@@ -54,7 +62,6 @@ from workers.executors.slurm_commands import (
 log = logging.getLogger(__name__)
 
 NAME = "slurm"
-PROBE_NAME = ".colabot-cluster-probe"
 STEP_FOLDER = ".slurm"
 OUTPUT_POLL_S = 0.25
 OUTPUT_GRACE_S = 15.0
@@ -233,7 +240,7 @@ class SlurmExecutor:
             if record is None or not record.active:
                 break
             await asyncio.sleep(0.5)
-        seen = await asyncio.to_thread(_take, target)
+        seen = await asyncio.to_thread(take_probe_file, target)
         if seen == nonce:
             return
         if record is not None and record.active:
@@ -375,16 +382,6 @@ def _prepare_files(script: Path, output: Path, text: str) -> None:
     script.chmod(0o700)
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.close(fd)
-
-
-def _take(path: Path) -> str:
-    """The text of a probe file, which is then removed ('' when it is not there)."""
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-    finally:
-        path.unlink(missing_ok=True)
 
 
 class SlurmStep:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.clusters.ray_head import RayHead
-from tests.workers.conftest import WaitForState
+from tests.workers.conftest import WaitForState, until
 from workers.engine import Engine, EngineSettings
 from workers.errors import ExecutorError
 from workers.events import EventType
@@ -83,14 +83,6 @@ def ray_jobs(head: RayHead) -> dict[str, tuple[str, dict[str, str]]]:
         str(job.submission_id): (str(job.status), dict(job.metadata or {}))
         for job in client.list_jobs()
     }
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_job_runs_on_ray_and_ray_lists_it(

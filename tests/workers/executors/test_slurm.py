@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.clusters.slurm_cluster import SlurmCluster
-from tests.workers.conftest import WaitForState
+from tests.workers.conftest import WaitForState, until
 from workers.engine import Engine, EngineSettings
 from workers.errors import ExecutorError, StepLostError
 from workers.events import EventType
@@ -67,14 +67,6 @@ async def slurm_engine(
     for engine in engines:
         await engine.stop()
         engine.store.close()
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_step_runs_as_a_batch_job_its_output_redacted_and_the_raw_file_removed(
