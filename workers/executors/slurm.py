@@ -107,12 +107,15 @@ class SlurmExecutor:
                     "Slurm's bin folder to PATH",
                 )
 
-    async def run(self, *argv: str, env: Mapping[str, str] | None = None) -> CommandResult:
-        """Run one Slurm command (an argv list, never a shell), with a time limit."""
+    async def run(
+        self, *argv: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
+    ) -> CommandResult:
+        """Run one Slurm command (an argv list, never a shell), with a time limit; ``stdin``
+        is written to its standard input."""
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=dict(env) if env is not None else None,
@@ -125,7 +128,7 @@ class SlurmExecutor:
             raise ExecutorError(NAME, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
         try:
             out, err = await asyncio.wait_for(
-                proc.communicate(), timeout=self.settings.command_timeout_s
+                proc.communicate(stdin), timeout=self.settings.command_timeout_s
             )
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
@@ -261,30 +264,7 @@ class SlurmExecutor:
         self, argv: list[str], script: str, env: Mapping[str, str] | None = None
     ) -> str:
         """sbatch the script given on stdin; the job id."""
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=dict(env) if env is not None else None,
-            )
-        except FileNotFoundError:
-            raise ExecutorError(
-                NAME, "sbatch is not on PATH: run colabot on the login node"
-            ) from None
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(script.encode()), timeout=self.settings.command_timeout_s
-            )
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise ExecutorError(NAME, "sbatch did not answer in time (is slurmctld up?)") from None
-        result = CommandResult(
-            proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-        )
+        result = await self.run(*argv, env=env, stdin=script.encode())
         if result.returncode != 0:
             raise ExecutorError(NAME, f"sbatch refused the step: {result.said}")
         try:
