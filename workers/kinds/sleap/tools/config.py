@@ -1,7 +1,11 @@
 """sleap-nn training configs: load (YAML or SLEAP 1.4 JSON), generate, override, check.
 
-Runs in job subprocesses only (it imports sleap-nn, which imports torch). Overrides are
-applied to the config object and saved, so nothing reaches sleap-nn's command line.
+Runs in job subprocesses only. Every config is checked by sleap-nn's own code (its structured
+config classes, :mod:`workers.kinds.sleap.tools.schema`), loaded without torch; only making a
+config from labels imports the rest of sleap-nn (and torch), and its results are cached
+(:mod:`workers.kinds.sleap.tools.cache`). Overrides are applied to the checked config object
+(whose keys and value types are sleap-nn's) and saved, so nothing reaches sleap-nn's command
+line.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.kinds.sleap.tools import cache, schema
 from workers.kinds.sleap.tools.errors import ToolError
 
 if TYPE_CHECKING:
@@ -39,10 +44,8 @@ QUIET_DEFAULTS: dict[str, Any] = {
 
 
 def _verify(cfg: Any, name: str) -> DictConfig:
-    from sleap_nn.config.training_job_config import verify_training_cfg
-
     try:
-        verified: DictConfig = verify_training_cfg(cfg)
+        verified = schema.verify_training_cfg(cfg)
     except Exception as exc:
         raise ToolError(
             f"the config {name} is not a valid sleap-nn config: {_short(exc)}"
@@ -84,22 +87,45 @@ def load_config(path: Path) -> DictConfig:
 
 def _legacy(path: Path) -> Any:
     """Convert a SLEAP 1.4 training config (JSON) with sleap-nn's own converter."""
-    from sleap_nn.config.training_job_config import TrainingJobConfig
-
     try:
-        return TrainingJobConfig.load_sleap_config(str(path))
+        return schema.load_sleap_config(path)
     except Exception as exc:
         raise ToolError(
             f"the SLEAP 1.4 config {path.name} could not be converted: {_short(exc)}"
         ) from None
 
 
-def generate_configs(labels_path: Path, preset: str | None) -> list[DictConfig]:
-    """Configs made from the labels by sleap-nn's generator (two for a top-down preset)."""
-    from sleap_nn.config_generator.generator import ConfigGenerator
+def generate_configs(
+    labels_path: Path, preset: str | None, fingerprint: str = "", cache_root: Path | None = None
+) -> list[DictConfig]:
+    """Configs made from the labels by sleap-nn's generator (two for a top-down preset).
 
+    With the labels' ``fingerprint`` (:func:`workers.kinds.sleap.tools.labels.fingerprint`),
+    configs the generator made before for the same labels and preset are used again
+    (still checked as fresh ones are), and fresh ones are kept for next time: in
+    ``cache_root`` (colabot's cache folder), else in the user's (:func:`cache.default_root`).
+    """
+    root = (cache_root or cache.default_root()) if fingerprint else None
+    tag = cache.installed_tag() if fingerprint else None
+    if root is None or tag is None:
+        return [_verify(cfg, "made from the labels") for cfg in _generate(labels_path, preset)]
+    key = cache.generation_key(fingerprint, preset)
+    path = cache.entry_path(root, tag, key)
+    cached = cache.read_configs(path, key, tag)
+    if cached is not None:
+        reused = _reuse(cached, labels_path)
+        if reused is not None:
+            return reused
+    made = _generate(labels_path, preset)
+    verified = [_verify(cfg, "made from the labels") for cfg in made]
+    cache.write_configs(path, key, tag, [_plain(cfg) for cfg in made])
+    return verified
+
+
+def _generate(labels_path: Path, preset: str | None) -> list[DictConfig]:
+    """Run sleap-nn's generator (this imports all of sleap-nn, torch included)."""
     try:
-        generator = ConfigGenerator.from_slp(str(labels_path)).auto()
+        generator = schema.config_generator().from_slp(str(labels_path)).auto()
         if preset:
             generator.pipeline(PRESETS[preset])
         if generator.is_topdown:
@@ -108,7 +134,31 @@ def generate_configs(labels_path: Path, preset: str | None) -> list[DictConfig]:
             built = [generator.build()]
     except Exception as exc:
         raise ToolError(f"no config could be made for these labels: {_short(exc)}") from None
-    return [_verify(cfg, "made from the labels") for cfg in built]
+    return built
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {str(k): v for k, v in container.items()} if isinstance(container, dict) else {}
+
+
+def _reuse(cached: list[dict[str, Any]], labels_path: Path) -> list[DictConfig] | None:
+    """Cached generator output as the generator would make it for ``labels_path`` now
+    (checked by sleap-nn); None when it no longer passes the check (made again then)."""
+    from omegaconf import OmegaConf
+
+    configs = []
+    for raw in cached:
+        cfg = OmegaConf.create(raw)
+        # The one thing the generator takes from where the labels lie.
+        OmegaConf.update(cfg, "data_config.train_labels_path", [str(labels_path.resolve())])
+        try:
+            configs.append(_verify(cfg, "made from the labels"))
+        except ToolError:
+            return None
+    return configs
 
 
 def head_of(cfg: DictConfig) -> str:

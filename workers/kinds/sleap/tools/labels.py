@@ -6,9 +6,10 @@ with a message meant for the person who sent the job.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workers.kinds.sleap.tools.errors import ToolError
 
@@ -41,6 +42,7 @@ class LabelsReport:
     edges: int
     videos: list[VideoStatus] = field(default_factory=list)
     suggestions: int = 0
+    fingerprint: str = ""
 
     def summary(self) -> str:
         """``labels.slp: 8 labeled frames, 8 instances; skeleton ...; videos ...``."""
@@ -190,6 +192,7 @@ def inspect_labels(path: Path, *, for_training: bool) -> tuple[sio.Labels, Label
         edges=len(skel.edges) if skel is not None else 0,
         videos=statuses,
         suggestions=len(labels.suggestions),
+        fingerprint=fingerprint(labels) if for_training else "",
     )
     if for_training and user_instances == 0:
         raise ToolError(
@@ -204,6 +207,63 @@ def inspect_labels(path: Path, *, for_training: bool) -> tuple[sio.Labels, Label
             ".pkg.slp with the frames embedded"
         )
     return labels, report, changed
+
+
+def _numeric_fields(points: Any) -> list[bytes]:
+    """The bytes of each numeric field of a points array (names and other objects left out)."""
+    import numpy as np
+
+    array = np.asarray(points)
+    names = array.dtype.names
+    if names is None:
+        return [array.tobytes()] if array.dtype != object else []
+    return [
+        np.ascontiguousarray(array[name]).tobytes()
+        for name in names
+        if array.dtype.fields is not None and array.dtype.fields[name][0].kind in "biuf"
+    ]
+
+
+def fingerprint(labels: sio.Labels) -> str:
+    """A digest of what sleap-nn's config generator reads from labels, and no file path.
+
+    Video shapes; skeletons (nodes, edges, symmetries); tracks; and per labeled frame, its
+    video and frame index and each instance's type, skeleton, track, points (with their
+    visibility) and scores. Equal for the same labels wherever their files lie.
+    """
+    digest = hashlib.sha256()
+
+    def add(*parts: object) -> None:
+        digest.update(repr(parts).encode())
+        digest.update(b"\0")
+
+    videos = {id(v): i for i, v in enumerate(labels.videos)}
+    skeletons = {id(s): i for i, s in enumerate(labels.skeletons)}
+    tracks = {id(t): i for i, t in enumerate(labels.tracks)}
+    for video in labels.videos:
+        try:
+            shape = video.shape
+        except Exception:
+            shape = None
+        add("video", tuple(shape) if shape is not None else None)
+    for skel in labels.skeletons:
+        add("skeleton", skel.name, list(skel.node_names), list(skel.edge_names))
+        add("symmetries", sorted(sorted(pair) for pair in skel.symmetry_names))
+    add("tracks", [track.name for track in labels.tracks])
+    for lf in labels.labeled_frames:
+        add("frame", videos.get(id(lf.video), -1), lf.frame_idx, len(lf.instances))
+        for inst in lf.instances:
+            add(
+                type(inst).__name__,
+                skeletons.get(id(inst.skeleton), -1),
+                tracks.get(id(inst.track), -1) if inst.track is not None else None,
+                getattr(inst, "score", None),
+                getattr(inst, "tracking_score", None),
+                inst.from_predicted is not None,
+            )
+            for chunk in _numeric_fields(inst.points):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def save_remapped(labels: sio.Labels, dest: Path) -> Path:
