@@ -79,6 +79,29 @@ class CancelDeclined:
 
 
 @dataclass(frozen=True)
+class StopEarlyRequest:
+    """/stop <id> (asks first) or a confirmed stop from its button: end training early and
+    keep the model."""
+
+    job_id: int
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class StopEarlyDeclined:
+    """The "keep training" button of a stop-early confirmation."""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
+class PlotRequest:
+    """/plot <id>: a picture of a training job's loss so far."""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
 class ResultsRequest:
     """/results <id>."""
 
@@ -112,6 +135,9 @@ Request = (
     | LogsRequest
     | CancelRequest
     | CancelDeclined
+    | StopEarlyRequest
+    | StopEarlyDeclined
+    | PlotRequest
     | ResultsRequest
     | ResumeRequest
     | RuntimeRequest
@@ -127,6 +153,8 @@ USAGE = {
     "status": "/status <job id>",
     "logs": "/logs <job id> [lines]",
     "cancel": "/cancel <job id>",
+    "stop": "/stop <job id>",
+    "plot": "/plot <job id>",
     "results": "/results <job id>",
     "resume": "/resume <job id>",
     "runtime": "/runtime",
@@ -140,7 +168,9 @@ SUMMARY = {
     "jobs": "list recent jobs",
     "status": "state, progress, time left and last log lines of a job",
     "logs": "the last lines of a job's log (a file when long)",
-    "cancel": "stop a job (asks to confirm)",
+    "cancel": "stop a job now, keeping nothing new (asks to confirm)",
+    "stop": "end a training early and keep its model; later steps still run (asks to confirm)",
+    "plot": "a picture of a training job's loss so far",
     "results": "links to a job's results",
     "resume": "continue an interrupted or failed job from its last checkpoint",
     "runtime": "GPU, CPU, memory, disk and the runtime's age and time left",
@@ -285,6 +315,8 @@ def parse_command(text: str, registry: KindRegistry, *, has_document: bool = Fal
     requests: dict[str, Request] = {
         "status": StatusRequest(job_id),
         "cancel": CancelRequest(job_id),
+        "stop": StopEarlyRequest(job_id),
+        "plot": PlotRequest(job_id),
         "results": ResultsRequest(job_id),
         "resume": ResumeRequest(job_id),
     }
@@ -302,6 +334,9 @@ class Verb(StrEnum):
     CANCEL = "cx"
     CANCEL_CONFIRMED = "cy"
     CANCEL_DECLINED = "cn"
+    STOP_EARLY = "se"
+    STOP_EARLY_CONFIRMED = "sy"
+    STOP_EARLY_DECLINED = "sn"
     RESUME = "rs"
     RESULTS = "rr"
     RELEASE = "rl"
@@ -345,6 +380,12 @@ def parse_button(data: str) -> Request:
             return CancelRequest(job_id, confirmed=True)
         case Verb.CANCEL_DECLINED:
             return CancelDeclined(job_id)
+        case Verb.STOP_EARLY:
+            return StopEarlyRequest(job_id)
+        case Verb.STOP_EARLY_CONFIRMED:
+            return StopEarlyRequest(job_id, confirmed=True)
+        case Verb.STOP_EARLY_DECLINED:
+            return StopEarlyDeclined(job_id)
         case Verb.RESUME:
             return ResumeRequest(job_id)
         case Verb.RESULTS:

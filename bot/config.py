@@ -23,6 +23,8 @@ from bot.access import AccessPolicy
 from bot.errors import ConfigError
 from workers.executors.slurm_commands import forbidden_option, parse_time_limit
 from workers.netpolicy import is_loopback_url
+from workers.wandb_runs import MODES as WANDB_MODES
+from workers.wandb_runs import WandbSettings
 
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
 CONFIG_ENV = "COLABOT_CONFIG"
@@ -132,6 +134,19 @@ class SlurmConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    """``[wandb]``: Weights & Biases runs for training jobs (``/train ... wandb=yes|no``)."""
+
+    api_key: str = ""
+    project: str = "colabot"
+    entity: str = ""
+    mode: str = ""
+    """online, offline or disabled; unset: online with a key, disabled without one."""
+    base_url: str = ""
+    """A W&B server of one's own; unset: wandb.ai."""
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting colabot reads, validated."""
 
@@ -144,6 +159,7 @@ class Config:
     inputs: InputsConfig = field(default_factory=InputsConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     source: Path | None = None
 
     @property
@@ -310,6 +326,18 @@ def parse_config(
         if section not in SECTIONS:
             raise ConfigError(section, f"unknown section (known: {', '.join(sorted(SECTIONS))})")
     overrides = _env_overrides(environ)
+    raw_wandb: Any = data.get("wandb")
+    wandb_table: Mapping[str, Any] = raw_wandb if isinstance(raw_wandb, Mapping) else {}
+    if (
+        environ.get("WANDB_API_KEY")
+        and "api_key" not in overrides.get("wandb", {})
+        and not wandb_table.get("api_key")
+    ):
+        # W&B's own variable, as its tools read it; colabot's and the file's come first.
+        overrides.setdefault("wandb", {})["api_key"] = (
+            "WANDB_API_KEY (wandb.api_key)",
+            environ["WANDB_API_KEY"],
+        )
     built = {
         name: _build_section(name, data.get(name, {}), overrides.get(name, {})) for name in SECTIONS
     }
@@ -320,6 +348,7 @@ def parse_config(
 
 def validate(config: Config) -> None:
     """Checks that involve values rather than types."""
+    _validate_wandb(config.wandb)
     tg = config.telegram
     if tg.token and tg.token != tg.token.strip():
         raise ConfigError("telegram.token", "has spaces or a line break around it; remove them")
@@ -465,6 +494,19 @@ def _check_slurm(slurm: SlurmConfig) -> None:
             )
 
 
+def _validate_wandb(wandb: WandbConfig) -> None:
+    if wandb.mode and wandb.mode not in WANDB_MODES:
+        raise ConfigError(
+            "wandb.mode", f"must be one of {', '.join(WANDB_MODES)}, got {wandb.mode!r}"
+        )
+    if wandb.api_key != wandb.api_key.strip():
+        raise ConfigError("wandb.api_key", "has spaces or a line break around it; remove them")
+    if not re.fullmatch(r"[\w.-]*", wandb.entity) or not re.fullmatch(r"[\w.-]+", wandb.project):
+        raise ConfigError("wandb", "project and entity are W&B names (letters, digits, - _ .)")
+    if wandb.base_url and not re.match(r"^https?://[^/\s]+", wandb.base_url):
+        raise ConfigError("wandb.base_url", f"must be an http(s) URL, got {wandb.base_url!r}")
+
+
 def _positive(key: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(key, f"must be greater than 0, got {value!r}")
@@ -516,6 +558,22 @@ def executor_line(config: Config) -> str:
     return config.worker.executor if config.worker.executor != "local" else "this machine"
 
 
+def wandb_settings(config: Config) -> WandbSettings:
+    """The engine's W&B settings from ``[wandb]``."""
+    wandb = config.wandb
+    return WandbSettings(wandb.api_key, wandb.project, wandb.entity, wandb.mode, wandb.base_url)
+
+
+def wandb_line(wandb: WandbConfig) -> str:
+    """The W&B settings in a few words, the key masked."""
+    key = "key ****" if wandb.api_key else "no key"
+    mode = wandb.mode or ("online" if wandb.api_key else "disabled")
+    if mode == "disabled":
+        return f"off unless a job asks (wandb=yes runs offline; {key})"
+    where = f"{wandb.entity}/{wandb.project}" if wandb.entity else wandb.project
+    return f"{mode}, project {where} ({key})"
+
+
 def summary_lines(config: Config) -> list[str]:
     """A readable summary of the settings, token masked."""
     tg = config.telegram
@@ -541,6 +599,7 @@ def summary_lines(config: Config) -> list[str]:
         f"runtime limit:      {config.runtime.max_hours:g} h, warnings "
         + ", ".join(f"{m} min" for m in config.runtime.warn_before_minutes)
         + " before",
+        f"W&B:                {wandb_line(config.wandb)}",
         "heartbeat:          "
         + (
             f"every {config.heartbeat.interval_minutes:g} min"

@@ -37,12 +37,15 @@ from bot.commands import (
     HelpRequest,
     JobsRequest,
     LogsRequest,
+    PlotRequest,
     ReleaseRequest,
     Request,
     ResultsRequest,
     ResumeRequest,
     RuntimeRequest,
     StatusRequest,
+    StopEarlyDeclined,
+    StopEarlyRequest,
     SubmitRequest,
     command_name,
     kind_usage,
@@ -352,6 +355,12 @@ class ChatHandlers:
                 await self._cancel(request, reply, update)
             case CancelDeclined():
                 await self._edit_button_message(update, f"Kept job #{request.job_id} running.")
+            case StopEarlyRequest():
+                await self._stop_early(request, reply, update)
+            case StopEarlyDeclined():
+                await self._edit_button_message(update, f"Job #{request.job_id} trains on.")
+            case PlotRequest():
+                await self._plot(request, reply, update)
             case ResultsRequest():
                 await self._say(bot, reply, views.results_view(self.engine.job(request.job_id)))
             case ResumeRequest():
@@ -459,6 +468,33 @@ class ChatHandlers:
         await self._edit_button_message(update, f"Cancelling job #{job.id}…")
         done = await self.engine.cancel(job.id)
         await self._edit_button_message(update, views.cancel_outcome(done))
+
+    async def _stop_early(self, request: StopEarlyRequest, reply: Reply, update: Update) -> None:
+        job = self.engine.job(request.job_id)
+        if not request.confirmed:
+            self.engine.stop_early(job.id, dry_run=True)
+            await self._say(update.get_bot(), reply, views.stop_early_question(job))
+            return
+        step = self.engine.stop_early(job.id)
+        outcome = views.stop_early_outcome(job, step.name, step.stops_when)
+        if update.callback_query is None:
+            await self._say(update.get_bot(), reply, views.View(views.esc(outcome)))
+        else:
+            await self._edit_button_message(update, outcome)
+
+    async def _plot(self, request: PlotRequest, reply: Reply, update: Update) -> None:
+        bot = update.get_bot()
+        picture = await self.engine.plot(request.job_id)
+        job = self.engine.job(request.job_id)
+        await bot.send_photo(
+            reply.chat_id,
+            picture.read_bytes(),
+            caption=views.plot_caption(job),
+            reply_to_message_id=reply.message_id,
+            allow_sending_without_reply=True,
+            message_thread_id=reply.thread_id,
+        )
+        picture.unlink(missing_ok=True)
 
 
 async def _answer(query: Any, text: str | None) -> None:

@@ -21,7 +21,7 @@ from telegram.ext import Application
 from bot import views
 from bot.app import build_application
 from bot.chats import ChatBook
-from bot.config import Config, access_policy
+from bot.config import Config, access_policy, wandb_settings
 from bot.delivery import DOCUMENT_LIMIT, ChatPositions, Delivery, view_notice
 from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
@@ -76,7 +76,7 @@ class Colabot:
         self.failed = asyncio.Event()
         self._conflicts: list[float] = []
         token = config.telegram.token
-        register_secret(token, token.partition(":")[2])
+        register_secret(token, token.partition(":")[2], config.wandb.api_key)
 
     async def start(self) -> None:
         """Start everything; return once the bot is polling.
@@ -130,6 +130,7 @@ class Colabot:
                 int(config.results.send_files_under_mb * 1024 * 1024), DOCUMENT_LIMIT
             ),
             min_free_disk_mb=config.worker.min_free_disk_mb,
+            wandb=wandb_settings(config),
         )
         self.engine = Engine(
             settings,

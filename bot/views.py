@@ -82,7 +82,8 @@ def job_title(job: Job) -> str:
 
 def job_buttons(job: Job) -> list[list[Button]]:
     """Status and Logs, then what the job's state allows: Results once it succeeded, Resume
-    while it can be queued again, Cancel while it can be cancelled."""
+    while it can be queued again, Stop early while it trains, Cancel while it can be
+    cancelled."""
     row = [
         Button("Status", button_data(Verb.STATUS, job.id)),
         Button("Logs", button_data(Verb.LOGS, job.id)),
@@ -91,6 +92,8 @@ def job_buttons(job: Job) -> list[list[Button]]:
         row.append(Button("Results", button_data(Verb.RESULTS, job.id)))
     if job.can_resume:
         row.append(Button("Resume", button_data(Verb.RESUME, job.id)))
+    if job.state is JobState.RUNNING and job.spec.action is Action.TRAIN:
+        row.append(Button("Stop early", button_data(Verb.STOP_EARLY, job.id)))
     if job.can_cancel:
         row.append(Button("Cancel", button_data(Verb.CANCEL, job.id)))
     return [row]
@@ -299,11 +302,19 @@ def notice_view(job: Job | None, text: str) -> View:
 
 def button_note(request: object) -> str:
     """The short answer a button press gets at once, before its work is done."""
-    from bot.commands import CancelDeclined, CancelRequest, ResumeRequest
+    from bot.commands import (
+        CancelDeclined,
+        CancelRequest,
+        ResumeRequest,
+        StopEarlyDeclined,
+        StopEarlyRequest,
+    )
 
     if isinstance(request, CancelRequest) and request.confirmed:
         return f"cancelling #{request.job_id}…"
-    if isinstance(request, CancelDeclined):
+    if isinstance(request, StopEarlyRequest) and request.confirmed:
+        return f"stopping #{request.job_id} early…"
+    if isinstance(request, CancelDeclined | StopEarlyDeclined):
         return "kept"
     if isinstance(request, ResumeRequest):
         return f"resuming #{request.job_id}"
@@ -328,6 +339,33 @@ def cancel_question(job: Job) -> View:
             ]
         ],
     )
+
+
+def stop_early_question(job: Job) -> View:
+    """The confirmation asked before a training is stopped early."""
+    return View(
+        f"Stop the training of <b>{esc(job_title(job))}</b> early and keep its model?\n"
+        "Its best checkpoint is kept and the job goes on with what follows training "
+        "(other models, inference), then succeeds. /cancel instead stops everything now "
+        "and keeps nothing new.",
+        [
+            [
+                Button("Yes, stop early", button_data(Verb.STOP_EARLY_CONFIRMED, job.id)),
+                Button("No, keep training", button_data(Verb.STOP_EARLY_DECLINED, job.id)),
+            ]
+        ],
+    )
+
+
+def stop_early_outcome(job: Job, step: str, when: str) -> str:
+    """What a confirmed stop-early did, for the confirmation message."""
+    return f"Asked job #{job.id} to stop early: {step} ends {when}. The job then goes on."
+
+
+def plot_caption(job: Job) -> str:
+    """The caption of a /plot picture."""
+    so_far = " so far" if job.state in (JobState.RUNNING, JobState.QUEUED) else ""
+    return f"{job_title(job)}: loss{so_far} ({job.state.value})"
 
 
 def usage_view(problem: str, usage: str) -> View:

@@ -18,6 +18,7 @@ from tests.workers.kinds.conftest import SpacyCorpus, train_spacy_directly, writ
 if TYPE_CHECKING:
     from tests.loopback.drive_server import DriveServer
     from tests.loopback.http_server import HttpServer
+    from tests.loopback.wandb_server import WandbServer
     from workers.gdrive import DriveClient, DriveFile, DriveSettings
 
 
@@ -92,6 +93,17 @@ async def http_server() -> AsyncIterator[HttpServer]:
     from tests.loopback.http_server import HttpServer
 
     server = HttpServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def wandb_server() -> AsyncIterator[WandbServer]:
+    """A loopback W&B sign-in check that knows no key (each one is refused, with a 401)."""
+    from tests.loopback.wandb_server import WandbServer
+
+    server = WandbServer()
     await server.start()
     yield server
     await server.stop()

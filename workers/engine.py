@@ -19,23 +19,43 @@ from typing import Any
 
 from workers.containment import find_cgroup_root
 from workers.disk import DiskGuard
-from workers.errors import ColabotError, JobStateError, SpecError, StepLostError
+from workers.errors import (
+    ColabotError,
+    JobStateError,
+    PlotError,
+    SpecError,
+    StepLostError,
+    StopEarlyError,
+)
 from workers.events import Cancelled, Interrupted, Notice, Payload, Resumed
 from workers.executors.base import Capacity, Executor, Launch, Placement
 from workers.executors.local import LocalExecutor
 from workers.inputs import InputResolver, upload_source
-from workers.jobs import Job, JobSpec, JobState, Progress
+from workers.jobs import Action, Job, JobSpec, JobState, Progress
+from workers.kinds.base import PLOT_REFUSAL, Step
 from workers.kinds.registry import KindRegistry
 from workers.logfile import tail_lines
 from workers.results.base import ResultsBackend
-from workers.runner import ActiveJob, EngineSettings, JobRunner, JobTimings, Reattach
+from workers.runner import (
+    ActiveJob,
+    EngineSettings,
+    JobRunner,
+    JobTimings,
+    Reattach,
+    child_environment,
+    run_briefly,
+)
 from workers.store import INTERRUPTED_REASON, Store
+from workers.wandb_runs import PARAM as WANDB_PARAM
+from workers.wandb_runs import WandbRun, run_for
+from workers.wandb_runs import installed as wandb_installed
 
 __all__ = ["Engine", "EngineSettings", "JobTimings"]
 
 log = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_S = 1.0
+PLOT_TIMEOUT_S = 120.0
 
 
 class Engine:
@@ -249,7 +269,21 @@ class Engine:
                 raise SpecError(field_name, "holds a NUL character, which no file or value can")
         clean = self.registry.validate(spec)
         self.inputs.check(clean, lambda job_id: self.store.find_job(job_id) is not None)
+        self.wandb_run(clean, "check")
         return clean
+
+    def wandb_run(self, spec: JobSpec, name: str) -> WandbRun | None:
+        """How a job logs to W&B (None: it does not); SpecError when it cannot."""
+        kind = self.registry.get(spec.kind)
+        if spec.action is not Action.TRAIN or WANDB_PARAM not in kind.params(spec.action):
+            return None
+        asked = spec.params.get(WANDB_PARAM)
+        return run_for(
+            self.settings.wandb,
+            asked if isinstance(asked, bool) else None,
+            name,
+            available=wandb_installed(),
+        )
 
     def submit(
         self,
@@ -294,6 +328,42 @@ class Engine:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(active.task)
         return self.store.get_job(job_id)
+
+    def stop_early(self, job_id: int, *, dry_run: bool = False) -> Step:
+        """Ask a running training job to end its training now and keep its model: it then
+        goes on to its later steps and succeeds. Returns the step asked; raise
+        UnknownJobError, JobStateError, or StopEarlyError when the step cannot stop early."""
+        job = self.store.get_job(job_id)
+        if job.spec.action is not Action.TRAIN:
+            raise StopEarlyError(job_id, "only training stops early (/cancel stops it now)")
+        active = self._active.get(job_id)
+        if job.state is not JobState.RUNNING or active is None:
+            raise StopEarlyError(job_id, f"it is {job.state.value}, not training")
+        return active.stop_early(job_id, dry_run=dry_run)
+
+    async def plot(self, job_id: int) -> Path:
+        """Draw a training job's loss so far (running or finished) into a PNG in its folder
+        and return it; raise UnknownJobError, or PlotError saying why there is none."""
+        job = self.store.get_job(job_id)
+        kind = self.registry.get(job.spec.kind)
+        if job.spec.action is not Action.TRAIN:
+            raise PlotError(job_id, "only training jobs have a loss to draw")
+        if job.state is JobState.QUEUED:
+            raise PlotError(job_id, "it has not started yet")
+        dest = self.workdir(job_id) / "plots" / f"loss-{time.time_ns()}.png"
+        step = kind.plot(self.workdir(job_id), self.settings.python, dest)
+        if step is None:
+            raise PlotError(job_id, f"{kind.name} jobs draw no loss")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        ended = await run_briefly(step.argv, child_environment(step.env), PLOT_TIMEOUT_S)
+        if ended.returncode == 0 and dest.is_file():
+            return dest
+        refusal = next(
+            (line for line in ended.lines if line.startswith(PLOT_REFUSAL)), ""
+        ).removeprefix(PLOT_REFUSAL)
+        if not refusal:
+            log.warning("the plot of job %s failed: %s", job_id, " | ".join(ended.lines[-5:]))
+        raise PlotError(job_id, refusal or f"the picture could not be drawn ({ended.reason})")
 
     def resume(self, job_id: int) -> Job:
         """Queue an interrupted or failed job again; training continues from its checkpoint."""

@@ -34,6 +34,24 @@ class JobStateError(ColabotError):
         self.operation = operation
 
 
+class StopEarlyError(ColabotError):
+    """A running job's training cannot be stopped early now; ``reason`` says why."""
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        super().__init__(f"job {job_id} cannot stop early: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class PlotError(ColabotError):
+    """No loss picture can be drawn for a job; ``reason`` says why."""
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        super().__init__(f"no loss picture for job {job_id}: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
 class InvalidTransitionError(ColabotError):
     """A state change that the transition table does not allow."""
 

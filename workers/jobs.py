@@ -101,6 +101,8 @@ class Progress:
     total: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     updated_at: float = 0.0
+    link: str = ""
+    """Where the run can be followed live (its W&B run page), when there is such a place."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""

@@ -13,32 +13,44 @@ import dataclasses
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import workers
 from workers.disk import DiskGuard, trim_log
-from workers.errors import ColabotError, StepFailedError
+from workers.errors import ColabotError, SpecError, StepFailedError, StopEarlyError
 from workers.events import Cancelled, Failed, Interrupted, Payload, Started, Succeeded
-from workers.executors.base import Executor, Grace, Launch, StepHandle
+from workers.executors.base import Executor, Grace, Launch, StepHandle, describe_exit
 from workers.inputs import InputResolver
-from workers.jobs import Action, Job, JobState, KeptOutput, Link, Progress, StepRecord
-from workers.kinds.base import JobContext, JobKind, Outcome, Step
+from workers.jobs import Action, Job, JobSpec, JobState, KeptOutput, Link, Progress, StepRecord
+from workers.kinds.base import (
+    LIVE_SOURCE,
+    STOPPED_EARLY,
+    JobContext,
+    JobKind,
+    Outcome,
+    Output,
+    Step,
+)
 from workers.kinds.registry import KindRegistry
+from workers.live import LiveChannel
 from workers.outputs import Packed, files_for_chat, package_outputs, publish
+from workers.redaction import SECRETS
 from workers.results.base import ResultsBackend
 from workers.steprun import StepResult, StepRun
 from workers.store import Store
+from workers.wandb_runs import WandbRun, WandbSettings, offline_runs, run_url, step_env, sync_hint
 
 log = logging.getLogger(__name__)
 
 TAIL_FOR_EVENTS = 12
 # Environment variables a job must never see: chat and cloud credentials.
-SECRET_ENV_PREFIXES = ("COLABOT_", "TELEGRAM_", "GOOGLE_APPLICATION_CREDENTIALS")
+SECRET_ENV_PREFIXES = ("COLABOT_", "TELEGRAM_", "GOOGLE_APPLICATION_CREDENTIALS", "WANDB_")
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class EngineSettings:
     send_files_under_bytes: int = 45 * 1024 * 1024
     min_free_disk_mb: float = 0.0
     use_cgroups: bool = True
+    wandb: WandbSettings = field(default_factory=WandbSettings)
 
     @property
     def jobs_dir(self) -> Path:
@@ -87,6 +100,40 @@ class ActiveJob:
     cancel_requested: bool = False
     step: str = ""
     last_flush: float = 0.0
+    current: Step | None = None
+    channel: LiveChannel | None = None
+    stop_asked: str = ""
+    """The step a stop-early request was sent to (its live link repeats it until heard)."""
+    link: str = ""
+    """The page where the run can be followed (a W&B run), once a step printed it."""
+
+    def stop_early(self, job_id: int, *, dry_run: bool = False) -> Step:
+        """Ask the current step to end its training early and keep its model; return the
+        step. StopEarlyError when it has no training to stop, or cannot be reached.
+        ``dry_run`` only checks."""
+        step, ctx = self.current, self.ctx
+        if step is None or ctx is None or (step.live is None and step.stop_file is None):
+            doing = f"its current step ({self.step})" if self.step else "it"
+            raise StopEarlyError(
+                job_id, f"{doing} has no training to stop early (/cancel stops it now)"
+            )
+        if self.channel is not None and step.live is not None:
+            if not dry_run:
+                self.channel.send(step.live.stop_command)
+        elif step.stop_file is not None:
+            if not dry_run:
+                step.stop_file.parent.mkdir(parents=True, exist_ok=True)
+                step.stop_file.touch()
+        else:
+            raise StopEarlyError(
+                job_id,
+                "it trains on a cluster node, out of reach of colabot's stop-early socket. "
+                "/cancel stops it now, and /resume continues from its last checkpoint",
+            )
+        if not dry_run:
+            self.stop_asked = step.name
+            ctx.mark_stopped_early(step.name)
+        return step
 
     def stop(self) -> None:
         """Stop the job: its step with the staged grace, or the job's task between steps."""
@@ -145,6 +192,8 @@ class JobHost(Protocol):
 
     def workdir(self, job_id: int) -> Path: ...
 
+    def wandb_run(self, spec: JobSpec, name: str) -> WandbRun | None: ...
+
     def log_path(self, job_id: int) -> Path: ...
 
 
@@ -159,6 +208,40 @@ def child_environment(extra: dict[str, str]) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+@dataclass(frozen=True)
+class BriefEnd:
+    """How a short helper program ended: its exit code (None: it ran out of time), a
+    reason in words, and its last output lines (redacted)."""
+
+    returncode: int | None
+    reason: str
+    lines: list[str]
+
+
+async def run_briefly(argv: Sequence[str], env: dict[str, str], timeout_s: float) -> BriefEnd:
+    """Run a short helper (drawing a picture, say) here, away from any job's step, and
+    wait for it; it is killed with its process group when it runs out of time."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        return BriefEnd(None, f"it took longer than {timeout_s:g} s", [])
+    text = SECRETS.redact(output[-64 * 1024 :].decode("utf-8", errors="replace"))
+    lines = [line for line in text.splitlines() if line.strip()][-TAIL_FOR_EVENTS:]
+    reason = describe_exit(process.returncode) or "it succeeded"
+    return BriefEnd(process.returncode, reason, lines)
 
 
 class JobRunner:
@@ -233,9 +316,16 @@ class JobRunner:
             python=host.settings.python,
             notify=self._notify,
             input_roots=host.settings.input_roots,
+            cache_dir=host.settings.data_dir / "cache",
         )
+        try:
+            ctx.wandb = host.wandb_run(job.spec, f"colabot-job{job_id}-{job.spec.kind}")
+        except SpecError as exc:  # the settings changed since the job was queued
+            self._notify(f"No W&B logging for this run: {exc.message}")
         self.active.ctx = ctx
         self.active.kind = kind
+        if reattach is None:
+            (workdir / STOPPED_EARLY).unlink(missing_ok=True)
         try:
             if reattach is None:
                 for prepare in host.before_run_hooks:
@@ -281,13 +371,19 @@ class JobRunner:
             return await asyncio.to_thread(results.fetch_checkpoint, job.id, job.checkpoint, dest)
         return None
 
-    def _launch(self, ctx: JobContext, step: Step, index: int) -> Launch:
-        env = child_environment({**step.env, "COLABOT_JOB_ID": str(self.job_id)})
+    def _launch(
+        self, ctx: JobContext, step: Step, index: int, channel: LiveChannel | None = None
+    ) -> Launch:
+        wandb = step_env(ctx.wandb, self.host.settings.wandb)
+        env = child_environment({**wandb, **step.env, "COLABOT_JOB_ID": str(self.job_id)})
+        argv = list(step.argv)
+        if channel is not None and step.live is not None:
+            argv += step.live.args(channel.progress_port, channel.control_port)
         return Launch(
             job_id=self.job_id,
             index=index,
             name=step.name,
-            argv=tuple(str(a) for a in step.argv),
+            argv=tuple(str(a) for a in argv),
             env=env,
             cwd=step.cwd or ctx.scratch_dir,
             wants_gpu=step.wants_gpu,
@@ -311,11 +407,25 @@ class JobRunner:
             folder.mkdir(parents=True, exist_ok=True)
 
         def on_line(source: str, line: str) -> None:
-            if step.parser is None:
-                return
-            progress = step.parser(source, line)
+            url = run_url(line) if source == "output" else None
+            if url is not None and url != self.active.link:
+                self.active.link = url
+                host.notice(job_id, f"W&B run: {url}")
+            progress = step.parser(source, line) if step.parser is not None else None
+            if progress is None and url is not None:
+                progress = host.live(job_id) or Progress()
             if progress is not None:
+                if self.active.link and not progress.link:
+                    progress = dataclasses.replace(progress, link=self.active.link)
                 host.progress(job_id, progress)
+
+        def on_live(text: str) -> None:
+            on_line(LIVE_SOURCE, text)
+            active = self.active
+            if active.stop_asked == step.name and active.channel is not None and step.live:
+                # The job may have missed it (a subscriber only hears what comes after it
+                # connected): say it again until the step ends.
+                active.channel.send(step.live.stop_command)
 
         def on_start(handle: StepHandle) -> None:
             host.timing(job_id).spawned = time.time()
@@ -328,10 +438,11 @@ class JobRunner:
         def on_consumed(count: int, log_length: int) -> None:
             host.store.set_step_output(job_id, index, count, log_length)
 
+        channel = self._open_channel(step, on_live) if reattach is None else None
         timeout = ctx.param("timeout")
         run = StepRun(
             host.executor,
-            self._launch(ctx, step, index),
+            self._launch(ctx, step, index, channel),
             log_path=log_path,
             on_line=on_line,
             watch=step.watch,
@@ -342,14 +453,22 @@ class JobRunner:
             on_disk_full=host.disk.release_reserve,
         )
         self.active.run = run
+        self.active.current = step
+        self.active.channel = channel
         try:
             if reattach is None:
+                if channel is not None:
+                    channel.start()
                 result = await run.run()
             else:
                 await asyncio.to_thread(_cut_log, log_path, reattach.log_length)
                 result = await run.follow(reattach.handle, skip=reattach.skip)
         finally:
             self.active.run = None
+            self.active.current = None
+            self.active.channel = None
+            if channel is not None:
+                await channel.close_async()
             if not run.detaching:
                 # A detached step runs on; the next colabot finds it open and follows it.
                 host.store.end_step(job_id, index)
@@ -364,8 +483,36 @@ class JobRunner:
             result = dataclasses.replace(result, reason=reason, disk_full=True)
         return result
 
+    def _open_channel(self, step: Step, on_message: Callable[[str], None]) -> LiveChannel | None:
+        """Loopback sockets for a step that can use them here; None on a cluster (its
+        watched files still report progress) or when they cannot be opened."""
+        if step.live is None or not self.host.executor.runs_here:
+            return None
+        try:
+            return LiveChannel(on_message)
+        except Exception as exc:
+            log.warning("no live channel for job %s: %s", self.job_id, exc)
+            return None
+
+    def _with_wandb(self, ctx: JobContext, outcome: Outcome) -> Outcome:
+        """The W&B run in the results: its page when it was online, or its offline folders
+        kept with the outputs and the command that uploads them."""
+        if ctx.wandb is None:
+            return outcome
+        outputs, summary = list(outcome.outputs), outcome.summary
+        if self.active.link:
+            summary += f"\nW&B run: {self.active.link}"
+        runs = offline_runs(ctx.outputs_dir)
+        folder = ctx.outputs_dir / "wandb"
+        if folder.is_dir() and not any(folder.is_relative_to(o.path) for o in outputs):
+            outputs.append(Output(folder, "wandb", "W&B offline run", send=False))
+        if runs:
+            summary += "\n" + sync_hint(runs, ctx.outputs_dir)
+        return dataclasses.replace(outcome, outputs=outputs, summary=summary.strip())
+
     async def _succeed(self, ctx: JobContext, outcome: Outcome) -> None:
         host, job_id = self.host, self.job_id
+        outcome = self._with_wandb(ctx, outcome)
         present = [o for o in outcome.outputs if o.path.exists()]
         host.store.set_outputs(job_id, [KeptOutput(o.role, str(o.path)) for o in present])
         packed = await asyncio.to_thread(package_outputs, ctx.workdir, present)
@@ -381,6 +528,9 @@ class JobRunner:
                     f"They are still on this machine in {ctx.outputs_dir}.",
                 )
                 links = [Link(p.label, str(p.output.path)) for p in packed]
+        if self.active.link:
+            links.append(Link("W&B run", self.active.link))
+        if links:
             host.store.set_links(job_id, links)
         host.store.set_summary(job_id, outcome.summary)
         self._finish(JobState.SUCCEEDED, Succeeded(outcome.summary, links, dict(outcome.metrics)))

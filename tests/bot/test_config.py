@@ -132,6 +132,10 @@ def test_defaults_need_no_file() -> None:
             "no such file",
         ),
         ({"worker": []}, "worker", "must be a table"),
+        ({"wandb": {"mode": "sometimes"}}, "wandb.mode", "must be one of online, offline"),
+        ({"wandb": {"api_key": " abc "}}, "wandb.api_key", "has spaces or a line break"),
+        ({"wandb": {"project": "my project"}}, "wandb", "are W&B names"),
+        ({"wandb": {"base_url": "wandb.lab"}}, "wandb.base_url", "must be an http(s) URL"),
     ],
 )
 def test_errors_name_the_key(data: dict[str, object], key: str, problem: str) -> None:
@@ -230,3 +234,17 @@ def test_slurm_settings_have_working_defaults_and_come_from_the_environment() ->
     assert slurm.extra_args == ("--qos=short", "--constraint=a100")
     assert slurm.time_limit == "1-00:00:00" and slurm.poll_seconds == 10
     assert "Slurm, gpu (time limit 1-00:00:00 per step)" in "\n".join(summary_lines(config))
+
+
+def test_the_wandb_key_comes_from_the_file_colabot_or_wandb_and_is_masked() -> None:
+    assert parse_config({}, {}).wandb.api_key == ""
+    assert parse_config({}, {"WANDB_API_KEY": "from-wandb"}).wandb.api_key == "from-wandb"
+    both = {"WANDB_API_KEY": "from-wandb", "COLABOT_WANDB_API_KEY": "from-colabot"}
+    assert parse_config({}, both).wandb.api_key == "from-colabot"
+    config = parse_config({"wandb": {"api_key": "from-file"}}, {"WANDB_API_KEY": "from-wandb"})
+    assert config.wandb.api_key == "from-file"
+    lines = "\n".join(summary_lines(config))
+    assert "W&B:                online, project colabot (key ****)" in lines
+    assert "from-file" not in lines
+    off = "\n".join(summary_lines(parse_config({}, {})))
+    assert "off unless a job asks (wandb=yes runs offline; no key)" in off

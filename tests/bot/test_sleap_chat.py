@@ -29,6 +29,14 @@ async def test_the_example_trains_and_predicts_then_its_model_runs_on_a_video(
     checked = await person.next_message("Labels checked", timeout=60)
     assert "16 labeled frames" in (checked.text or "")
     assert "skeleton 'bug': head, thorax, tail" in (checked.text or "")
+    live = await person.next_edit("epoch 1 of 10 · step ", timeout=120)
+    assert "of 60" in (live.text or "") and "train loss" in (live.text or "")
+    assert "steps/s" in (live.text or "")
+    await person.next_edit("epoch 2 of 10 · step ", timeout=120)
+    running = await person.say("/plot 1", timeout=60)
+    assert running.kind == "photo" and "loss so far (running)" in str(
+        (running.message or {}).get("caption", "")
+    )
     done = await person.next_message("finished", timeout=EXAMPLE_TIMEOUT)
     text = done.text or ""
     assert "Trained 1 model: single_instance: 10 epochs" in text
@@ -41,6 +49,9 @@ async def test_the_example_trains_and_predicts_then_its_model_runs_on_a_video(
     )
     saved = emu.local_path(USER, preview.message_id or 0)
     assert saved is not None and saved.read_bytes().startswith(b"\x89PNG")
+    finished = await person.say("/plot 1", timeout=60)
+    picture = emu.local_path(USER, finished.message_id or 0)
+    assert picture is not None and picture.read_bytes().startswith(b"\x89PNG")
 
     assert colabot.engine is not None
     video = colabot.engine.workdir(1) / "work" / "example" / "new_video.mp4"

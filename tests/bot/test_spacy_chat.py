@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.config import Config, WandbConfig
 from bot.emulator import BotApiEmulator
 from bot.service import Colabot
 from tests.bot.conftest import USER, Person
+from tests.loopback.wandb_server import WandbServer
+from tests.workers.conftest import wandb_history
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus, write_spacy_corpus
+from workers.wandb_runs import offline_runs
 
 JOB_TIMEOUT = 60.0
 
@@ -77,3 +83,79 @@ async def test_help_on_spacy(colabot: Colabot, person: Person) -> None:
     assert "/train spacy <config> [train] [dev] [gpu=auto]" in text
     assert "/infer spacy <model> <texts>" in text
     assert "spaCy cannot resume the optimizer state" in text
+
+
+async def test_stop_early_from_the_status_button_and_plots_while_running_and_after(
+    colabot: Colabot, person: Person, emu: BotApiEmulator, corpus: SpacyCorpus
+) -> None:
+    early = await person.say("/plot 1")
+    assert "there is no job 1" in (early.text or "")
+    status = await person.say(
+        f"/train spacy {corpus.config} train={corpus.train} dev={corpus.dev} "
+        "max_steps=100000 eval_frequency=10 gpu=cpu"
+    )
+    await person.next_edit("best", timeout=JOB_TIMEOUT)
+    running = await person.say("/plot 1", timeout=60)
+    assert running.kind == "photo"
+    assert "#1 spacy train: loss so far (running)" in str((running.message or {}).get("caption"))
+    picture = emu.local_path(USER, running.message_id or 0)
+    assert picture is not None and picture.read_bytes().startswith(b"\x89PNG")
+
+    await person.press(status, "Stop early")
+    question = await person.next_message("early and keep its model?")
+    await person.press(question, "Yes, stop early")
+    await person.next_edit("Asked job #1 to stop early: train ends at its next evaluation")
+    done = await person.next_message("#1 spacy train finished", timeout=JOB_TIMEOUT)
+    assert "stopped early at step " in (done.text or "")
+    assert "model-best: ents_f " in (done.text or "")
+
+    after = await person.say("/plot 1", timeout=60)
+    assert after.kind == "photo" and "loss (succeeded)" in str((after.message or {}).get("caption"))
+    refused = await person.say("/stop 1")
+    assert "job 1 cannot stop early: it is succeeded, not training" in (refused.text or "")
+    assert "Stop early" not in str(emu.message(USER, status.message_id or 0))
+
+
+REJECTED_KEY = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+async def test_a_key_wandb_rejects_gets_a_note_and_the_run_goes_on_offline(
+    start_colabot: Callable[..., Any],
+    chat_config: Config,
+    person: Person,
+    emu: BotApiEmulator,
+    corpus: SpacyCorpus,
+    wandb_server: WandbServer,
+) -> None:
+    wandb = WandbConfig(api_key=REJECTED_KEY, mode="online", base_url=wandb_server.base)
+    colabot = await start_colabot(chat_config, wandb=wandb)
+    await person.say(
+        f"/train spacy {corpus.config} train={corpus.train} dev={corpus.dev} max_steps=20 gpu=cpu"
+    )
+    note = await person.next_message("W&B did not accept this run", timeout=JOB_TIMEOUT)
+    assert "user is not logged in" in (note.text or "") and "logs offline" in (note.text or "")
+    assert wandb_server.seen_keys == [REJECTED_KEY]
+    done = await person.next_message("#1 spacy train finished", timeout=JOB_TIMEOUT)
+    assert "W&B run kept offline with the results" in (done.text or "")
+    assert "wandb sync wandb/offline-run-" in (done.text or "")
+    assert colabot.engine is not None
+    (run,) = offline_runs(colabot.engine.workdir(1) / "outputs")
+    assert any("loss_ner" in row for row in wandb_history(run))
+    log = (colabot.engine.workdir(1) / "job.log").read_text()
+    assert REJECTED_KEY not in log
+    chat = " ".join(str(e.message) for e in emu.events)
+    assert REJECTED_KEY not in chat
+
+
+async def test_wandb_bad_input_is_refused_before_any_training(
+    start_colabot: Callable[..., Any], chat_config: Config, person: Person, corpus: SpacyCorpus
+) -> None:
+    colabot = await start_colabot(chat_config, wandb=WandbConfig(mode="online"))
+    train = f"/train spacy {corpus.config} train={corpus.train} dev={corpus.dev} max_steps=20"
+    refused = await person.say(train)
+    assert "W&B mode online needs an API key" in (refused.text or "")
+    refused = await person.say(train + " wandb=maybe")
+    assert "params.wandb: must be yes or no, got 'maybe'" in (refused.text or "")
+    assert colabot.engine is not None and colabot.engine.jobs() == []
+    allowed = await person.say(train + " wandb=no")
+    assert "#1 spacy train" in (allowed.text or "")

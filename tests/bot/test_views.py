@@ -34,7 +34,10 @@ def test_progress_bar() -> None:
 
 
 def test_buttons_follow_the_state() -> None:
-    assert labels(views.live_status(job(JobState.RUNNING), now=NOW)) == ["Status", "Logs", "Cancel"]
+    running = views.live_status(job(JobState.RUNNING), now=NOW)
+    assert labels(running) == ["Status", "Logs", "Stop early", "Cancel"]
+    inferring = dataclasses.replace(job(JobState.RUNNING), spec=JobSpec("selftest", Action.INFER))
+    assert labels(views.live_status(inferring, now=NOW)) == ["Status", "Logs", "Cancel"]
     assert labels(views.live_status(job(JobState.SUCCEEDED, finished_at=NOW), now=NOW)) == [
         "Status",
         "Logs",

@@ -137,6 +137,9 @@ class ScriptKind:
     def checkpoint(self, ctx: JobContext) -> Path | None:
         return None
 
+    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+        return None
+
 
 @pytest.fixture
 async def script_engine(tmp_path: Path) -> AsyncIterator[Engine]:

@@ -141,6 +141,8 @@ class Executor(Protocol):
     name: str
     survives_restart: bool
     """Whether its steps keep running while colabot restarts (a cluster's do)."""
+    runs_here: bool
+    """Whether its steps run on this machine, where they reach colabot's loopback sockets."""
 
     async def start(self, launch: Launch) -> StepHandle:
         """Start a step; raise StartError when it cannot be started."""

@@ -33,6 +33,7 @@ class LocalExecutor:
 
     name = "local"
     survives_restart = False
+    runs_here = True
 
     def __init__(self, cgroup_root: Path | None = None) -> None:
         self.cgroup_root = cgroup_root

@@ -70,6 +70,8 @@ class RayExecutor:
 
     name = NAME
     survives_restart = True
+    # A step runs on whichever node the cluster picks, even with the head on this machine.
+    runs_here = False
 
     def __init__(self, settings: RaySettings, instance: str) -> None:
         self.settings = settings

@@ -88,6 +88,7 @@ class SlurmExecutor:
 
     name = NAME
     survives_restart = True
+    runs_here = False
 
     def __init__(self, settings: SlurmSettings, instance: str) -> None:
         self.settings = settings

@@ -14,9 +14,31 @@ from typing import Protocol
 
 from workers.errors import SpecError
 from workers.jobs import Action, Job, JobSpec, ParamValue, Progress
+from workers.kinds.plans import read_json, write_json
+from workers.wandb_runs import WandbRun
 
 ProgressParser = Callable[[str, str], Progress | None]
 """Given (source, line) from a step, return new progress or None."""
+
+LIVE_SOURCE = "live"
+"""The source name a parser sees for messages that came over a step's live channel."""
+PLOT_REFUSAL = "colabot-plot: "
+"""How a plot step begins the line that says why it drew nothing."""
+STOPPED_EARLY = "stopped-early.json"
+"""The file in a job's folder that lists the steps whose training was stopped early."""
+
+
+@dataclass(frozen=True)
+class LiveLink:
+    """How a step talks to colabot while it runs on this machine.
+
+    ``args`` turns the ports of colabot's two loopback sockets (progress in, commands out)
+    into the arguments that tell the step about them; ``stop_command`` is the message that
+    asks it to end its training early and keep its model.
+    """
+
+    args: Callable[[int, int], list[str]]
+    stop_command: str
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,9 @@ class InputSlot:
 class Step:
     """One subprocess of a job: an argv list and what the engine needs to run it.
 
-    ``wants_gpu`` tells a cluster executor to reserve a GPU for the step.
+    ``wants_gpu`` tells a cluster executor to reserve a GPU for the step. A training step
+    that can be stopped early says how: over its ``live`` link (where it runs on this
+    machine), or by the appearance of its ``stop_file`` (anywhere the job's folder is seen).
     """
 
     name: str
@@ -54,6 +78,10 @@ class Step:
     watch: tuple[Path, ...] = ()
     parser: ProgressParser | None = None
     wants_gpu: bool = False
+    live: LiveLink | None = None
+    stop_file: Path | None = None
+    stops_when: str = "at its next check"
+    """When a stop-early request takes effect, in words (``after the current batch``)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,9 @@ class JobContext:
     notify: Callable[[str], None]
     resume_from: Path | None = None
     input_roots: tuple[Path, ...] = ()
+    wandb: WandbRun | None = None
+    cache_dir: Path | None = None
+    """colabot's cache folder, where tools may keep what they can use again."""
 
     @property
     def spec(self) -> JobSpec:
@@ -114,6 +145,18 @@ class JobContext:
     def param(self, name: str) -> ParamValue | None:
         """A validated parameter (defaults filled in)."""
         return self.spec.params.get(name)
+
+    @property
+    def stopped_early(self) -> list[str]:
+        """The names of this run's steps whose training was asked to stop early."""
+        names = read_json(self.workdir / STOPPED_EARLY)
+        return [str(n) for n in names] if isinstance(names, list) else []
+
+    def mark_stopped_early(self, step: str) -> None:
+        """Record that ``step`` was asked to stop early (kept across a restart)."""
+        names = self.stopped_early
+        if step not in names:
+            write_json(self.workdir / STOPPED_EARLY, [*names, step])
 
 
 class JobKind(Protocol):
@@ -151,6 +194,16 @@ class JobKind(Protocol):
         """The newest checkpoint a resumed run could continue from, if any."""
         ...
 
+    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+        """A step that draws a training job's loss so far into ``dest`` (a PNG), from the
+        files in its folder; None when this kind draws no loss. The step exits with 2 and
+        prints :data:`PLOT_REFUSAL` and the reason when there is nothing to draw yet."""
+        ...
+
+
+WANDB_PARAM = Param(
+    bool, None, "log this training to Weights & Biases (default: the [wandb] setting)"
+)
 
 GENERIC_PARAMS: dict[str, Param] = {
     "timeout": Param(

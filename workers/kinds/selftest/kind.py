@@ -20,11 +20,12 @@ from workers.kinds.base import (
     Step,
     validate_common,
 )
-from workers.kinds.plans import REQUEST, write_json
+from workers.kinds.plans import REQUEST, read_json, write_json
 from workers.kinds.selftest.plan import Request
 from workers.progress import StepCounter
 
 TOOLS_MODULE = "workers.kinds.selftest.tools"
+STOP_FILE = "stop-early"
 PROGRESS_LINE = re.compile(r"^progress (\d+)/(\d+)(?: loss=([0-9.eE+-]+))?")
 
 TRAIN_INPUTS = (InputSlot("input", "any file or folder to read", required=False),)
@@ -82,6 +83,10 @@ class SelftestKind:
 
     def steps(self, ctx: JobContext) -> Iterator[Step]:
         """One step: the selftest program."""
+        training = ctx.spec.action is Action.TRAIN
+        stop_file = ctx.scratch_dir / STOP_FILE if training else None
+        if stop_file is not None:
+            stop_file.unlink(missing_ok=True)  # a stop asked of an earlier attempt
         request = Request(
             mode=ctx.spec.action.value,
             out=str(ctx.outputs_dir),
@@ -93,6 +98,7 @@ class SelftestKind:
             flood_mb=float(ctx.param("flood_mb") or 0.0),
             resume_from=str(ctx.resume_from) if ctx.resume_from is not None else None,
             stop_delay=float(ctx.param("stop_delay") or 0.0),
+            stop_file=str(stop_file) if stop_file else None,
         )
         write_json(ctx.scratch_dir / REQUEST, request)
         if ctx.resume_from is not None:
@@ -112,6 +118,8 @@ class SelftestKind:
             argv=argv,
             parser=parse,
             wants_gpu=bool(ctx.param("gpu")),
+            stop_file=stop_file,
+            stops_when="after its current step",
         )
 
     def explain_failure(self, ctx: JobContext, step: Step, tail: list[str]) -> str | None:
@@ -132,7 +140,16 @@ class SelftestKind:
         else:
             outputs.insert(0, Output(out / "predictions.jsonl", "predictions", "predictions"))
         steps = ctx.param("steps")
-        return Outcome(outputs=outputs, summary=f"selftest {ctx.spec.action.value}: {steps} steps")
+        summary = f"selftest {ctx.spec.action.value}: {steps} steps"
+        result = read_json(out / "result.json")
+        done = result.get("steps_done") if isinstance(result, dict) else None
+        if ctx.stopped_early and isinstance(done, int) and done < int(steps or 0):
+            summary = f"selftest train: stopped early at step {done} of {steps}"
+        return Outcome(outputs=outputs, summary=summary)
+
+    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+        """Selftest jobs draw no loss."""
+        return None
 
     def checkpoint(self, ctx: JobContext) -> Path | None:
         """The newest ``step-N.json`` the program wrote."""

@@ -22,3 +22,5 @@ class Request:
     flood_mb: float = 0.0
     resume_from: str | None = None
     stop_delay: float = 0.0
+    stop_file: str | None = None
+    """Training ends early, keeping its model, once this file appears."""

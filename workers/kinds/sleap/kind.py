@@ -12,13 +12,15 @@ sleap-io or torch; those run in the job's subprocesses.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from workers.errors import StepFailedError
 from workers.jobs import Action, JobSpec, ParamValue
-from workers.kinds.base import InputSlot, JobContext, Outcome, Output, Param, Step
+from workers.kinds.base import InputSlot, JobContext, LiveLink, Outcome, Output, Param, Step
 from workers.kinds.plans import REQUEST, read_json, write_json
 from workers.kinds.sleap.failures import explain_lines
 from workers.kinds.sleap.params import (
@@ -36,6 +38,7 @@ from workers.kinds.sleap.plan import (
     FINISHED_MARK,
     HISTORY,
     RESULT,
+    STOPPED,
     ModelPlan,
     Plan,
     PredictPlan,
@@ -48,7 +51,6 @@ from workers.logfile import tail_lines
 
 TOOLS_MODULE = "workers.kinds.sleap.tools"
 STEP_ENV = {
-    "WANDB_MODE": "disabled",
     "NO_COLOR": "1",
     "FORCE_COLOR": "0",
     "HF_HUB_OFFLINE": "1",
@@ -78,8 +80,11 @@ inference jobs). Without config=, a config is made from the labels (preset= pick
 type).
 Any sleap-nn setting can be changed as key=value, e.g. trainer_config.optimizer.lr=0.0005 or \
 model_config.backbone_config.unet.filters=16; unknown keys are refused before training. \
-Progress comes once per epoch; trainer_config.enable_progress_bar=true adds progress within \
-each epoch (and a longer log).
+Progress comes step by step (loss, steps/s, ETA) from sleap-nn's live publisher; on a cluster \
+it comes once per epoch, and trainer_config.enable_progress_bar=true adds progress within \
+each epoch there (and a longer log). /stop <id> ends the training of the current model early \
+and keeps its best checkpoint; later models still train. /plot <id> shows the loss so far. \
+wandb=yes logs the training to Weights & Biases.
 Checkpoints (best and last) are kept with the results; /resume <id> continues an interrupted \
 training from its last epoch, and models already finished are not trained again.
 /infer sleap <job id> <video> writes the predictions (.slp), a CSV and an analysis .h5, and \
@@ -150,7 +155,11 @@ class SleapKind:
                 watch=(Path(model.run_dir) / "training_log.csv",),
                 parser=tracker.parse,
                 wants_gpu=plan.accelerator != "cpu",
+                live=LIVE_LINK,
+                stops_when="after its current training step, once it has been validated",
             )
+            if name in ctx.stopped_early:
+                _mark_stopped(ctx.scratch_dir, model.run_name)
             _mark_finished(ctx.scratch_dir, model.run_name)
 
     def _predict_step(
@@ -208,6 +217,11 @@ class SleapKind:
         outputs = [Output(Path(o.path), o.role, o.label, o.photo) for o in result.outputs]
         return Outcome(outputs=outputs, summary=result.summary, metrics=dict(result.metrics))
 
+    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+        """The tools' ``plot``: train and validation loss per epoch, one panel per model."""
+        argv = [python, "-m", TOOLS_MODULE, "plot", str(workdir / "work"), str(dest)]
+        return Step(name="plot", argv=argv, env=dict(STEP_ENV))
+
     def checkpoint(self, ctx: JobContext) -> Path | None:
         """``work/sleap-resume``: per model, hard links to the files a resume needs.
 
@@ -248,12 +262,33 @@ def _request(ctx: JobContext) -> Request:
         overrides=overrides,
         attempt=ctx.job.attempt,
         resume_from=str(ctx.resume_from) if ctx.resume_from else None,
+        wandb=dataclasses.asdict(ctx.wandb) if ctx.wandb is not None else {},
+        cache=str(ctx.cache_dir / "sleap") if ctx.cache_dir is not None else "",
     )
 
 
 def wants_gpu(ctx: JobContext) -> bool:
     """Whether the job may use a GPU (device=auto or gpu): a cluster then reserves one."""
     return str(ctx.param("device") or "auto") != "cpu"
+
+
+def zmq_ports(progress_port: int, control_port: int) -> list[str]:
+    """The sleap-nn overrides that connect training to colabot's live sockets: its progress
+    publisher and its training controller (what SLEAP's own loss viewer uses)."""
+    return [
+        f"trainer_config.zmq.publish_port={progress_port}",
+        f"trainer_config.zmq.controller_port={control_port}",
+    ]
+
+
+# sleap-nn's controller ends training at the end of the batch that hears this.
+LIVE_LINK = LiveLink(args=zmq_ports, stop_command=json.dumps({"command": "stop"}))
+
+
+def _mark_stopped(work: Path, run_name: str) -> None:
+    stopped = read_json(work / STOPPED) or []
+    if run_name not in stopped:
+        write_json(work / STOPPED, [*stopped, run_name])
 
 
 def _mark_finished(work: Path, run_name: str) -> None:

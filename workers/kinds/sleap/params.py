@@ -8,7 +8,7 @@ import re
 
 from workers.errors import SpecError
 from workers.jobs import Action, JobSpec
-from workers.kinds.base import InputSlot, Param, validate_common, validate_with_example
+from workers.kinds.base import WANDB_PARAM, InputSlot, Param, validate_common, validate_with_example
 from workers.sources import local_file_name
 
 CONFIG_SECTIONS = ("data_config", "model_config", "trainer_config")
@@ -113,6 +113,7 @@ DEVICE = Param(
     str, "auto", "auto, cpu or gpu (gpu refuses to run without one)", ("auto", "cpu", "gpu")
 )
 TRAIN_PARAMS: dict[str, Param] = {
+    "wandb": WANDB_PARAM,
     "preset": Param(
         str,
         None,

@@ -18,6 +18,8 @@ from workers.kinds.plans import load
 PLAN = "plan.json"
 RESULT = "result.json"
 FINISHED = "finished.json"
+STOPPED = "stopped-early.json"
+"""The run names of the models whose training was stopped early (the kind writes it)."""
 CHECKPOINT = "sleap-resume"
 FINISHED_MARK = "FINISHED"
 HISTORY = "history.csv"
@@ -34,6 +36,10 @@ class Request:
     overrides: dict[str, str] = field(default_factory=dict)
     attempt: int = 1
     resume_from: str | None = None
+    wandb: dict[str, str] = field(default_factory=dict)
+    """The job's W&B run (mode, project, entity, name); empty when it logs to none."""
+    cache: str = ""
+    """Where the tools keep what they can use again (generated configs); '' for their own."""
 
     @property
     def work(self) -> Path:
@@ -61,6 +67,8 @@ class ModelPlan:
     skip: bool = False
     history: str = ""
     earlier_best: str = ""
+    steps_per_epoch: int = 0
+    """Training steps in one epoch, as far as the config tells (0: learnt as it trains)."""
 
 
 @dataclass

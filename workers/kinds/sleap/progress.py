@@ -8,10 +8,12 @@ import json
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from workers.jobs import Progress
+from workers.kinds.base import LIVE_SOURCE
 from workers.kinds.sleap.plan import ModelPlan
 from workers.progress import estimate_eta
 
@@ -193,6 +195,90 @@ def _optional_float(value: object) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+# ------------------------------------------------------------------------- live (ZMQ) progress
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """One message of sleap-nn's ZMQ progress publisher (epoch and batch counted from 0)."""
+
+    event: str
+    epoch: int | None = None
+    batch: int | None = None
+    loss: float | None = None
+    val_loss: float | None = None
+    wandb_url: str = ""
+
+
+LIVE_EVENTS = frozenset({"train_begin", "epoch_begin", "batch_end", "epoch_end", "train_end"})
+
+
+def _whole(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return int(value)
+
+
+def parse_live_message(text: str) -> LiveEvent | None:
+    """``{"event": "batch_end", "epoch": 0, "batch": 3, "logs": {"loss": 0.05}}`` ->
+    LiveEvent; None for anything else (other events, broken or foreign messages)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("event") not in LIVE_EVENTS:
+        return None
+    logs = data.get("logs")
+    logs = logs if isinstance(logs, dict) else {}
+    url = data.get("wandb_url")
+    return LiveEvent(
+        event=str(data["event"]),
+        epoch=_whole(data.get("epoch")),
+        batch=_whole(data.get("batch")),
+        loss=_optional_float(logs.get("loss", logs.get("train/loss"))),
+        val_loss=_optional_float(logs.get("val/loss")),
+        wandb_url=url if isinstance(url, str) and url.startswith("https://") else "",
+    )
+
+
+# How often step-level progress is passed on (epoch ends and the end always are).
+LIVE_EVERY_S = 0.5
+RATE_WINDOW = 50
+
+
+@dataclass
+class LiveState:
+    """What the live messages have said so far about one model's training."""
+
+    epoch: int = 0
+    batch: int = -1
+    batches: int = 0
+    loss: float | None = None
+    val_loss: float | None = None
+    wandb_url: str = ""
+    last_sent: float = 0.0
+    seen: bool = False
+    epochs_done: int = 0
+
+    def __post_init__(self) -> None:
+        self.times: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW)
+
+    def steps_per_second(self) -> float | None:
+        """Training steps per second over the last few dozen steps."""
+        if len(self.times) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.times[0], self.times[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+
+
+def live_eta(state: LiveState, max_epochs: int, batches: int, rate: float | None) -> float | None:
+    """Seconds left at the current pace, counting what is left of the current epoch."""
+    if not rate or not batches:
+        return None
+    left = (max_epochs - state.epoch - 1) * batches + max(0, batches - state.batch - 1)
+    return max(0, left) / rate
+
+
 # ---------------------------------------------------------------------------------- trackers
 
 
@@ -206,9 +292,14 @@ class TrainingTracker:
         self.header: list[str] | None = None
         self.row: EpochRow | None = None
         self.bar: BarUpdate | None = None
+        self.live = LiveState(batches=model.steps_per_epoch)
 
     def parse(self, source: str, line: str, now: float | None = None) -> Progress | None:
-        """Feed one line (from the CSV or the console); new progress or None."""
+        """Feed one line (from the CSV, the console or the live channel); new progress or
+        None."""
+        now = time.time() if now is None else now
+        if source == LIVE_SOURCE:
+            return self._live(line, now)
         if source == "training_log.csv":
             header = parse_log_header(line)
             if header is not None:
@@ -223,7 +314,84 @@ class TrainingTracker:
             if bar is None or (self.row is not None and bar.epoch <= self.row.epoch):
                 return None
             self.bar = bar
-        return self.progress(time.time() if now is None else now)
+        if self.live.seen:
+            return None  # the live messages say more, and sooner
+        return self.progress(now)
+
+    def _live(self, text: str, now: float) -> Progress | None:
+        event = parse_live_message(text)
+        if event is None:
+            return None
+        state = self.live
+        state.seen = True
+        if event.wandb_url:
+            state.wandb_url = event.wandb_url
+        if event.epoch is not None:
+            state.epoch = event.epoch
+        if event.event == "epoch_begin":
+            state.batch = -1
+            return None
+        if event.event == "batch_end" and event.batch is not None:
+            state.batch = event.batch
+            if event.loss is not None:
+                state.loss = event.loss
+            step = state.epoch * max(state.batches, event.batch + 1) + event.batch
+            state.times.append((now, step))
+            if now - state.last_sent < LIVE_EVERY_S:
+                return None
+        elif event.event == "epoch_end":
+            state.epochs_done = state.epoch + 1
+            state.batches = max(state.batches, state.batch + 1)
+            state.batch = state.batches - 1
+            if event.val_loss is not None:
+                state.val_loss = event.val_loss
+        elif event.event == "train_begin" and not state.wandb_url:
+            return None
+        state.last_sent = now
+        return self.live_progress(now)
+
+    def live_progress(self, now: float) -> Progress:
+        """Progress from the live messages: the step within the epoch, its loss, the pace."""
+        state, total = self.live, self.model.max_epochs
+        batches = state.batches
+        within = (state.batch + 1) / batches if batches else 0.0
+        done = min(float(total), state.epoch + min(1.0, within))
+        text = f"epoch {state.epoch + 1} of {total}"
+        if state.batch >= 0:
+            text += f" · step {state.batch + 1}" + (f" of {batches}" if batches else "")
+        rate = state.steps_per_second()
+        metrics: dict[str, float] = {}
+        if state.loss is not None:
+            metrics["train_loss"] = state.loss
+        if state.val_loss is not None:
+            metrics["val_loss"] = state.val_loss
+        if rate is not None:
+            text += f" · {rate:.3g} steps/s"
+            metrics["steps_per_s"] = rate
+        text += "".join(
+            f" · {name.replace('_', ' ')} {value:.4g}"
+            for name, value in metrics.items()
+            if name != "steps_per_s"
+        )
+        if self.models > 1:
+            text = f"model {self.model.index} of {self.models}: {self.model.head} · {text}"
+        eta = live_eta(state, total, batches, rate)
+        if eta is None:
+            start = float(self.model.start_epoch)
+            eta = estimate_eta(self.started, now, done - start, total - start)
+        fraction = min(1.0, done / total) if total else None
+        if fraction is not None and self.models > 1:
+            fraction = (self.model.index - 1 + fraction) / self.models
+        return Progress(
+            fraction=fraction,
+            message=text,
+            eta_s=eta,
+            step=max(state.epochs_done, self.model.start_epoch),
+            total=total,
+            metrics=metrics,
+            updated_at=now,
+            link=state.wandb_url,
+        )
 
     def progress(self, now: float) -> Progress:
         """Progress from the newest epoch row, and the bar within the epoch after it."""

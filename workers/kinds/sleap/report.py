@@ -9,9 +9,14 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def model_line(head: str, epochs: int, best_val: float | None) -> str:
-    """``centroid: 12 epochs, best validation loss 0.0031``."""
+def model_line(
+    head: str, epochs: int, best_val: float | None, stopped_of: int | None = None
+) -> str:
+    """``centroid: 12 epochs, best validation loss 0.0031``; a model stopped early says
+    ``centroid: stopped early at epoch 3 of 10, ...``."""
     loss = f", best validation loss {best_val:.4g}" if best_val is not None else ""
+    if stopped_of is not None:
+        return f"{head}: stopped early at epoch {epochs} of {stopped_of}{loss}"
     return f"{head}: {count(epochs, 'epoch')}{loss}"
 
 

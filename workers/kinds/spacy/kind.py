@@ -10,6 +10,7 @@ and collects their files; reading their lines is ``progress``'s job, the reasons
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -58,6 +59,8 @@ from workers.kinds.spacy.report import (
 )
 
 TOOLS_MODULE = "workers.kinds.spacy.tools"
+STOP_FILE = "stop-early"
+CHAIN_LOGGER = "spacy.ChainLogger.v1"
 LOGGER_FILE = Path(__file__).resolve().parent / "tools" / "logger.py"
 
 # Overrides the machine's environment may hold would beat the ones colabot passes; the colour
@@ -76,7 +79,10 @@ Without train= and dev=, a folder or zip is searched for train.spacy and dev.spa
 training.spacy, valid.spacy, corpus/...). A folder or zip with a project.yml runs as a spaCy \
 project: its assets must already be inside (nothing is downloaded); the default workflow is \
 "all", else the first one.
-Progress comes at each evaluation: step, epoch, losses, scores and the best score so far.
+Progress comes at each evaluation: step, epoch, losses, scores and the best score so far. \
+/stop <id> ends training at the next evaluation, keeping model-best and model-last; /plot <id> \
+draws the losses and scores so far. wandb=yes logs the training to Weights & Biases (spaCy's \
+WandbLogger, chained with colabot's own logger).
 Results: model-best (use it with /infer spacy <job id> <texts>), model-last, the training log, \
 and a wheel with package=yes.
 /resume trains again from model-last's weights. spaCy cannot resume the optimizer state, so \
@@ -133,13 +139,17 @@ class SpacyKind:
         if plan.mode == "project":
             yield from self._project_steps(ctx, plan)
             return
+        stop_file = ctx.scratch_dir / STOP_FILE
+        stop_file.unlink(missing_ok=True)  # a stop asked of an earlier attempt
         yield Step(
             "train",
-            train_argv(ctx.python, plan, ctx.outputs_dir / TRAINING_LOG),
-            env=dict(STEP_ENV),
+            train_argv(ctx.python, plan, ctx.outputs_dir / TRAINING_LOG, stop_file),
             cwd=Path(plan.cwd) if plan.cwd else None,
             parser=TrainingProgress().parse,
             wants_gpu=plan.gpu_id >= 0,
+            stop_file=stop_file,
+            stops_when="at its next evaluation, keeping model-best and model-last",
+            env={**STEP_ENV, **_wandb_env(ctx, plan)},
         )
         if ctx.param("package"):
             yield Step("package", package_argv(ctx, plan), env=dict(STEP_ENV))
@@ -168,6 +178,11 @@ class SpacyKind:
             parser=parser,
             wants_gpu=wants_gpu(ctx),
         )
+
+    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+        """The tools' ``plot``: each component's loss and the scores, by step."""
+        argv = [python, "-m", TOOLS_MODULE, "plot", str(workdir / "work"), str(dest)]
+        return Step("plot", argv, env=dict(STEP_ENV))
 
     # results ----------------------------------------------------------------------------
 
@@ -287,7 +302,18 @@ def request_of(ctx: JobContext) -> Request:
         texts=path("texts"),
         batch_size=int(ctx.param("batch_size") or INFER_PARAMS["batch_size"].default or 64),
         text_key=str(ctx.param("text_key") or INFER_PARAMS["text_key"].default),
+        wandb=dataclasses.asdict(ctx.wandb) if ctx.wandb is not None else {},
     )
+
+
+def _wandb_env(ctx: JobContext, plan: TrainPlan) -> dict[str, str]:
+    """Where the W&B run folder goes (with the outputs), and offline when W&B refused it."""
+    if ctx.wandb is None:
+        return {}
+    env = {"WANDB_DIR": str(ctx.outputs_dir)}
+    if plan.wandb_offline:
+        env.update(WANDB_MODE="offline", WANDB_API_KEY="")
+    return env
 
 
 def wants_gpu(ctx: JobContext) -> bool:
@@ -300,9 +326,19 @@ def tools_argv(ctx: JobContext, command: str) -> list[str]:
     return [ctx.python, "-m", TOOLS_MODULE, command, str(ctx.scratch_dir)]
 
 
-def train_argv(python: str, plan: TrainPlan, log_path: Path) -> list[str]:
-    """The ``spacy train`` command line of a plan, with colabot's progress logger."""
-    logger = json.dumps({"@loggers": LOGGER_NAME, "log_path": str(log_path)})
+def train_argv(
+    python: str, plan: TrainPlan, log_path: Path, stop_file: Path | None = None
+) -> list[str]:
+    """The ``spacy train`` command line of a plan, with colabot's progress logger (which
+    also ends training at an evaluation once ``stop_file`` appears)."""
+    settings: dict[str, Any] = {"@loggers": LOGGER_NAME, "log_path": str(log_path)}
+    if stop_file is not None:
+        settings["stop_path"] = str(stop_file)
+    if plan.wandb_logger:
+        # W&B's logger prints nothing, and colabot's comes second so that W&B has logged
+        # an evaluation before a stop-early request ends training there.
+        settings = {"@loggers": CHAIN_LOGGER, "logger1": plan.wandb_logger, "logger2": settings}
+    logger = json.dumps(settings)
     argv = [python, "-m", TOOLS_MODULE, "spacy"]
     if plan.block_torch:
         argv.append("--no-torch")

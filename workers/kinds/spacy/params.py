@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 from workers.errors import SpecError
 from workers.jobs import JobSpec, ParamValue
-from workers.kinds.base import InputSlot, Param, validate_common, validate_with_example
+from workers.kinds.base import WANDB_PARAM, InputSlot, Param, validate_common, validate_with_example
 from workers.kinds.spacy.plan import TEXT_SUFFIXES
 from workers.sources import local_file_name
 
@@ -37,6 +37,7 @@ INFER_INPUTS = (
 )
 TRAIN_PARAMS: dict[str, Param] = {
     "gpu": GPU_PARAM,
+    "wandb": WANDB_PARAM,
     "max_steps": Param(
         int,
         None,

@@ -19,6 +19,7 @@ MACHINE_PREFIX = "COLABOT_SPACY "
 ERROR_PREFIX = "colabot-spacy: error: "
 """Lines starting with this explain why a job program refused to go on."""
 LOGGER_NAME = "colabot.spacy_progress.v1"
+WANDB_LOGGER = "spacy.WandbLogger.v5"
 
 PLAN_FILE = "spacy-plan.json"
 INFERENCE_STATS = "inference.json"
@@ -52,6 +53,8 @@ class Request:
     texts: str | None = None
     batch_size: int = 64
     text_key: str = "text"
+    wandb: dict[str, str] = field(default_factory=dict)
+    """The job's W&B run (mode, project, entity, name); empty when it logs to none."""
 
     @property
     def work_dir(self) -> Path:
@@ -101,6 +104,10 @@ class TrainPlan:
     commands: list[str] = field(default_factory=list)
     project_outputs: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    wandb_logger: dict[str, Any] = field(default_factory=dict)
+    """The W&B logger chained before colabot's own (empty: none)."""
+    wandb_offline: bool = False
+    """The online run was refused by W&B, so training logs offline."""
 
 
 def read_plan(work: Path) -> TrainPlan:

@@ -85,7 +85,12 @@ def training_summary(
     pipeline = ", ".join(str(p) for p in setup.get("pipeline", [])) or "pipeline"
     head = f"spaCy pipeline ({pipeline}) trained on {device}"
     metrics: dict[str, float] = {k: float(v) for k, v in performance.items() if is_number(v)}
-    if evals:
+    stopped = next((e for e in events if e.get("event") == "stopped_early"), None)
+    if stopped is not None:
+        head += f", stopped early at step {stopped.get('step')} (epoch {stopped.get('epoch')})"
+        metrics["steps"] = float(stopped.get("step") or 0)
+        metrics["stopped_early"] = 1.0
+    elif evals:
         last = evals[-1]
         head += f" for {last['step']} steps ({last.get('epoch', 0)} epochs)"
         metrics["steps"] = float(last["step"])

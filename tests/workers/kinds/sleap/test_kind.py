@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import shutil
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.workers.conftest import WaitForState
+from tests.loopback.wandb_server import WandbServer
+from tests.workers.conftest import WaitForState, wandb_history
 from workers.engine import Engine, EngineSettings
 from workers.events import FileReady, Notice
 from workers.jobs import Action, Job, JobSpec, JobState, Progress
@@ -25,6 +27,7 @@ from workers.kinds.sleap.progress import parse_log
 from workers.kinds.sleap.tools.prepare import gpu_driver_present
 from workers.results.local import LocalResults
 from workers.store import Store
+from workers.wandb_runs import WandbSettings, offline_runs
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -112,7 +115,8 @@ async def test_train_on_labels_beside_their_images_then_infer(
     assert "beside the labels: img_000.png (+7 images)" in summary
     assert "Training on the CPU" in summary
     messages = [p.message for job_id, p in seen if job_id == job.id]
-    assert "epoch 2 of 2 · train loss" in messages[-1] and "val loss" in messages[-1]
+    assert messages[-1].startswith("epoch 2 of 2 · step 10 of 10 · ")
+    assert "train loss" in messages[-1] and "val loss" in messages[-1]
     assert any(p.eta_s is not None for job_id, p in seen if job_id == job.id)
 
     kept = outputs(engine, job.id)
@@ -245,8 +249,10 @@ async def test_a_sleap_1_4_package_with_json_configs_trains(
         **{"trainer_config.enable_progress_bar": "true"},
     )
     await succeed(engine, wait_for_state, job)
-    bar = [p.message for j, p in seen if j == job.id and "batch" in p.message]
-    assert bar and bar[-1].startswith("epoch 1 of 1 · batch 2 of 2")
+    # The bar is in the log; the progress within each epoch comes over the live sockets.
+    steps = [p.message for j, p in seen if j == job.id and "· step " in p.message]
+    assert steps and steps[-1].startswith("epoch 1 of 1 · step 2 of 2")
+    assert "Epoch 0: 100%" in (engine.workdir(job.id) / "job.log").read_text()
     work = engine.workdir(job.id) / "work"
     config = (work / "configs" / "1-single_instance.yaml").read_text()
     assert str(work / "package" / "project14.pkg.slp") in config
@@ -270,11 +276,14 @@ async def test_resume_on_a_fresh_machine_continues_after_the_saved_epoch(
     params = {**TINY, "epochs": "4", "steps_per_epoch": "25", "seed": "7"}
     job = submit(engine, Action.TRAIN, {"input": str(sleap_inputs["pkg"])}, **params)
     try:
-        await wait_until(
-            lambda: any(j == job.id and (p.step or 0) >= 1 for j, p in seen),
-            timeout=TRAIN_TIMEOUT,
-            what="the first epoch",
-        )
+
+        def first_epoch_saved() -> bool:
+            if not any(j == job.id and (p.step or 0) >= 1 for j, p in seen):
+                return False
+            saved = engine.checkpoint_of(job.id)
+            return saved is not None and (saved / "single_instance" / "last.ckpt").is_file()
+
+        await wait_until(first_epoch_saved, timeout=TRAIN_TIMEOUT, what="the first epoch")
         saved = engine.checkpoint_of(job.id)
         assert saved is not None and saved.name == "sleap-resume"
         names = {p.name for p in (saved / "single_instance").iterdir()}
@@ -460,3 +469,57 @@ async def test_inference_refuses_a_missing_video_and_a_half_top_down_pair(
     assert [r.state for r in results] == [JobState.FAILED, JobState.FAILED]
     assert "a centered_instance model needs its centroid model too" in (results[0].error or "")
     assert "video not found: video.mp4" in (results[1].error or "")
+
+
+FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
+async def test_a_wandb_run_offline_logs_the_losses_and_stays_with_the_model(
+    engine_settings: EngineSettings,
+    store: Store,
+    wait_for_state: WaitForState,
+    sleap_inputs: dict[str, Path],
+) -> None:
+    settings = dataclasses.replace(
+        engine_settings, wandb=WandbSettings(api_key=FAKE_WANDB_KEY, mode="offline")
+    )
+    engine = Engine(settings, store, default_registry())
+    await engine.start()
+    try:
+        job = submit(engine, Action.TRAIN, {"input": str(sleap_inputs["pkg"])}, wandb="yes", **TINY)
+        done = await succeed(engine, wait_for_state, job)
+    finally:
+        await engine.stop()
+    (model,) = outputs(engine, job.id)["model"]
+    (run,) = offline_runs(model)
+    history = wandb_history(run)
+    logged = [row["val/loss"] for row in history if "val/loss" in row]
+    epochs = parse_log((model / "training_log.csv").read_text())
+    assert logged == pytest.approx([row.val_loss for row in epochs])
+    assert "wandb sync models/" in done.summary and "offline-run-" in done.summary
+    config = (model / "training_config.yaml").read_text()
+    assert "use_wandb: true" in config and "wandb_mode: offline" in config
+    log = (engine.workdir(job.id) / "job.log").read_text()
+    assert FAKE_WANDB_KEY not in log and FAKE_WANDB_KEY not in config
+
+
+async def test_a_key_wandb_rejects_turns_the_run_offline_with_a_note(
+    engine_settings: EngineSettings,
+    store: Store,
+    wait_for_state: WaitForState,
+    sleap_inputs: dict[str, Path],
+    wandb_server: WandbServer,
+) -> None:
+    refused = WandbSettings(api_key=FAKE_WANDB_KEY, mode="online", base_url=wandb_server.base)
+    engine = Engine(dataclasses.replace(engine_settings, wandb=refused), store, default_registry())
+    await engine.start()
+    try:
+        job = submit(engine, Action.TRAIN, {"input": str(sleap_inputs["pkg"])}, **TINY)
+        done = await succeed(engine, wait_for_state, job)
+    finally:
+        await engine.stop()
+    assert wandb_server.seen_keys == [FAKE_WANDB_KEY]
+    assert "W&B did not accept this run" in notices(engine, job.id)[0]
+    (model,) = outputs(engine, job.id)["model"]
+    assert "wandb_mode: offline" in (model / "training_config.yaml").read_text()
+    assert offline_runs(model) and "wandb sync " in done.summary

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from workers.kinds.base import LIVE_SOURCE
 from workers.kinds.sleap.plan import ModelPlan
 from workers.kinds.sleap.progress import (
     BarUpdate,
     EpochRow,
+    LiveEvent,
     PredictError,
     PredictTracker,
     PredictUpdate,
@@ -17,6 +21,7 @@ from workers.kinds.sleap.progress import (
     merge_log_text,
     parse_bar_line,
     parse_gui_line,
+    parse_live_message,
     parse_log,
     parse_log_header,
     parse_log_row,
@@ -123,3 +128,71 @@ def test_predict_progress() -> None:
     assert progress.message == "frames 40 of 400 · 8.0 frames/s"
     assert progress.fraction == pytest.approx(0.1) and progress.eta_s == 45
     assert tracker.parse("output", '{"error": true, "type": "E", "message": "m"}') is None
+
+
+def _live(event: str, **fields: object) -> str:
+    """A message as sleap-nn's ProgressReporterZMQ sends it (jsonpickle of a plain dict)."""
+    return json.dumps({"what": "", "event": event, "logs": None, **fields})
+
+
+def test_live_messages_parse_and_foreign_ones_are_ignored() -> None:
+    batch = _live("batch_end", epoch=1, batch=4, logs={"loss": 0.25, "val/loss": 0.5})
+    assert parse_live_message(batch) == LiveEvent("batch_end", 1, 4, 0.25, 0.5)
+    begin = _live("train_begin", wandb_url="https://wandb.ai/lab/p/runs/abc")
+    assert parse_live_message(begin) == LiveEvent(
+        "train_begin", wandb_url="https://wandb.ai/lab/p/runs/abc"
+    )
+    assert parse_live_message(_live("train_begin", wandb_url="javascript:x")) == LiveEvent(
+        "train_begin"
+    )
+    for foreign in ("", "not json", "[1]", _live("batch_start", batch=1), '{"event": 3}'):
+        assert parse_live_message(foreign) is None
+    odd = _live("batch_end", epoch="x", batch=True, logs={"loss": "nan"})
+    assert parse_live_message(odd) == LiveEvent("batch_end")
+
+
+def test_live_progress_counts_steps_within_the_epoch_with_a_pace_and_an_eta() -> None:
+    model = ModelPlan(1, "centroid", "run", "c.yaml", "r", "r", max_epochs=3, steps_per_epoch=10)
+    tracker = TrainingTracker(model, models=2, now=0.0)
+    assert tracker.parse(LIVE_SOURCE, _live("epoch_begin", epoch=0), now=1.0) is None
+    first = tracker.parse(
+        LIVE_SOURCE, _live("batch_end", epoch=0, batch=0, logs={"loss": 0.9}), now=2.0
+    )
+    assert first is not None
+    assert first.message == "model 1 of 2: centroid · epoch 1 of 3 · step 1 of 10 · train loss 0.9"
+    # Within half a second nothing new is passed on; then the pace and the ETA come.
+    quiet = tracker.parse(
+        LIVE_SOURCE, _live("batch_end", epoch=0, batch=1, logs={"loss": 0.8}), now=2.2
+    )
+    assert quiet is None
+    later = tracker.parse(
+        LIVE_SOURCE, _live("batch_end", epoch=0, batch=4, logs={"loss": 0.5}), now=4.0
+    )
+    assert later is not None
+    assert later.message.startswith(
+        "model 1 of 2: centroid · epoch 1 of 3 · step 5 of 10 · 2 steps/s"
+    )
+    assert later.metrics == {"train_loss": 0.5, "steps_per_s": 2.0}
+    assert later.eta_s == pytest.approx((2 * 10 + 5) / 2.0)
+    assert later.fraction == pytest.approx((5 / 10 / 3) / 2)
+    assert later.step == 0
+    end = tracker.parse(
+        LIVE_SOURCE, _live("epoch_end", epoch=0, logs={"loss": 0.4, "val/loss": 0.3}), now=5.0
+    )
+    assert end is not None and end.step == 1 and end.metrics["val_loss"] == 0.3
+    # The CSV row of that epoch adds nothing the live messages did not say first.
+    assert tracker.parse("training_log.csv", HEADER, now=5.5) is None
+    assert tracker.parse("training_log.csv", "0,,0.3,,,,", now=5.6) is None
+
+
+def test_live_progress_learns_the_epoch_length_when_the_config_does_not_say() -> None:
+    model = ModelPlan(1, "single_instance", "run", "c.yaml", "r", "r", max_epochs=2)
+    tracker = TrainingTracker(model, models=1, now=0.0)
+    unknown = tracker.parse(
+        LIVE_SOURCE, _live("batch_end", epoch=0, batch=2, logs={"loss": 1}), now=1.0
+    )
+    assert unknown is not None and unknown.message == "epoch 1 of 2 · step 3 · train loss 1"
+    tracker.parse(LIVE_SOURCE, _live("batch_end", epoch=0, batch=5), now=2.0)
+    tracker.parse(LIVE_SOURCE, _live("epoch_end", epoch=0, logs={"val/loss": 0.5}), now=3.0)
+    known = tracker.parse(LIVE_SOURCE, _live("batch_end", epoch=1, batch=0), now=4.0)
+    assert known is not None and "epoch 2 of 2 · step 1 of 6" in known.message

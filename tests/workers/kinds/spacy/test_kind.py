@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import WaitForState
+from tests.workers.conftest import WaitForState, wandb_history
 from tests.workers.kinds.conftest import SpacyCorpus, train_spec
 from workers.engine import Engine, EngineSettings
 from workers.events import Failed, Notice, Succeeded
@@ -22,6 +23,7 @@ from workers.kinds.spacy.report import (
     read_training_log,
 )
 from workers.store import Store
+from workers.wandb_runs import WandbSettings, offline_runs
 
 TRAIN_TIMEOUT = 120.0
 
@@ -407,3 +409,60 @@ async def test_a_training_failure_is_explained(
         "the config uses spacy.TransitionBasedParser.v9 (a registered architectures function) "
         "that is not installed; a plugin package such as spacy-transformers may be missing"
     )
+
+
+async def test_stop_early_ends_training_at_an_evaluation_and_keeps_both_models(
+    engine: Engine, wait_for_state: WaitForState, corpus: SpacyCorpus
+) -> None:
+    seen = record_progress(engine)
+    job = engine.submit(files_spec(corpus, max_steps=100000, eval_frequency=10, gpu="cpu"))
+    evaluated = asyncio.Event()
+    engine.on_progress(lambda _id, p: evaluated.set() if (p.step or 0) >= 10 else None)
+    await asyncio.wait_for(evaluated.wait(), timeout=TRAIN_TIMEOUT)
+    step = engine.stop_early(job.id)
+    assert step.name == "train" and "next evaluation" in step.stops_when
+    done = await wait_for_state(engine, job.id, timeout=TRAIN_TIMEOUT)
+    assert done.state is JobState.SUCCEEDED, done.error
+    assert "stopped early at step " in done.summary
+    stopped_at = int(done.summary.split("stopped early at step ")[1].split()[0])
+    assert 10 <= stopped_at < 100000 and stopped_at % 10 == 0
+    kept = outputs(engine, done.id)
+    assert (kept["model"] / "meta.json").is_file()
+    assert (kept["checkpoint"] / "meta.json").is_file()
+    assert max(p.step or 0 for p in seen) <= stopped_at
+    log = read_training_log(kept["metrics"])
+    assert [e["event"] for e in log[-3:]] == ["eval", "stopped_early", "end"]
+    assert log[-3]["step"] == log[-2]["step"] == stopped_at
+
+
+FAKE_WANDB_KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
+async def test_a_wandb_run_offline_holds_the_losses_and_is_kept_with_the_results(
+    engine_settings: EngineSettings,
+    store: Store,
+    wait_for_state: WaitForState,
+    corpus: SpacyCorpus,
+) -> None:
+    settings = dataclasses.replace(
+        engine_settings, wandb=WandbSettings(api_key=FAKE_WANDB_KEY, mode="offline")
+    )
+    engine = Engine(settings, store, default_registry())
+    await engine.start()
+    try:
+        done = await finished(engine, wait_for_state, files_spec(corpus, max_steps=20, wandb="yes"))
+    finally:
+        await engine.stop()
+    assert done.state is JobState.SUCCEEDED, done.error
+    kept = outputs(engine, done.id)
+    (run,) = offline_runs(kept["wandb"])
+    evals = [e for e in read_training_log(kept["metrics"]) if e["event"] == "eval"]
+    logged = [e["losses"]["ner"] for e in evals]
+    history = [row["loss_ner"] for row in wandb_history(run) if "loss_ner" in row]
+    assert history == pytest.approx(logged) and len(history) == 3
+    assert "wandb sync wandb/offline-run-" in done.summary
+    log = (engine.workdir(done.id) / "job.log").read_text()
+    assert FAKE_WANDB_KEY not in log and "spacy.ChainLogger.v1" in log
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert FAKE_WANDB_KEY.encode() not in path.read_bytes(), path

@@ -93,6 +93,8 @@ def run(request: Request) -> int:
     if request.flood_mb:
         _flood(request.flood_mb)
     loss = 1.0
+    stop_file = Path(request.stop_file) if request.stop_file else None
+    done = first - 1
     for step in range(first, request.steps + 1):
         if request.fail and step > request.steps // 2:
             print(f"selftest: error: told to fail at step {step}", flush=True)
@@ -102,10 +104,15 @@ def run(request: Request) -> int:
         print(f"progress {step}/{request.steps} loss={loss}", flush=True)
         if request.mode == "train":
             _save_checkpoint(checkpoints, step)
+        done = step
+        if stop_file is not None and stop_file.exists():
+            print(f"selftest: stopped early at step {step} of {request.steps}", flush=True)
+            break
 
     result: dict[str, object] = {
         "mode": request.mode,
         "steps": request.steps,
+        "steps_done": done,
         "first_step": first,
         "loss": loss,
         "input": _digest(source) if source else None,

@@ -4,6 +4,7 @@ Commands:
   prepare WORK          check the inputs in WORK/request.json, write WORK/plan.json
   finish-training WORK  settle trained models, draw the loss curve, write WORK/result.json
   export WORK           export predictions (CSV, analysis HDF5) and draw a preview
+  plot WORK PNG         draw the loss so far of a running or finished training
   make-data FOLDER      write small synthetic SLEAP data and training packages to try things
 
 A refusal is printed as ``sleap_tools: error: <why>`` and exits with status 2.
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from workers.errors import ArchiveError
+from workers.kinds.base import PLOT_REFUSAL
 from workers.kinds.plans import REQUEST, write_json
 from workers.kinds.sleap.plan import PLAN, Plan, load_plan, load_request
 from workers.kinds.sleap.tools.errors import ToolError
@@ -80,6 +82,25 @@ def make_data(folder: Path) -> int:
     return 0
 
 
+def plot(work: Path, dest: Path | None) -> int:
+    """Draw the loss so far; refuse (status 2) when no epoch has ended yet."""
+    from workers.kinds.sleap.tools.finish import loss_so_far, plot_losses
+
+    plan = load_plan(work)
+    if plan is None or not plan.models:
+        print(PLOT_REFUSAL + "the job has not planned its training yet", flush=True)
+        return 2
+    if dest is None or plot_losses(loss_so_far(plan), dest) is None:
+        print(
+            PLOT_REFUSAL + "no epoch has ended yet; the first point comes when epoch 1 ends "
+            "(/status shows the loss of the current step)",
+            flush=True,
+        )
+        return 2
+    print(f"drew {dest}", flush=True)
+    return 0
+
+
 COMMANDS = {
     "prepare": prepare,
     "finish-training": finish_training,
@@ -91,10 +112,13 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="sleap_tools", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("command", choices=sorted([*COMMANDS, "plot"]))
     parser.add_argument("folder", type=Path)
+    parser.add_argument("dest", type=Path, nargs="?", help="the picture to draw (plot)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "plot":
+            return plot(args.folder, args.dest)
         return COMMANDS[args.command](args.folder)
     except (ToolError, ArchiveError) as exc:
         print(ERROR_PREFIX + str(exc), flush=True)

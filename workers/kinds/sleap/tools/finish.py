@@ -9,9 +9,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from workers.kinds.plans import write_json
+from workers.kinds.plans import read_json, write_json
 from workers.kinds.sleap.plan import (
     RESULT,
+    STOPPED,
     ModelPlan,
     OutputRecord,
     Plan,
@@ -111,6 +112,7 @@ def finish_training(plan: Plan, work: Path, outputs: Path) -> Result:
     result = Result()
     curves: list[tuple[str, list[EpochRow]]] = []
     lines = []
+    stopped = set(read_json(work / STOPPED) or [])
     for model in plan.models:
         rows = settle_model(model, work) if not model.skip else _rows(Path(model.final_dir))
         title = f"model {model.index}: {model.head}" if len(plan.models) > 1 else model.head
@@ -125,13 +127,34 @@ def finish_training(plan: Plan, work: Path, outputs: Path) -> Result:
         last = rows[-1] if rows else None
         if last is not None and last.val_loss is not None:
             result.metrics[f"{prefix}final_val_loss"] = last.val_loss
-        lines.append(model_line(model.head, epochs, best))
+        early = model.max_epochs if model.run_name in stopped else None
+        if early is not None:
+            result.metrics[f"{prefix}stopped_early_at_epoch"] = float(epochs)
+        lines.append(model_line(model.head, epochs, best, early))
     loss_png = plot_losses(curves, outputs / LOSS_PNG)
     if loss_png is not None:
         result.outputs.append(OutputRecord(str(loss_png), "plot", "loss curve", photo=True))
     result.summary = training_summary(lines)
     write_json(work / RESULT, result)
     return result
+
+
+def loss_so_far(plan: Plan) -> list[tuple[str, list[EpochRow]]]:
+    """Each model's epochs so far, titled as in the loss curve, without moving anything: a
+    model in training, one continued after an interruption, or one already settled."""
+    curves = []
+    for model in plan.models:
+        run_log = Path(model.run_dir) / "training_log.csv"
+        if not model.skip and run_log.is_file():
+            text = run_log.read_text()
+            if model.history and Path(model.history).is_file():
+                text = merge_log_text(Path(model.history).read_text(), text)
+            rows = parse_log(text)
+        else:
+            rows = _rows(Path(model.final_dir))
+        title = f"model {model.index}: {model.head}" if len(plan.models) > 1 else model.head
+        curves.append((title, rows))
+    return curves
 
 
 def _rows(run_dir: Path) -> list[EpochRow]:

@@ -2,7 +2,9 @@
 
 Everything that can be refused is refused here, before any training starts: unreadable or
 empty labels, missing videos, packages without jobs.yaml or labels, unknown config keys, a
-GPU asked for but absent. Runs in a job subprocess (imports sleap-io and sleap-nn).
+GPU asked for but absent. Runs in a job subprocess (imports sleap-io, and sleap-nn's config
+code without torch; torch only to look at a GPU, or to make a config from labels not seen
+before: see :mod:`workers.kinds.sleap.tools.cache`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from workers.kinds.sleap.tools import config as configs
 from workers.kinds.sleap.tools.errors import ToolError
 from workers.kinds.sleap.tools.labels import LabelsReport, inspect_labels, save_remapped
 from workers.kinds.sleap.tools.package import PackageError, PackageJobs, parse_jobs
+from workers.kinds.wandb_login import offline_note, rejected_key
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -216,8 +219,13 @@ def _run_names(heads: list[str], wanted: str | None) -> list[str]:
     return unique
 
 
-def draft_models(request: Request, source: TrainingSource, labels: list[Path]) -> list[ModelDraft]:
-    """The configs to train, in order, with their run names and labels."""
+def draft_models(
+    request: Request, source: TrainingSource, labels: list[Path], fingerprint: str = ""
+) -> list[ModelDraft]:
+    """The configs to train, in order, with their run names and labels.
+
+    ``fingerprint`` is that of the first labels (what a config made from them is cached by).
+    """
     params = request.params
     config_inputs = request.inputs.get("config") or []
     if source.jobs is not None and source.package_dir is not None:
@@ -245,7 +253,12 @@ def draft_models(request: Request, source: TrainingSource, labels: list[Path]) -
     preset = params.get("preset") or None
     if params.get("example"):
         preset = preset or "single_instance"
-    made = configs.generate_configs(labels[0], None if preset == "auto" else preset)
+    made = configs.generate_configs(
+        labels[0],
+        None if preset == "auto" else preset,
+        fingerprint,
+        cache_root=Path(request.cache) if request.cache else None,
+    )
     names = _run_names([configs.head_of(c) for c in made], params.get("run_name"))
     return [ModelDraft(cfg, name, labels[0]) for cfg, name in zip(made, names, strict=True)]
 
@@ -393,21 +406,42 @@ def prepare_training(request: Request) -> Plan:
         )
     labels, reports = check_labels(source.labels, work, for_training=True)
     nodes = reports[0].nodes if reports else []
-    drafts = draft_models(request, source, labels)
+    drafts = draft_models(request, source, labels, reports[0].fingerprint if reports else "")
     apply_params(drafts, request, nodes)
     plan = Plan(action="train", accelerator=accelerator, cwd=str(source.package_dir or work))
+    wandb = dict(request.wandb)
+    offline = wandb_rejected(wandb)
     for index, draft in enumerate(drafts, 1):
-        _settle_config(draft, source, outputs / "models", accelerator)
+        _settle_config(draft, source, outputs / "models", accelerator, wandb)
         plan.models.append(_plan_model(index, draft, request))
     plan.predictions = _planned_predictions(request, source, plan.models)
     plan.summary = _training_summary(source, reports, plan, where, request)
+    if offline:
+        plan.summary += "\n" + offline
     return plan
 
 
+def wandb_rejected(wandb: dict[str, str]) -> str:
+    """For an online run W&B refuses (key, reachability): switch ``wandb`` to offline and
+    return the note for the chat; '' otherwise."""
+    if wandb.get("mode") != "online":
+        return ""
+    why = rejected_key()
+    if why is None:
+        return ""
+    wandb["mode"] = "offline"
+    return offline_note(why)
+
+
 def _settle_config(
-    draft: ModelDraft, source: TrainingSource, models_dir: Path, accelerator: str
+    draft: ModelDraft,
+    source: TrainingSource,
+    models_dir: Path,
+    accelerator: str,
+    wandb: dict[str, str],
 ) -> None:
-    """The settings colabot decides: labels, where checkpoints go, device, no zmq."""
+    """The settings colabot decides: labels, where checkpoints go, device, no zmq ports of
+    the config's own (colabot gives its own on the command line), and the W&B run."""
     cfg = draft.cfg
     configs.set_key(cfg, "data_config.train_labels_path", [str(draft.labels)])
     _absolute_val_labels(cfg, source.package_dir)
@@ -422,6 +456,18 @@ def _settle_config(
         ("trainer_config.zmq.publish_port", None),
     ):
         configs.set_key(cfg, key, value)
+    if wandb:
+        # The key comes from the step's environment (WANDB_API_KEY), never from the config.
+        for key, value in (
+            ("trainer_config.use_wandb", True),
+            ("trainer_config.wandb.project", wandb["project"]),
+            ("trainer_config.wandb.entity", wandb.get("entity") or None),
+            ("trainer_config.wandb.name", f"{wandb['name']}-{draft.run_name}"),
+            ("trainer_config.wandb.wandb_mode", wandb["mode"]),
+            ("trainer_config.wandb.api_key", ""),
+            ("trainer_config.wandb.delete_local_logs", wandb["mode"] != "offline"),
+        ):
+            configs.set_key(cfg, key, value)
 
 
 def _plan_model(index: int, draft: ModelDraft, request: Request) -> ModelPlan:
@@ -436,6 +482,7 @@ def _plan_model(index: int, draft: ModelDraft, request: Request) -> ModelPlan:
         run_dir=str(final),
         final_dir=str(final),
         max_epochs=int(cfg.trainer_config.max_epochs),
+        steps_per_epoch=int(cfg.trainer_config.get("train_steps_per_epoch") or 0),
     )
     saved = Path(request.resume_from) / draft.run_name if request.resume_from else None
     if saved is not None and saved.is_dir():

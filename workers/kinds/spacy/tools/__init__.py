@@ -3,6 +3,7 @@
 Commands:
   prepare WORK   check the training request in WORK/request.json, write the plan
   infer WORK     run a trained pipeline over texts (the request's, or the example's), as JSONL
+  plot WORK PNG  draw the losses and scores of a training so far
   spacy [--no-torch] ARGS...   spaCy's own command line (train, package), optionally with
                  PyTorch kept out
 
@@ -18,8 +19,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from workers.kinds.base import PLOT_REFUSAL
 from workers.kinds.plans import REQUEST, load, write_json
-from workers.kinds.spacy.plan import ERROR_PREFIX, PLAN_FILE, Request, read_plan
+from workers.kinds.spacy.plan import ERROR_PREFIX, PLAN_FILE, TRAINING_LOG, Request, read_plan
 from workers.kinds.spacy.tools.errors import ToolError
 
 __all__ = ["main"]
@@ -54,7 +56,29 @@ def infer(work: Path) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Path], int]] = {"prepare": prepare, "infer": infer}
+def plot(work: Path, dest: Path | None) -> int:
+    """Draw the losses and scores so far; refuse (status 2) before the first evaluation."""
+    from workers.kinds.spacy.tools.plot import plot_training
+
+    log = Path(_request(work).outputs) / TRAINING_LOG
+    if not log.is_file():
+        print(
+            PLOT_REFUSAL + "colabot has no training log for this job yet (a spaCy project's "
+            "own training is not followed)",
+            flush=True,
+        )
+        return 2
+    if dest is None or plot_training(log, dest) is None:
+        print(PLOT_REFUSAL + "no evaluation has run yet; the first point comes with it")
+        return 2
+    print(f"drew {dest}", flush=True)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Path], int]] = {
+    "prepare": prepare,
+    "infer": infer,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         run_spacy(args[1:])
         return 0
     parser = argparse.ArgumentParser(prog="spacy_tools", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("command", choices=sorted([*COMMANDS, "plot"]))
     parser.add_argument("work", type=Path)
+    parser.add_argument("dest", type=Path, nargs="?", help="the picture to draw (plot)")
     parsed = parser.parse_args(args)
     try:
+        if parsed.command == "plot":
+            return plot(parsed.work.resolve(), parsed.dest)
         return COMMANDS[parsed.command](parsed.work.resolve())
     except ToolError as exc:
         print(ERROR_PREFIX + str(exc), flush=True)

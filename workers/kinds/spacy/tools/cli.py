@@ -19,4 +19,10 @@ def run_spacy(args: list[str]) -> None:
     sys.argv = ["spacy", *args]
     from spacy.cli._util import setup_cli
 
-    setup_cli()
+    from workers.kinds.spacy.tools.errors import StoppedEarly
+
+    try:
+        setup_cli()
+    except StoppedEarly as stop:
+        print(f"colabot-spacy: training {stop}; model-best and model-last are saved", flush=True)
+        sys.exit(0)

@@ -19,6 +19,7 @@ from spacy.util import registry
 
 from workers.kinds.spacy.plan import LOGGER_NAME, MACHINE_PREFIX
 from workers.kinds.spacy.progress import best_checkpoint
+from workers.kinds.spacy.tools.errors import StoppedEarly
 
 LogStep = Callable[[dict[str, Any] | None], None]
 Finalize = Callable[[], None]
@@ -64,9 +65,12 @@ def eval_record(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def progress_logger(
-    log_path: str | None = None, console: bool = True
+    log_path: str | None = None, console: bool = True, stop_path: str | None = None
 ) -> Callable[..., tuple[LogStep, Finalize]]:
-    """A logger that reports each evaluation as a JSON line (and keeps the console table)."""
+    """A logger that reports each evaluation as a JSON line (and keeps the console table).
+
+    Once ``stop_path`` exists, training ends at the next evaluation, after spaCy saved it
+    (model-best when it is the best so far, and model-last)."""
     console_setup = console_logger_v3(progress_bar=None, console_output=True) if console else None
 
     def setup(
@@ -98,6 +102,10 @@ def progress_logger(
             if info is not None:
                 emit(eval_record(info))
             table_step(info)
+            if info is not None and stop_path and Path(stop_path).exists():
+                step, epoch = int(info["step"]), int(info["epoch"])
+                emit({"event": "stopped_early", "step": step, "epoch": epoch})
+                raise StoppedEarly(step, epoch)
 
         def finalize() -> None:
             table_finalize()

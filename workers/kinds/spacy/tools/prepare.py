@@ -7,9 +7,11 @@ that starts from the saved weights.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from workers.kinds.spacy.plan import Request, TrainPlan, emit
+from workers.kinds.spacy.plan import WANDB_LOGGER, Request, TrainPlan, emit
 from workers.kinds.spacy.tools.config import check_config, parse_override_value, write_resume_config
 from workers.kinds.spacy.tools.device import (
     block_torch,
@@ -39,6 +41,7 @@ from workers.kinds.spacy.tools.project import (
     override_string,
     read_project_yml,
 )
+from workers.kinds.wandb_login import offline_note, rejected_key
 
 
 def prepare(request: Request) -> TrainPlan:
@@ -109,7 +112,32 @@ def prepare_config(request: Request, root: Path, overrides: list[tuple[str, str]
     plan.block_torch = not needs_torch(
         Path(plan.config).read_text(encoding="utf-8") + str(overrides)
     )
+    plan.wandb_logger = wandb_logger(parsed.get("training", {}).get("logger"), request.wandb)
+    if plan.wandb_logger and (why := rejected_key()) is not None:
+        plan.wandb_offline = True
+        plan.notes.append(offline_note(why))
     return plan
+
+
+def wandb_logger(configured: Any, run: Mapping[str, str]) -> dict[str, Any]:
+    """The W&B logger for a run: the config's own W&B logger, kept with colabot's run name,
+    or spaCy's ``WandbLogger.v5`` for the run's project; empty when the job logs to none."""
+    if not run:
+        return {}
+    if isinstance(configured, Mapping) and str(configured.get("@loggers", "")).startswith(
+        "spacy.WandbLogger"
+    ):
+        kept = {k: v for k, v in configured.items() if v is not None}
+        return {**kept, "run_name": run["name"]}
+    logger: dict[str, Any] = {
+        "@loggers": WANDB_LOGGER,
+        "project_name": run["project"],
+        "run_name": run["name"],
+        "remove_config_values": [],
+    }
+    if run.get("entity"):
+        logger["entity"] = run["entity"]
+    return logger
 
 
 def _step_settings(request: Request) -> list[tuple[str, int]]:

@@ -1,0 +1,78 @@
+"""Deciding a job's W&B run, its steps' environment, and reading W&B's own lines (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers.errors import SpecError
+from workers.wandb_runs import (
+    WandbRun,
+    WandbSettings,
+    offline_runs,
+    run_for,
+    run_url,
+    step_env,
+    sync_hint,
+)
+
+KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("settings", "asked", "mode"),
+    [
+        (WandbSettings(), None, None),
+        (WandbSettings(), False, None),
+        (WandbSettings(), True, "offline"),
+        (WandbSettings(api_key=KEY), None, "online"),
+        (WandbSettings(api_key=KEY), False, None),
+        (WandbSettings(api_key=KEY, mode="offline"), None, "offline"),
+        (WandbSettings(api_key=KEY, mode="disabled"), None, None),
+        (WandbSettings(api_key=KEY, mode="disabled"), True, "online"),
+        (WandbSettings(mode="offline"), None, "offline"),
+    ],
+)
+def test_the_mode_of_a_job(settings: WandbSettings, asked: bool | None, mode: str | None) -> None:
+    run = run_for(settings, asked, "colabot-job3-spacy", available=True)
+    assert (run.mode if run else None) == mode
+
+
+def test_what_cannot_work_is_refused_with_the_way_out() -> None:
+    with pytest.raises(SpecError, match="needs an API key") as caught:
+        run_for(WandbSettings(mode="online"), None, "n", available=True)
+    assert caught.value.field == "params.wandb" and "wandb=no" in caught.value.message
+    with pytest.raises(SpecError, match="pip install wandb"):
+        run_for(WandbSettings(), True, "n", available=False)
+    assert run_for(WandbSettings(mode="online"), False, "n", available=False) is None
+
+
+def test_the_key_goes_only_to_online_runs() -> None:
+    settings = WandbSettings(api_key=KEY, entity="lab", base_url="http://127.0.0.1:9")
+    online = step_env(WandbRun("online", "colabot", "lab", "job-1"), settings)
+    assert online["WANDB_API_KEY"] == KEY and online["WANDB_ENTITY"] == "lab"
+    assert online["WANDB_BASE_URL"] == "http://127.0.0.1:9" and online["WANDB_NAME"] == "job-1"
+    offline = step_env(WandbRun("offline", "colabot", "", "job-1"), settings)
+    assert "WANDB_API_KEY" not in offline and offline["WANDB_MODE"] == "offline"
+    assert step_env(None, settings) == {"WANDB_MODE": "disabled"}
+
+
+def test_the_run_page_is_read_from_wandbs_line() -> None:
+    line = "wandb: 🚀 View run colabot-job3-spacy at: https://wandb.ai/lab/colabot/runs/ab12cd"
+    assert run_url(line) == "https://wandb.ai/lab/colabot/runs/ab12cd"
+    assert run_url("wandb: View project at: https://wandb.ai/lab/colabot") is None
+    assert run_url("epoch 3 loss 0.2") is None
+
+
+def test_offline_runs_are_found_and_the_sync_command_names_them(tmp_path: Path) -> None:
+    (tmp_path / "wandb" / "offline-run-20261201_120000-abc").mkdir(parents=True)
+    (tmp_path / "models" / "m" / "wandb" / "offline-run-20261201_120100-def").mkdir(parents=True)
+    (tmp_path / "wandb" / "latest-run").mkdir()
+    runs = offline_runs(tmp_path)
+    assert [str(p.relative_to(tmp_path)) for p in runs] == [
+        "models/m/wandb/offline-run-20261201_120100-def",
+        "wandb/offline-run-20261201_120000-abc",
+    ]
+    hint = sync_hint(runs, tmp_path)
+    assert "wandb sync " in hint and "wandb/offline-run-20261201_120000-abc" in hint
