@@ -5,6 +5,7 @@ to change."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -12,11 +13,14 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.app import RedactingBot, bot_api_urls
-from bot.config import Config
+from bot.config import Config, wandb_settings
 from bot.downloads import PUBLIC_DOWNLOAD_LIMIT_MB, server_path
 from bot.errors import ConfigError
-from workers.errors import ColabotError, ExecutorError
+from workers.errors import ColabotError, ExecutorError, SpecError
 from workers.executors.base import Executor
+from workers.runner import child_environment, run_briefly
+from workers.wandb_runs import installed as wandb_installed
+from workers.wandb_runs import run_for, step_env
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,27 @@ async def check_shared(executor: Executor, folder: Path) -> None:
         await probe(folder)
 
 
+async def probe_wandb(config: Config) -> list[Finding]:
+    """Whether W&B takes the key of online runs, asked as a job's first step asks it (in a
+    process of its own, with the environment a job gets)."""
+    settings = wandb_settings(config)
+    if settings.default_mode != "online":
+        return []
+    try:
+        run = run_for(settings, None, "colabot-check", available=wandb_installed())
+    except SpecError as exc:
+        return [Finding(False, f"W&B: {exc.message}")]
+    assert run is not None
+    env = child_environment(step_env(run, settings))
+    argv = [sys.executable, "-m", "workers.kinds.wandb_login"]
+    ended = await run_briefly(argv, env, timeout_s=60)
+    where = settings.base_url or "wandb.ai"
+    if ended.returncode == 0:
+        return [Finding(True, f"W&B: {where} accepts the key; runs go to project {run.project}")]
+    why = ended.lines[-1] if ended.lines else ended.reason
+    return [Finding(False, f"W&B: {where} refused the key ({why}); online runs would log offline")]
+
+
 async def probe_all(config: Config) -> list[Finding]:
     """Every probe the configuration calls for."""
     findings: list[Finding] = []
@@ -181,4 +206,5 @@ async def probe_all(config: Config) -> list[Finding]:
         findings += await probe_telegram(config)
     findings += await asyncio.to_thread(probe_results, config)
     findings += await probe_executor(config)
+    findings += await probe_wandb(config)
     return findings

@@ -116,6 +116,9 @@ def progress_lines(job: Job) -> list[str]:
         lines.append(esc(" · ".join(f"{k} {v:.4g}" for k, v in sorted(progress.metrics.items()))))
     if progress.eta_s is not None and job.state is JobState.RUNNING:
         lines.append(f"ETA {format_seconds(progress.eta_s)}")
+    if progress.link.startswith(("http://", "https://")):
+        href = html.escape(progress.link)
+        lines.append(f'<a href="{href}">W&amp;B run</a>: {esc(progress.link)}')
     return lines
 
 

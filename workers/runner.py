@@ -410,7 +410,7 @@ class JobRunner:
             url = run_url(line) if source == "output" else None
             if url is not None and url != self.active.link:
                 self.active.link = url
-                host.notice(job_id, f"W&B run: {url}")
+                self._notify(f"W&B run: {url}")
             progress = step.parser(source, line) if step.parser is not None else None
             if progress is None and url is not None:
                 progress = host.live(job_id) or Progress()

@@ -14,6 +14,7 @@ from tests.clusters.ray_head import RayHead
 from tests.clusters.slurm_cluster import SlurmCluster
 from tests.hostile.conftest import colabot_env, start_cli
 from tests.loopback.drive_server import DriveServer
+from tests.loopback.wandb_server import WandbServer
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
@@ -119,3 +120,15 @@ async def test_check_on_slurm_lists_the_partition_and_runs_a_probe_job(
     assert f"ok: the cluster's nodes see the data folder {tmp_path / 'data'}" in out
     code, out = await run_check(emu, tmp_path, worker_executor="slurm", slurm_partition="big")
     assert code == 1 and "slurm.partition: there is no partition 'big'" in out
+
+
+async def test_check_asks_wandb_about_the_key_and_never_shows_it(
+    emu: BotApiEmulator, tmp_path: Path, wandb_server: WandbServer
+) -> None:
+    key = "fedcba9876543210fedcba9876543210fedcba98"
+    code, out = await run_check(emu, tmp_path, wandb_api_key=key, wandb_base_url=wandb_server.base)
+    assert code == 1, out
+    assert "W&B:                online, project colabot (key ****)" in out
+    assert f"problem: W&B: {wandb_server.base} refused the key (" in out
+    assert "user is not logged in" in out and "online runs would log offline" in out
+    assert wandb_server.seen_keys == [key] and key not in out

@@ -132,3 +132,11 @@ def test_runtime_view_with_and_without_gpu() -> None:
 def test_long_text_does_not_fit_and_turns_plain() -> None:
     assert not views.fits("x" * 4097) and views.fits("x" * 4096)
     assert views.to_plain("<b>a</b> &amp; <pre>b</pre>") == "a & b"
+
+
+def test_a_followed_run_links_to_its_page_and_an_odd_link_is_escaped() -> None:
+    progress = Progress(message="epoch 1 of 2", link='https://wandb.ai/lab/p/runs/a"b<c>')
+    text = views.live_status(job(JobState.RUNNING, progress=progress), now=NOW).text
+    assert '<a href="https://wandb.ai/lab/p/runs/a&quot;b&lt;c&gt;">W&amp;B run</a>' in text
+    foreign = Progress(message="epoch 1 of 2", link="javascript:alert(1)")
+    assert "javascript" not in views.live_status(job(JobState.RUNNING, progress=foreign)).text

@@ -1,4 +1,5 @@
 """In a job's first step: whether W&B takes the key of an online run (tools side).
+``python -m workers.kinds.wandb_login`` asks the same for ``colabot check``.
 
 Asked once, before training: a key W&B rejects (or a W&B that cannot be reached) should cost
 a note in the chat and an offline run, not the training. The key comes from the step's
@@ -32,3 +33,9 @@ def rejected_key() -> str | None:
 def offline_note(why: str) -> str:
     """The chat note for a run that went offline."""
     return OFFLINE_NOTE.format(why=why)
+
+
+if __name__ == "__main__":
+    problem = rejected_key()
+    print(problem or "accepted")
+    raise SystemExit(1 if problem else 0)
