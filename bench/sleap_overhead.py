@@ -83,10 +83,10 @@ class Watcher:
 
 def step_kind(command: str) -> str:
     """``train``, ``prepare``, ``finish training`` ... from a step's command line."""
-    if "sleap_nn.cli train" in command:
+    if "sleap_nn.cli train" in command or "sleap-nn train" in command:
         return "train"
-    if "sleap_tools" in command:
-        return command.split("sleap_tools ", 1)[1].split()[0]
+    if "workers.kinds.sleap.tools " in command:
+        return command.split("workers.kinds.sleap.tools ", 1)[1].split()[0]
     return "other"
 
 

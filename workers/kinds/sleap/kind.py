@@ -149,7 +149,7 @@ class SleapKind:
             )
             yield Step(
                 name=name,
-                argv=[ctx.python, "-m", "sleap_nn.cli", "train", model.config],
+                argv=[ctx.python, "-m", TOOLS_MODULE, "sleap-nn", "train", model.config],
                 env=dict(STEP_ENV),
                 cwd=Path(plan.cwd) if plan.cwd else None,
                 watch=(Path(model.run_dir) / "training_log.csv",),

@@ -5,6 +5,7 @@ Commands:
   finish-training WORK  settle trained models, draw the loss curve, write WORK/result.json
   export WORK           export predictions (CSV, analysis HDF5) and draw a preview
   plot WORK PNG         draw the loss so far of a running or finished training
+  sleap-nn ARGS...      sleap-nn's own command line (training polls for a stop without waiting)
   make-data FOLDER      write small synthetic SLEAP data and training packages to try things
 
 A refusal is printed as ``sleap_tools: error: <why>`` and exits with status 2.
@@ -111,15 +112,21 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["sleap-nn"]:
+        from workers.kinds.sleap.tools.train import run_sleap_nn
+
+        run_sleap_nn(args[1:])
+        return 0
     parser = argparse.ArgumentParser(prog="sleap_tools", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=sorted([*COMMANDS, "plot"]))
     parser.add_argument("folder", type=Path)
     parser.add_argument("dest", type=Path, nargs="?", help="the picture to draw (plot)")
-    args = parser.parse_args(argv)
+    parsed = parser.parse_args(args)
     try:
-        if args.command == "plot":
-            return plot(args.folder, args.dest)
-        return COMMANDS[args.command](args.folder)
+        if parsed.command == "plot":
+            return plot(parsed.folder, parsed.dest)
+        return COMMANDS[parsed.command](parsed.folder)
     except (ToolError, ArchiveError) as exc:
         print(ERROR_PREFIX + str(exc), flush=True)
         return 2
