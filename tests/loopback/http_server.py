@@ -10,6 +10,16 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on 127.0.0.1 on a free port: its runner (to clean up) and base URL."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
 @dataclass
 class Served:
     """What the server holds and what it has seen."""
@@ -54,14 +64,7 @@ class HttpServer:
         app.router.add_get("/stall", self._stall)
         app.router.add_get("/named", self._named)
         app.router.add_get("/named-utf8", self._named_utf8)
-        self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base = f"http://127.0.0.1:{port}"
+        self._runner, self.base = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         """Stop listening."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.loopback.http_server import serve_on_loopback
+
 
 @dataclass
 class WandbServer:
@@ -26,12 +28,7 @@ class WandbServer:
         app = web.Application()
         app.router.add_post("/graphql", self._graphql)
         app.router.add_post("/sdk/otel/v1/{signal}", self._telemetry)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base = f"http://127.0.0.1:{port}"
+        self._runner, self.base = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         """Stop listening."""

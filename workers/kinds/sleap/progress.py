@@ -368,23 +368,14 @@ class TrainingTracker:
         if rate is not None:
             text += f" · {rate:.3g} steps/s"
             metrics["steps_per_s"] = rate
-        text += "".join(
-            f" · {name.replace('_', ' ')} {value:.4g}"
-            for name, value in metrics.items()
-            if name != "steps_per_s"
-        )
-        if self.models > 1:
-            text = f"model {self.model.index} of {self.models}: {self.model.head} · {text}"
+        losses = {k: v for k, v in metrics.items() if k != "steps_per_s"}
         eta = live_eta(state, total, batches, rate)
         if eta is None:
             start = float(self.model.start_epoch)
             eta = estimate_eta(self.started, now, done - start, total - start)
-        fraction = min(1.0, done / total) if total else None
-        if fraction is not None and self.models > 1:
-            fraction = (self.model.index - 1 + fraction) / self.models
         return Progress(
-            fraction=fraction,
-            message=text,
+            fraction=self._fraction(done),
+            message=self._message(text, losses),
             eta_s=eta,
             step=max(state.epochs_done, self.model.start_epoch),
             total=total,
@@ -392,6 +383,23 @@ class TrainingTracker:
             updated_at=now,
             link=state.wandb_url,
         )
+
+    def _message(self, text: str, losses: dict[str, float]) -> str:
+        """``model 1 of 2: centroid · epoch 2 of 4 · … · train loss 0.04 · val loss 0.03``."""
+        text += "".join(
+            f" · {name.replace('_', ' ')} {value:.4g}" for name, value in losses.items()
+        )
+        if self.models > 1:
+            text = f"model {self.model.index} of {self.models}: {self.model.head} · {text}"
+        return text
+
+    def _fraction(self, epochs_done: float) -> float | None:
+        """How far the whole job's training is, this model's share counted in."""
+        total = self.model.max_epochs
+        fraction = min(1.0, epochs_done / total) if total else None
+        if fraction is not None and self.models > 1:
+            fraction = (self.model.index - 1 + fraction) / self.models
+        return fraction
 
     def progress(self, now: float) -> Progress:
         """Progress from the newest epoch row, and the bar within the epoch after it."""
@@ -412,19 +420,11 @@ class TrainingTracker:
                 metrics["val_loss"] = self.row.val_loss
         elif bar is not None and bar.loss is not None:
             metrics["train_loss"] = bar.loss
-        text += "".join(
-            f" · {name.replace('_', ' ')} {value:.4g}" for name, value in metrics.items()
-        )
-        if self.models > 1:
-            text = f"model {self.model.index} of {self.models}: {self.model.head} · {text}"
         start = float(self.model.start_epoch)
         eta = estimate_eta(self.started, now, done - start, total - start)
-        fraction = min(1.0, done / total) if total else None
-        if fraction is not None and self.models > 1:
-            fraction = (self.model.index - 1 + fraction) / self.models
         return Progress(
-            fraction=fraction,
-            message=text,
+            fraction=self._fraction(done),
+            message=self._message(text, metrics),
             eta_s=eta,
             step=int(done),
             total=total,
