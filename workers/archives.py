@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from workers.errors import ArchiveError
+from workers.safety.names import shown
+from workers.safety.paths import Refused, inside, join_inside
 
 
 @dataclass(frozen=True)
@@ -21,22 +23,33 @@ class ExtractLimits:
     max_ratio: float = 200.0
 
 
-MAX_NAME_BYTES = 255
+def _quoted(name: str) -> str:
+    """An entry's name for a message: one line, at most 60 characters."""
+    short = name[:60] + "…" if len(name) > 60 else name
+    return f"'{shown(short)}'"
 
 
-def _member_target(archive: str, name: str, dest: Path) -> Path:
-    pure = PurePosixPath(name.replace("\\", "/"))
-    if pure.is_absolute() or (pure.parts and pure.parts[0].endswith(":")):
-        raise ArchiveError(archive, f"entry {name!r} has an absolute path")
-    if ".." in pure.parts:
-        raise ArchiveError(archive, f"entry {name!r} points outside the archive folder")
-    if "\x00" in name or any(len(part.encode()) > MAX_NAME_BYTES for part in pure.parts):
-        shown = name[:60] + "…" if len(name) > 60 else name
-        raise ArchiveError(archive, f"entry {shown!r} has a name no file system accepts")
-    target = dest.joinpath(*[p for p in pure.parts if p not in ("", ".")])
-    if not target.resolve().is_relative_to(dest.resolve()):
-        raise ArchiveError(archive, f"entry {name!r} points outside the archive folder")
-    return target
+def _refusal(reason: str) -> str:
+    """What is wrong with an entry whose name :func:`join_inside` refused, in the words the
+    archive messages use (the reason itself when it is none of these)."""
+    if "'..'" in reason or "symbolic link" in reason:
+        return "points outside the archive folder"
+    if "absolute" in reason:
+        return "has an absolute path"
+    if "control characters" in reason:
+        return "has a control character (such as a line break) in its name"
+    return f"has a name no file system accepts ({reason})"
+
+
+def _member_target(archive: str, name: str, dest: Path) -> Path | None:
+    """Where an entry unpacks under ``dest``; None for an entry that names ``dest`` itself
+    (``./``). ArchiveError for a name that would leave ``dest`` or cannot be a file."""
+    try:
+        return join_inside(dest, name)
+    except Refused as exc:
+        if not PurePosixPath(name.replace("\\", "/")).parts:
+            return None
+        raise ArchiveError(archive, f"entry {_quoted(name)} {_refusal(exc.reason)}") from None
 
 
 def check_zip(path: Path, dest: Path, limits: ExtractLimits) -> list[zipfile.ZipInfo]:
@@ -57,16 +70,18 @@ def check_zip(path: Path, dest: Path, limits: ExtractLimits) -> list[zipfile.Zip
     folders: set[PurePosixPath] = set()
     for info in infos:
         target = _member_target(name, info.filename, dest)
+        if target is None:
+            continue
         relative = PurePosixPath(target.relative_to(dest).as_posix())
         parents = set(relative.parents) - {PurePosixPath(".")}
         clash = (relative in folders) if not info.is_dir() else (relative in files)
         if clash or parents & files:
-            raise ArchiveError(name, f"entry {info.filename!r} is both a file and a folder")
+            raise ArchiveError(name, f"entry {_quoted(info.filename)} is both a file and a folder")
         (folders if info.is_dir() else files).add(relative)
         folders |= parents
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
-            raise ArchiveError(name, f"entry {info.filename!r} is a symbolic link")
+            raise ArchiveError(name, f"entry {_quoted(info.filename)} is a symbolic link")
         total += info.file_size
         if total > limits.max_total_bytes:
             raise ArchiveError(
@@ -74,7 +89,7 @@ def check_zip(path: Path, dest: Path, limits: ExtractLimits) -> list[zipfile.Zip
             )
         if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
             raise ArchiveError(
-                name, f"entry {info.filename!r} is compressed suspiciously well (zip bomb?)"
+                name, f"entry {_quoted(info.filename)} is compressed suspiciously well (zip bomb?)"
             )
     return infos
 
@@ -92,6 +107,8 @@ def safe_extract(path: Path, dest: Path, limits: ExtractLimits | None = None) ->
         with zipfile.ZipFile(path) as archive:
             for info in infos:
                 target = _member_target(path.name, info.filename, dest)
+                if target is None:
+                    continue
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
@@ -114,16 +131,31 @@ def safe_extract(path: Path, dest: Path, limits: ExtractLimits | None = None) ->
     return dest
 
 
-def zip_folder(folder: Path, dest: Path) -> Path:
-    """Pack a folder into ``dest`` (a .zip), entries relative to the folder's parent."""
+def zip_folder(folder: Path, dest: Path, *, skipped: list[Path] | None = None) -> Path:
+    """Pack a folder into ``dest`` (a .zip), entries relative to the folder's parent.
+
+    A symbolic link inside that leads out of ``folder`` is left out, never followed (a job
+    could plant one to a file of the bot's user); it is added to ``skipped`` when given.
+    Links to folders are not descended into.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".zip.part")
     # Stored, not deflated: model weights barely compress, and packing sits on the path to
     # the "finished" message.
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-        for root, _dirs, files in os.walk(folder):
+        for root, dirs, files in os.walk(folder):
+            for entry in sorted(dirs):
+                full = Path(root) / entry
+                if full.is_symlink() and not inside(full, [folder]) and skipped is not None:
+                    skipped.append(full)
             for file in sorted(files):
                 full = Path(root) / file
+                if full.is_symlink() and not inside(full, [folder]):
+                    if skipped is not None:
+                        skipped.append(full)
+                    continue
+                if not full.exists():
+                    continue  # a link to nothing: there is nothing to pack
                 archive.write(full, full.relative_to(folder.parent).as_posix())
     tmp.replace(dest)
     return dest

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.errors import DiskSpaceError
+from workers.safety.files import open_to_change
 
 MB = 1024 * 1024
 RESERVE_NAME = ".colabot-reserve"
@@ -81,7 +82,7 @@ def trim_log(path: Path, keep_bytes: int = 256 * 1024) -> None:
         size = path.stat().st_size
         if size <= 2 * keep_bytes:
             return
-        with path.open("r+b") as handle:
+        with open_to_change(path) as handle:
             handle.seek(size - keep_bytes)
             tail = handle.read(keep_bytes)
             note = f"\n[colabot: {size - 2 * keep_bytes} bytes cut here: the disk was full]\n"

@@ -25,7 +25,9 @@ from workers.engine import Engine
 from workers.errors import ColabotError
 from workers.jobs import CheckpointNote, Job, JobSpec, JobState, Link, Progress
 from workers.results.base import ResultsBackend
-from workers.sources import UPLOAD_PREFIX, is_plain_name
+from workers.safety.names import is_plain_name
+from workers.safety.paths import copy_folder
+from workers.sources import UPLOAD_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +397,7 @@ def _stable_copy(
         before = _folder_signature(path)
         if before == known:
             return None
-        shutil.copytree(path, target)
+        copy_folder(path, target)
         after = _folder_signature(path)
     else:
         with path.open("rb") as source:

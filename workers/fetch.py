@@ -29,8 +29,8 @@ from aiohttp.resolver import DefaultResolver
 
 from workers.errors import ColabotError, DriveError, DrivePermissionError, InputError
 from workers.jobs import Progress
-from workers.names import safe_name
 from workers.netpolicy import FetchPolicy, check_address, check_url, filename_for
+from workers.safety.names import safe_name, shown
 from workers.sources import DriveSource, UrlSource
 
 if TYPE_CHECKING:
@@ -352,6 +352,14 @@ def _too_large(size: int, limit: int) -> str:
     return f"it is {size / mb:.1f} MB, more than inputs.max_download_mb ({limit / mb:.0f} MB)"
 
 
+def _too_large_together(labels: str, limit: int) -> str:
+    mb = 1024 * 1024
+    return (
+        f"with {labels} and the videos beside it, it comes to more than "
+        f"inputs.max_download_mb ({limit / mb:.0f} MB)"
+    )
+
+
 class DriveFetcher:
     """Downloads Drive files and folders through the shared Drive client (in threads)."""
 
@@ -403,10 +411,12 @@ class DriveFetcher:
             return cached
         folder = self.cache.folder(source)
         name = safe_name(item.title, "download")
-        path = await self._download(client, item, folder / name, report, source)
-        self.cache.store(source, validator, name)
+        limit = self.policy.max_bytes
+        path = await self._download(client, item, folder / name, report, source, limit)
         if name.endswith(".slp") and not name.endswith(".pkg.slp"):
             await self._fetch_sibling_videos(client, item, path, report)
+        # Cached only when whole: labels whose videos were refused are fetched again.
+        self.cache.store(source, validator, name)
         return path
 
     async def _export(self, client: DriveClient, item: DriveFile, source: str) -> Path:
@@ -442,10 +452,12 @@ class DriveFetcher:
         dest: Path,
         report: Callable[[int, int], None],
         source: str,
+        max_bytes: int,
     ) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        download = functools.partial(client.download_item, max_bytes=max_bytes)
         try:
-            return await asyncio.to_thread(client.download_item, item, dest, report)
+            return await asyncio.to_thread(download, item, dest, report)
         except ColabotError as exc:
             raise InputError(source, str(exc)) from None
 
@@ -477,8 +489,15 @@ class DriveFetcher:
         labels: Path,
         report: Callable[[int, int], None],
     ) -> None:
-        """Fetch videos the labels name that sit in the same Drive folder, beside them."""
+        """Fetch videos the labels name that sit in the same Drive folder, beside them.
+
+        They count against ``inputs.max_download_mb`` with the labels: each one, and all of
+        them together.
+        """
         content = await asyncio.to_thread(labels.read_bytes)
+        limit = self.policy.max_bytes
+        left = limit - len(content)
+        counted: set[Path] = set()
         for parent in item.parent_ids:
             try:
                 siblings = await asyncio.to_thread(client.list_folder, parent)
@@ -491,8 +510,17 @@ class DriveFetcher:
                 if title.encode() not in content:
                     continue
                 target = labels.parent / safe_name(title, "download")
+                if target in counted:
+                    continue  # listed in two of its folders
                 if not target.exists():
-                    await self._download(client, sibling, target, report, f"drive:{title}")
+                    where = f"drive:{shown(title)}"
+                    if sibling.size is not None and sibling.size > limit:
+                        raise InputError(where, _too_large(sibling.size, limit))
+                    if sibling.size is not None and sibling.size > left:
+                        raise InputError(where, _too_large_together(labels.name, limit))
+                    await self._download(client, sibling, target, report, where, left)
+                left -= target.stat().st_size
+                counted.add(target)
 
 
 class Fetcher:

@@ -35,8 +35,9 @@ from workers.errors import (
     DriveQuotaError,
     DriveSetupError,
 )
-from workers.names import safe_name, unique_name
 from workers.redaction import register_secret
+from workers.safety.names import safe_name, unique_name
+from workers.safety.paths import Refused, join_inside
 from workers.sources import parse_drive_ref
 
 try:
@@ -779,9 +780,20 @@ class DriveClient:
         """
         return self._download(self.get(file_id, resource_key), dest, progress)
 
-    def download_item(self, item: DriveFile, dest: Path, progress: Progress | None = None) -> Path:
-        """:meth:`download` for metadata already fetched (its resource key included)."""
-        return self._download(item, dest, progress)
+    def download_item(
+        self,
+        item: DriveFile,
+        dest: Path,
+        progress: Progress | None = None,
+        *,
+        max_bytes: int | None = None,
+    ) -> Path:
+        """:meth:`download` for metadata already fetched (its resource key included).
+
+        A file over ``max_bytes`` (as Drive reports it, or as its bytes arrive) is refused
+        with a DriveError and nothing of it is kept.
+        """
+        return self._download(item, dest, progress, max_bytes)
 
     def export(self, item: DriveFile, mime_type: str, dest: Path) -> Path:
         """A Google Docs/Sheets file exported as ``mime_type`` (Drive exports at most 10 MB)."""
@@ -812,32 +824,41 @@ class DriveClient:
             return {RESOURCE_KEYS_HEADER: f"{item.id}/{item.resource_key}"}
         return {}
 
-    def _download(self, item: DriveFile, dest: Path, progress: Progress | None) -> Path:
+    def _download(
+        self, item: DriveFile, dest: Path, progress: Progress | None, max_bytes: int | None = None
+    ) -> Path:
         try:
-            return self._download_to(item, dest, progress)
+            return self._download_to(item, dest, progress, max_bytes)
         except OSError as error:
             raise DriveError(
                 "download", f"cannot write {dest}: {error.strerror or error}"
             ) from None
 
-    def _download_to(self, item: DriveFile, dest: Path, progress: Progress | None) -> Path:
+    def _download_to(
+        self, item: DriveFile, dest: Path, progress: Progress | None, max_bytes: int | None
+    ) -> Path:
         if item.is_folder:
             raise DriveError("download", f"{item.title} is a folder; use download_folder")
         if item.is_google_doc:
             raise DriveError("download", f"{item.title}: {_NATIVE_DOC_MESSAGE}")
+        if max_bytes is not None and item.size is not None and item.size > max_bytes:
+            raise DriveError("download", _over_limit(item, item.size, max_bytes))
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_suffix(dest.suffix + ".part")
-        resumed = self._fetch_ranges(item, part, progress)
+        resumed = self._fetch_ranges(item, part, progress, max_bytes)
         if resumed and not _matches(part, item):
             # The partial file came from an older version of the file: start over once.
             part.unlink()
-            self._fetch_ranges(item, part, progress)
+            self._fetch_ranges(item, part, progress, max_bytes)
         self._verify(part, item)
         part.replace(dest)
         return dest
 
-    def _fetch_ranges(self, item: DriveFile, part: Path, progress: Progress | None) -> bool:
-        """Append the missing ranges to ``part``; True when it started from earlier bytes."""
+    def _fetch_ranges(
+        self, item: DriveFile, part: Path, progress: Progress | None, max_bytes: int | None = None
+    ) -> bool:
+        """Append the missing ranges to ``part``; True when it started from earlier bytes.
+        More than ``max_bytes`` in all removes ``part`` and raises a DriveError."""
         start = _resume_offset(part, item.size)
         self._ready()
         url = self._media_url(item.id)
@@ -850,6 +871,10 @@ class DriveClient:
                 if chunk is None:
                     break
                 data, total = chunk
+                if max_bytes is not None and offset + len(data) > max_bytes:
+                    out.close()
+                    part.unlink(missing_ok=True)
+                    raise DriveError("download", _over_limit(item, None, max_bytes))
                 out.write(data)
                 out.flush()
                 offset += len(data)
@@ -929,7 +954,9 @@ class DriveClient:
             if item.is_folder:
                 _make_dir(target)
                 continue
-            self._download(item, target, _offset_progress(overall, done))
+            # What Drive reports may be missing or wrong: the bytes count as they arrive.
+            left = None if max_bytes is None else max_bytes - done
+            self._download(item, target, _offset_progress(overall, done), left)
             done += item.size or target.stat().st_size
             paths.append(target)
         return paths
@@ -964,6 +991,20 @@ _NATIVE_DOC_MESSAGE = (
 )
 
 
+def _over_limit(item: DriveFile, size: int | None, max_bytes: int) -> str:
+    """Why a file is not downloaded: it is (or its bytes grew) larger than what is left."""
+    mb = 2**20
+    if size is None:
+        return (
+            f"{item.title} is over {max_bytes / mb:.1f} MB, the most inputs.max_download_mb "
+            "leaves for it"
+        )
+    return (
+        f"{item.title} is {size / mb:.1f} MB; inputs.max_download_mb leaves "
+        f"{max_bytes / mb:.1f} MB for it"
+    )
+
+
 def _make_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -972,10 +1013,12 @@ def _make_dir(path: Path) -> None:
 
 
 def _inside(root: Path, relative: Path) -> Path:
-    target = root / relative
-    if not target.resolve().is_relative_to(root):
-        raise DriveError("download", f"refusing to write outside {root}: {relative}")
-    return target
+    try:
+        return join_inside(root, relative)
+    except Refused as exc:
+        raise DriveError(
+            "download", f"refusing to write outside {root}: {relative} ({exc.reason})"
+        ) from None
 
 
 def _offset_progress(overall: _ProgressReporter, base: int) -> Progress:

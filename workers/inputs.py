@@ -12,6 +12,8 @@ from typing import Protocol
 
 from workers.errors import InputError, SpecError
 from workers.jobs import JobSpec, Progress
+from workers.safety.names import shown
+from workers.safety.paths import Refused, confine, inside, join_inside
 from workers.sources import (
     UPLOAD_PREFIX,
     DriveSource,
@@ -21,8 +23,6 @@ from workers.sources import (
     UploadSource,
     UrlSource,
     classify,
-    confine,
-    inside,
 )
 
 JobOutputs = Callable[[int, str], list[Path]]
@@ -105,10 +105,12 @@ class InputResolver:
 
     def _confined(self, source: str, paths: list[Path]) -> list[Path]:
         """Refuse any resolved path outside the allowed folders (fail closed)."""
-        allowed = [root.expanduser().resolve() for root in (*self.input_roots, *self.colabot_roots)]
+        allowed = [root.expanduser() for root in (*self.input_roots, *self.colabot_roots)]
         for path in paths:
-            if not inside(path.resolve(), allowed):
-                raise InputError(source, f"it resolves to {path}, outside the allowed folders")
+            if not inside(path, allowed):
+                raise InputError(
+                    source, f"it resolves to {shown(str(path))}, outside the allowed folders"
+                )
         return paths
 
     async def _resolve_one(
@@ -117,9 +119,10 @@ class InputResolver:
         if isinstance(source, LocalSource):
             return [confine(source.text, self.input_roots)]
         if isinstance(source, UploadSource):
-            path = workdir / "inputs" / source.name
-            if not inside(path.resolve(), [(workdir / "inputs").resolve()]):
-                raise InputError(source.name, "not a file sent with this job")
+            try:
+                path = join_inside(workdir / "inputs", source.name)
+            except Refused:
+                raise InputError(source.name, "not a file sent with this job") from None
             if not path.exists():
                 raise InputError(source.name, "the uploaded file is missing from the job folder")
             return [path]

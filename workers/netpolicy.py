@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import yarl
 
 from workers.errors import InputError
-from workers.names import safe_name
+from workers.safety.names import safe_name
 
 # Cloud metadata services hand out credentials to whoever asks from the machine: they are
 # refused even with inputs.allow_private_addresses, unless inputs.allowed_networks names the

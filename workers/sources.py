@@ -1,4 +1,5 @@
-"""Pure classification of input sources and confinement of paths to the allowed roots."""
+"""Pure classification of input sources. (Confinement of paths lives in
+:mod:`workers.safety.paths`, file-name rules in :mod:`workers.safety.names`.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from workers.errors import InputError
+from workers.safety.names import is_plain_name, shown
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,6 @@ _URL_ID = re.compile(r"[A-Za-z0-9_-]{10,}")
 _PATH_ID = re.compile(r"/(?:d|folders)/([A-Za-z0-9_-]{10,})(?:[/?#]|$)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 UPLOAD_PREFIX = "upload:"
-MAX_NAME_BYTES = 255
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
 
 
@@ -137,71 +138,6 @@ def classify(text: str, *, model_slot: bool = False) -> Source:
             f"unknown link format ({name}:); use a path, an http(s) URL or a Google Drive link",
         )
     return LocalSource(text)
-
-
-def is_plain_name(name: str) -> bool:
-    """A single file name: no folders, no ``..``, no control characters, not too long."""
-    return (
-        bool(name)
-        and name not in (".", "..")
-        and "/" not in name
-        and "\\" not in name
-        and not any(ord(c) < 32 for c in name)
-        and len(name.encode()) <= MAX_NAME_BYTES
-    )
-
-
-def shown(text: str) -> str:
-    """``text`` safe to show in a message: control characters written as escapes."""
-    return "".join(c if ord(c) >= 32 else f"\\x{ord(c):02x}" for c in text)
-
-
-def inside(path: Path, roots: list[Path]) -> bool:
-    """Whether ``path`` is one of ``roots`` or lies below one."""
-    return any(path == root or path.is_relative_to(root) for root in roots)
-
-
-def confine(text: str, roots: tuple[Path, ...]) -> Path:
-    """Resolve a typed path inside the allowed roots, or raise InputError.
-
-    ``..`` is refused outright; symlinks are followed and must still land inside a root.
-    Relative paths are looked up in each root in turn.
-    """
-    if not roots:
-        raise InputError(shown(text), "no input folders are allowed (worker.input_roots is empty)")
-    if "\x00" in text:
-        raise InputError(shown(text), "the path holds a NUL character")
-    try:
-        return _confine(text, roots)
-    except OSError as exc:
-        raise InputError(shown(text), f"this path cannot be used: {exc.strerror or exc}") from None
-
-
-def _confine(text: str, roots: tuple[Path, ...]) -> Path:
-    raw = Path(text).expanduser()
-    if ".." in raw.parts:
-        raise InputError(text, "paths may not contain '..'")
-    if any(len(part.encode()) > MAX_NAME_BYTES for part in raw.parts):
-        raise InputError(
-            text[:80] + "…", f"a part of this path is longer than {MAX_NAME_BYTES} bytes"
-        )
-    real_roots = [root.expanduser().resolve() for root in roots]
-    allowed = ", ".join(str(r) for r in real_roots)
-    outside = InputError(text, f"this path is outside the allowed input folders ({allowed})")
-    if raw.is_absolute():
-        real = raw.resolve()
-        if not inside(real, real_roots):
-            raise outside
-        if not real.exists():
-            raise InputError(text, "no such file or folder")
-        return real
-    resolved = [(root / raw).resolve() for root in real_roots]
-    for real in resolved:
-        if real.exists() and inside(real, real_roots):
-            return real
-    if any(real.exists() for real in resolved):
-        raise outside
-    raise InputError(text, "no such file or folder in the allowed input folders")
 
 
 def local_file_name(text: str) -> str | None:

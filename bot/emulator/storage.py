@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from workers.names import safe_name
+from workers.safety.names import safe_name
 
 Owner = Literal["bot", "user"]
 _HEAD_BYTES = 256 * 1024

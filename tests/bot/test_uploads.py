@@ -6,14 +6,19 @@ a command replying to it. The jobs run for real (tiny spaCy and SLEAP training, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.config import Config
 from bot.emulator import BotApiEmulator
+from bot.emulator.mode import ServerMode
 from bot.service import Colabot
 from tests.bot.conftest import USER, Person
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
@@ -151,3 +156,56 @@ async def test_sleap_explains_labels_sent_without_their_video(
     assert "in step prepare" in text and "video" in text.lower()
     assert colabot.engine is not None
     assert (colabot.engine.workdir(1) / "inputs" / "labels.slp").is_file()
+
+
+# ------------------------------------------------------------------------ limits and links
+
+MB = 1024 * 1024
+LOCAL = ServerMode(self_hosted=True, local=True)
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file below ``folder`` (none when it does not exist)."""
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+async def test_a_file_telegram_gives_no_size_for_is_cut_off_at_the_limit(
+    start_colabot: Any, chat_config: Config, person: Person, emu: BotApiEmulator, tmp_path: Path
+) -> None:
+    telegram = dataclasses.replace(chat_config.telegram, max_download_mb=1)
+    colabot = await start_colabot(dataclasses.replace(chat_config, telegram=telegram))
+    # A size of 0 is what python-telegram-bot makes of a file_size Telegram left out.
+    await emu.send_document(
+        os.urandom(2 * MB), "big.bin", caption="/train selftest", user_id=USER, reported_size=0
+    )
+    reply = await person.next_message("big.bin")
+    assert (
+        "big.bin is more than 1 MB, but bots can only download files up to 1 MB from Telegram"
+    ) in (reply.text or "")
+    assert colabot.engine is not None and colabot.engine.jobs() == []
+    assert files_under(tmp_path / "data" / "staging") == []
+
+
+@pytest.mark.parametrize("emu_mode", [LOCAL], indirect=True)
+async def test_a_link_in_a_local_servers_folder_is_not_followed(
+    start_colabot: Any, chat_config: Config, person: Person, emu: BotApiEmulator, tmp_path: Path
+) -> None:
+    # Whoever can write the server's folder puts a link where the sent file will be.
+    secret = tmp_path / "home" / "private.txt"
+    secret.parent.mkdir()
+    secret.write_text("the bot user's private notes")
+    documents = tmp_path / "shared-volume" / emu.token / "documents"
+    documents.mkdir(parents=True)
+    for number in range(1, 10):  # the emulator numbers the files people send
+        (documents / f"{number:04d}-notes.txt").symlink_to(secret)
+    telegram = dataclasses.replace(
+        chat_config.telegram, local_mode=True, local_files_dir=tmp_path / "shared-volume"
+    )
+    colabot = await start_colabot(dataclasses.replace(chat_config, telegram=telegram))
+    await emu.send_document(b"abc", "notes.txt", caption="/train selftest", user_id=USER)
+    reply = await person.next_message("notes.txt")
+    assert "(or it is a link, which colabot does not follow)" in (reply.text or "")
+    assert colabot.engine is not None and colabot.engine.jobs() == []
+    data = tmp_path / "data"
+    assert not any(b"private notes" in p.read_bytes() for p in files_under(data))
+    assert secret.read_text() == "the bot user's private notes"

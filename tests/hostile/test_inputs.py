@@ -54,6 +54,18 @@ async def test_a_nul_byte_or_an_endless_name_gets_a_clear_message(
     assert colabot.engine is not None and colabot.engine.jobs() == []
 
 
+@pytest.mark.parametrize("char", ["\u2028", "\u202e", "\x1b", "\x85"])
+async def test_a_typed_path_with_a_control_character_is_refused(
+    colabot: Colabot, person: Person, inputs_dir: Path, char: str
+) -> None:
+    (inputs_dir / f"clip{char}4pm.exe").write_bytes(b"x")
+    reply = await person.say(f"/train selftest {inputs_dir}/clip{char}4pm.exe steps=1")
+    text = reply.text or ""
+    assert "the path holds control characters" in text
+    assert char not in text and "Something went wrong" not in text
+    assert colabot.engine is not None and colabot.engine.jobs() == []
+
+
 async def test_a_symlink_out_of_the_input_folder_is_refused(
     colabot: Colabot, person: Person, inputs_dir: Path
 ) -> None:
@@ -94,9 +106,53 @@ def test_a_training_package_cannot_point_outside_itself(tmp_path: Path) -> None:
     package = tmp_path / "package"
     package.mkdir()
     (package / "video.mp4").symlink_to("/etc/passwd")
-    with pytest.raises(
-        ToolError, match=re.escape("names video.mp4, which lies outside the package")
-    ):
+    with pytest.raises(ToolError) as outside:
         package_file(package, "video.mp4", "pkg.zip")
+    assert str(outside.value) == (
+        "pkg.zip: jobs.yaml names video.mp4, which lies outside the package "
+        "(it leads outside its folder through a symbolic link)"
+    )
     (package / "inside.mp4").write_bytes(b"x")
     assert package_file(package, "inside.mp4", "pkg.zip") == package / "inside.mp4"
+
+
+@pytest.mark.parametrize(
+    ("data_path", "message"),
+    [
+        (
+            "clip.mp4\n#SBATCH --wrap=id",
+            "jobs.yaml: data_path 'clip.mp4\\x0a#SBATCH --wrap=id' is not a path inside the "
+            "package: it holds control characters",
+        ),
+        (
+            "clip\u2028.mp4",
+            "jobs.yaml: data_path 'clip\\u2028.mp4' is not a path inside the package: "
+            "it holds control characters",
+        ),
+        (
+            "/etc/passwd",
+            "jobs.yaml: data_path '/etc/passwd' is not a path inside the package: "
+            "it is an absolute path",
+        ),
+        (
+            "C:\\videos\\clip.mp4",
+            "jobs.yaml: data_path 'C:\\videos\\clip.mp4' is not a path inside the package: "
+            "it is an absolute path",
+        ),
+    ],
+)
+def test_a_training_package_names_only_plain_paths(data_path: str, message: str) -> None:
+    entry = {"cfg": "a.yaml", "run_path": "models/a", "train_labels": "l.pkg.slp"}
+    inference = {"data_path": data_path, "models": ["models/a"]}
+    with pytest.raises(PackageError) as refused:
+        parse_jobs({"training": [entry], "inference": [inference]})
+    assert str(refused.value) == message
+
+
+def test_a_file_a_package_names_with_a_line_break_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ToolError) as refused:
+        package_file(tmp_path, "a.mp4\nb", "pkg.zip")
+    assert str(refused.value) == (
+        "pkg.zip: jobs.yaml names a.mp4\\x0ab, which lies outside the package "
+        "(it holds control characters)"
+    )

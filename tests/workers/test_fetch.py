@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from tests.loopback.drive_server import DriveServer
 from tests.loopback.http_server import HttpServer
-from workers.errors import InputError
+from workers.errors import DriveError, InputError
 from workers.fetch import Fetcher, download_progress
 from workers.gdrive import DriveClient
 from workers.jobs import Progress
@@ -239,3 +240,62 @@ async def test_a_drive_file_the_credentials_cannot_read_is_explained(
 def test_drive_links_without_credentials_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="Drive links need Drive credentials"):
         fetcher(tmp_path).check(DriveSource("1" * 25))
+
+
+# ------------------------------------------------------------- Drive: every byte counts
+
+MB = 1024 * 1024
+
+
+async def test_a_video_beside_drive_labels_counts_against_the_limit_on_its_own(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    folder = drive_server.add_folder("session")
+    labels = drive_server.add_file("labels.slp", b"HDF...fly1.mp4...", parent_id=folder)
+    drive_server.add_file("fly1.mp4", b"v" * (3 * MB // 2), parent_id=folder)
+    policy = FetchPolicy(allow_private=True, max_bytes=MB)
+    f = fetcher(tmp_path, policy, drive_client)
+    with pytest.raises(InputError) as refused:
+        await f.fetch(DriveSource(labels), lambda p: None)
+    assert str(refused.value) == (
+        "drive:fly1.mp4: it is 1.5 MB, more than inputs.max_download_mb (1 MB)"
+    )
+    assert drive_server.download_bytes_sent < MB
+    assert not any(p.name.startswith("fly1.mp4") for p in (tmp_path / "cache").rglob("*"))
+
+
+async def test_videos_beside_drive_labels_count_against_the_limit_together(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    folder = drive_server.add_folder("session")
+    content = b"HDF...fly1.mp4...fly2.mp4..."
+    labels = drive_server.add_file("labels.slp", content, parent_id=folder)
+    drive_server.add_file("fly1.mp4", b"1" * (MB // 2), parent_id=folder)
+    drive_server.add_file("fly2.mp4", b"2" * (MB // 2), parent_id=folder)
+    policy = FetchPolicy(allow_private=True, max_bytes=MB)
+    with pytest.raises(InputError) as refused:
+        await fetcher(tmp_path, policy, drive_client).fetch(DriveSource(labels), lambda p: None)
+    assert str(refused.value) == (
+        "drive:fly2.mp4: with labels.slp and the videos beside it, it comes to more than "
+        "inputs.max_download_mb (1 MB)"
+    )
+    assert drive_server.download_bytes_sent == len(content) + MB // 2
+    # The labels were not kept as a whole input: with room enough, the videos come too.
+    roomy = FetchPolicy(allow_private=True, max_bytes=2 * MB)
+    path = await fetcher(tmp_path, roomy, drive_client).fetch(DriveSource(labels), lambda p: None)
+    assert (path.parent / "fly2.mp4").read_bytes() == b"2" * (MB // 2)
+
+
+async def test_a_drive_file_without_a_size_is_cut_off_at_the_limit(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    file_id = drive_server.add_file("big.bin", b"b" * (2 * MB))
+    # As Drive lists a file it reports no size for: only the bytes as they come tell.
+    item = dataclasses.replace(drive_client.get(file_id), size=None, md5=None)
+    dest = tmp_path / "big.bin"
+    with pytest.raises(DriveError) as refused:
+        drive_client.download_item(item, dest, max_bytes=MB)
+    assert refused.value.reason == (
+        "big.bin is over 1.0 MB, the most inputs.max_download_mb leaves for it"
+    )
+    assert list(tmp_path.glob("big.bin*")) == []

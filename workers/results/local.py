@@ -15,6 +15,8 @@ from pathlib import Path
 from workers.errors import ResultsError
 from workers.jobs import Link
 from workers.results.base import UploadProgress
+from workers.safety.names import shown
+from workers.safety.paths import Refused, copy_folder, join_inside
 
 SNAPSHOT_NAME = "colabot-state.json"
 COPY_BLOCK = 4 * 1024 * 1024
@@ -45,7 +47,7 @@ def copy_tree(src: Path, dest: Path) -> None:
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     if src.is_dir():
-        shutil.copytree(src, tmp)
+        copy_folder(src, tmp)
     else:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, tmp)
@@ -127,7 +129,12 @@ class LocalResults:
         return self._bring_back(location, dest_dir, "kept input")
 
     def _bring_back(self, location: str, dest_dir: Path, what: str) -> Path:
-        source = self.root / location
+        # The location comes from the state snapshot, in a folder others may write to.
+        try:
+            source = join_inside(self.root, location)
+        except Refused as exc:
+            reason = f"the {what} {shown(location)} is refused: {exc.reason}"
+            raise ResultsError("local", reason) from None
         if not source.exists():
             raise ResultsError("local", f"the {what} {source} is missing")
         dest_dir.mkdir(parents=True, exist_ok=True)

@@ -60,3 +60,31 @@ def test_a_results_folder_that_is_not_writable_is_a_clear_error(tmp_path: Path) 
 def test_a_missing_checkpoint_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match=r"saved checkpoint .* is missing"):
         LocalResults(tmp_path).fetch_checkpoint(1, "job-1/checkpoint/x", tmp_path / "r")
+
+
+def test_a_checkpoint_folder_keeps_no_link_that_leads_out(tmp_path: Path) -> None:
+    secret = tmp_path / "home" / "id_rsa"
+    secret.parent.mkdir()
+    secret.write_text("PRIVATE")
+    folder = tmp_path / "ckpt-dir"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w")
+    (folder / "stolen").symlink_to(secret)
+    (folder / "same").symlink_to(folder / "weights.bin")
+    backend = LocalResults(tmp_path / "results")
+    location = backend.sync_checkpoint(6, folder)
+    kept = tmp_path / "results" / "job-6" / "checkpoint" / "ckpt-dir"
+    assert sorted(p.name for p in kept.iterdir()) == ["same", "weights.bin"]
+    assert not any(p.is_symlink() for p in kept.iterdir())
+    restored = backend.fetch_checkpoint(6, location, tmp_path / "restored")
+    assert not (restored / "stolen").exists() and (restored / "same").read_bytes() == b"w"
+
+
+@pytest.mark.parametrize("location", ["../../home/id_rsa", "/etc/passwd", "job-1/\nx"])
+def test_a_snapshot_location_outside_the_results_folder_is_refused(
+    tmp_path: Path, location: str
+) -> None:
+    backend = LocalResults(tmp_path / "results")
+    with pytest.raises(ResultsError, match="is refused: "):
+        backend.fetch_inputs(1, location, tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()

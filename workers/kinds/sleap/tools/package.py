@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from workers.safety.names import shown
+from workers.safety.paths import Refused, relative_parts
+
 
 class PackageError(ValueError):
     """A training package's jobs.yaml cannot be used; the message says why."""
@@ -46,10 +49,14 @@ class PackageJobs:
 
 
 def _inside_package(path: str, what: str) -> str:
-    pure = PurePosixPath(path.replace("\\", "/"))
-    if not path or pure.is_absolute() or ".." in pure.parts or ":" in path:
-        raise PackageError(f"jobs.yaml: {what} {path!r} is not a path inside the package")
-    return pure.as_posix()
+    """A relative path jobs.yaml names, as ``a/b/c``; PackageError unless it is one."""
+    try:
+        parts = relative_parts(path)
+    except Refused as exc:
+        raise PackageError(
+            f"jobs.yaml: {what} '{shown(path)}' is not a path inside the package: {exc.reason}"
+        ) from None
+    return "/".join(parts)
 
 
 def _text(entry: Mapping[str, object], key: str, where: str) -> str:

@@ -31,6 +31,8 @@ from workers.kinds.sleap.tools.errors import ToolError
 from workers.kinds.sleap.tools.labels import LabelsReport, inspect_labels, save_remapped
 from workers.kinds.sleap.tools.package import PackageError, PackageJobs, parse_jobs
 from workers.kinds.wandb_login import offline_note, rejected_key
+from workers.safety.names import shown
+from workers.safety.paths import Refused, join_inside
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -108,10 +110,13 @@ def _find_jobs_yaml(folder: Path) -> Path | None:
 
 def package_file(root: Path, relative: str, name: str) -> Path:
     """A file jobs.yaml names, which must lie inside the package even after symlinks."""
-    path = root / relative
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise ToolError(f"{name}: jobs.yaml names {relative}, which lies outside the package")
-    return path
+    try:
+        return join_inside(root, relative)
+    except Refused as exc:
+        raise ToolError(
+            f"{name}: jobs.yaml names {shown(relative)}, which lies outside the package "
+            f"({exc.reason})"
+        ) from None
 
 
 def open_package(folder: Path, name: str) -> TrainingSource:
