@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from bot.access import AccessPolicy
 from bot.errors import ConfigError
-from workers.executors.slurm_commands import forbidden_option, parse_time_limit
+from bot.limits import BOT_DOWNLOAD_MB
+from workers.executors.slurm_commands import extra_arg_problem, parse_time_limit
 from workers.netpolicy import is_loopback_url
 from workers.wandb_runs import MODES as WANDB_MODES
 from workers.wandb_runs import WandbSettings
@@ -39,7 +40,7 @@ class TelegramConfig:
     api_url: str = ""
     allowed_users: tuple[int, ...] = ()
     allowed_chats: tuple[int, ...] = ()
-    max_download_mb: int = 20
+    max_download_mb: int = BOT_DOWNLOAD_MB
     local_mode: bool = False
     local_files_dir: Path | None = None
 
@@ -341,7 +342,7 @@ def parse_config(
     built = {
         name: _build_section(name, data.get(name, {}), overrides.get(name, {})) for name in SECTIONS
     }
-    config = Config(**built, source=source)
+    config = _with_ray_token(Config(**built, source=source), environ)
     validate(config)
     return config
 
@@ -369,11 +370,12 @@ def validate(config: Config) -> None:
                 "chats (their ids are negative) here",
             )
     _positive("telegram.max_download_mb", tg.max_download_mb)
-    if tg.max_download_mb > 20 and not tg.local_mode:
+    if tg.max_download_mb > BOT_DOWNLOAD_MB and not tg.local_mode:
         raise ConfigError(
             "telegram.max_download_mb",
-            f"{tg.max_download_mb} MB needs a self-hosted Bot API server started with --local "
-            "(telegram.local_mode = true); Telegram lets bots download at most 20 MB",
+            f"{tg.max_download_mb} MB needs a self-hosted Bot API server started with "
+            "--local (telegram.local_mode = true); Telegram lets bots download at most "
+            f"{BOT_DOWNLOAD_MB} MB",
         )
     if tg.local_mode and not tg.api_url:
         raise ConfigError(
@@ -435,16 +437,62 @@ def _check_ray(ray: RayConfig) -> None:
         raise ConfigError("ray.address", f"must be an http(s) URL, got {ray.address!r}")
     if ray.token != ray.token.strip():
         raise ConfigError("ray.token", "has spaces or a line break around it; remove them")
-    if not ray.token and not ray.allow_unauthenticated and not is_loopback_url(ray.address):
-        raise ConfigError(
-            "ray.token",
-            f"required for a Ray cluster that is not on this machine ({ray.address}): without "
-            "token auth, anyone who reaches it can run code there. Start the cluster with "
-            "RAY_AUTH_MODE=token and set ray.token (or COLABOT_RAY_TOKEN); or, on a network "
-            "you trust, set ray.allow_unauthenticated = true",
-        )
+    problem = ray_auth_problem(ray)
+    if problem is not None:
+        raise ConfigError("ray.token", problem)
     _not_negative("ray.gpus_per_job", ray.gpus_per_job)
     _positive("ray.cpus_per_job", ray.cpus_per_job)
+
+
+def ray_auth_problem(ray: RayConfig) -> str | None:
+    """Why colabot may not use this Ray cluster without a token (None: it may).
+
+    Without token auth, whoever reaches the Jobs API runs code on the cluster as its user;
+    every local user of a machine reaches its loopback address, so a cluster on 127.0.0.1
+    needs a token too, unless ``ray.allow_unauthenticated`` says otherwise.
+    """
+    if ray.token or ray.allow_unauthenticated:
+        return None
+    where = (
+        f"even on this machine ({ray.address}): every local user reaches it there"
+        if is_loopback_url(ray.address)
+        else f"for a Ray cluster that is not on this machine ({ray.address})"
+    )
+    return (
+        f"required {where}, and without token auth anyone who reaches it can run code there. "
+        "Start the cluster with RAY_AUTH_MODE=token and set ray.token (or COLABOT_RAY_TOKEN, "
+        "RAY_AUTH_TOKEN or ~/.ray/auth_token); or, where only you can reach it, set "
+        "ray.allow_unauthenticated = true"
+    )
+
+
+def ray_token_found(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """A Ray token where Ray's own tools look for one (``RAY_AUTH_TOKEN``, the file
+    ``RAY_AUTH_TOKEN_PATH`` names, ``~/.ray/auth_token``), with where it was found; for a
+    ``[ray]`` without ``token``."""
+    if environ.get("RAY_AUTH_TOKEN", "").strip():
+        return environ["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN"
+    files = [environ.get("RAY_AUTH_TOKEN_PATH", "")]
+    if environ.get("HOME"):
+        files.append(str(Path(environ["HOME"]) / ".ray" / "auth_token"))
+    for name in filter(None, files):
+        try:
+            text = Path(name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text:
+            return text, name
+    return None
+
+
+def _with_ray_token(config: Config, environ: Mapping[str, str]) -> Config:
+    """The config with Ray's own token when ``[ray]`` has none and jobs run on Ray."""
+    if config.worker.executor != "ray" or config.ray.token:
+        return config
+    found = ray_token_found(environ)
+    if found is None:
+        return config
+    return config.replace(ray=dataclasses.replace(config.ray, token=found[0]))
 
 
 def _check_drive_credentials(drive: DriveConfig) -> None:
@@ -485,13 +533,9 @@ def _check_slurm(slurm: SlurmConfig) -> None:
     _positive("slurm.cpus_per_task", slurm.cpus_per_task)
     _positive("slurm.poll_seconds", slurm.poll_seconds)
     for index, arg in enumerate(slurm.extra_args):
-        why = forbidden_option(arg)
+        why = extra_arg_problem(arg)
         if why is not None:
-            raise ConfigError(f"slurm.extra_args[{index}]", f"{arg!r} may not be given: {why}")
-        if index == 0 and not arg.startswith("-"):
-            raise ConfigError(
-                f"slurm.extra_args[{index}]", f"must be an sbatch option, got {arg!r}"
-            )
+            raise ConfigError(f"slurm.extra_args[{index}]", why)
 
 
 def _validate_wandb(wandb: WandbConfig) -> None:

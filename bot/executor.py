@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from bot.config import Config
+from bot.config import Config, ray_auth_problem
 from bot.errors import ConfigError
 from workers.datadir import instance_id
 from workers.errors import ExecutorError
@@ -30,6 +30,9 @@ class OpenedExecutor:
 def _ray(config: Config) -> Executor:
     ray = config.ray
     register_secret(ray.token)
+    problem = ray_auth_problem(ray)
+    if problem is not None:
+        raise ConfigError("ray.token", problem)
     try:
         from workers.executors.ray import RayExecutor, RaySettings
     except ImportError:

@@ -14,11 +14,13 @@ from telegram.request import HTTPXRequest
 
 from bot.app import RedactingBot, bot_api_urls
 from bot.config import Config, wandb_settings
-from bot.downloads import PUBLIC_DOWNLOAD_LIMIT_MB, server_path
+from bot.downloads import server_path
 from bot.errors import ConfigError
+from bot.limits import BOT_DOWNLOAD_MB, DOCUMENT_UPLOAD_MB
 from workers.errors import ColabotError, ExecutorError, SpecError
 from workers.executors.base import Executor
-from workers.runner import child_environment, run_briefly
+from workers.runner import run_briefly
+from workers.safety.environment import step_environment
 from workers.wandb_runs import installed as wandb_installed
 from workers.wandb_runs import run_for, step_env
 
@@ -63,7 +65,7 @@ async def probe_telegram(config: Config) -> list[Finding]:
                 Finding(
                     True,
                     "Bot API server: Telegram's own (files from the chat up to "
-                    f"{PUBLIC_DOWNLOAD_LIMIT_MB} MB, files to the chat up to 50 MB)",
+                    f"{BOT_DOWNLOAD_MB} MB, files to the chat up to {DOCUMENT_UPLOAD_MB} MB)",
                 )
             )
             return findings
@@ -189,7 +191,7 @@ async def probe_wandb(config: Config) -> list[Finding]:
     except SpecError as exc:
         return [Finding(False, f"W&B: {exc.message}")]
     assert run is not None
-    env = child_environment(step_env(run, settings))
+    env = step_environment(step_env(run, settings))
     argv = [sys.executable, "-m", "workers.kinds.wandb_login"]
     ended = await run_briefly(argv, env, timeout_s=60)
     where = settings.base_url or "wandb.ai"

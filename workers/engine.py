@@ -42,9 +42,9 @@ from workers.runner import (
     JobRunner,
     JobTimings,
     Reattach,
-    child_environment,
     run_briefly,
 )
+from workers.safety.environment import step_environment
 from workers.store import INTERRUPTED_REASON, Store
 from workers.wandb_runs import PARAM as WANDB_PARAM
 from workers.wandb_runs import WandbRun, run_for
@@ -355,7 +355,7 @@ class Engine:
         if step is None:
             raise PlotError(job_id, f"{kind.name} jobs draw no loss")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        ended = await run_briefly(step.argv, child_environment(step.env), PLOT_TIMEOUT_S)
+        ended = await run_briefly(step.argv, step_environment(step.env), PLOT_TIMEOUT_S)
         if ended.returncode == 0 and dest.is_file():
             return dest
         refusal = next(

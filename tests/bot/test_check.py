@@ -9,7 +9,7 @@ import pytest
 
 from bot.emulator import BotApiEmulator
 from bot.emulator.mode import ServerMode
-from tests.bot.conftest import TOKEN, USER
+from tests.bot.conftest import USER, secret_of
 from tests.clusters.ray_head import RayHead
 from tests.clusters.slurm_cluster import SlurmCluster
 from tests.hostile.conftest import colabot_env, start_cli
@@ -25,7 +25,7 @@ PNG = (
 
 async def run_check(emu: BotApiEmulator, tmp_path: Path, **settings: str) -> tuple[int, str]:
     env = colabot_env(
-        telegram_token=TOKEN,
+        telegram_token=emu.token,
         telegram_api_url=emu.url,
         telegram_allowed_users=str(USER),
         worker_data_dir=str(tmp_path / "data"),
@@ -45,7 +45,7 @@ async def test_check_names_the_bot_and_the_results_folder(
     assert code == 0, out
     assert "ok: telegram: bot @colabot_offline_bot answers at" in out
     assert f"ok: results: the folder {tmp_path / 'results'}" in out
-    assert TOKEN.split(":")[1] not in out
+    assert secret_of(emu) not in out
 
 
 @pytest.mark.parametrize("emu_mode", [ServerMode(self_hosted=True, local=True)], indirect=True)

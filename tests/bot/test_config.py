@@ -100,7 +100,7 @@ def test_defaults_need_no_file() -> None:
         (
             {
                 "worker": {"executor": "ray"},
-                "ray": {"address": "http://127.0.0.1:8265", "gpus_per_job": -1},
+                "ray": {"address": "http://127.0.0.1:8265", "token": "t", "gpus_per_job": -1},
             },
             "ray.gpus_per_job",
             "must not be negative",
@@ -196,15 +196,16 @@ def test_config_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(
     "ray",
     [
-        {"address": "http://127.0.0.1:8265"},
-        {"address": "http://localhost:8265"},
-        {"address": "http://[::1]:8265"},
-        {"address": "http://2130706433:8265"},
+        # Loopback is no trust boundary (tests/hostile/test_clusters.py): a token, or consent.
+        {"address": "http://127.0.0.1:8265", "token": "s3cret-token"},
+        {"address": "http://localhost:8265", "allow_unauthenticated": True},
+        {"address": "http://[::1]:8265", "allow_unauthenticated": True},
+        {"address": "http://2130706433:8265", "token": "s3cret-token"},
         {"address": "http://10.0.0.5:8265", "allow_unauthenticated": True},
         {"address": "https://ray.lab.example:8265", "token": "s3cret-token"},
     ],
 )
-def test_a_ray_cluster_needs_a_token_unless_it_is_on_this_machine(ray: dict[str, object]) -> None:
+def test_a_ray_cluster_needs_a_token_or_allow_unauthenticated(ray: dict[str, object]) -> None:
     config = parse_config({"worker": {"executor": "ray"}, "ray": ray}, environ={})
     assert config.worker.executor == "ray"
     lines = "\n".join(summary_lines(config))

@@ -93,6 +93,8 @@ class SlurmCluster:
 
     def __init__(self, *, gpus: int = 1, cpus: int = 2, kill_wait: int = 5) -> None:
         Path(BASE_DIR).mkdir(parents=True, exist_ok=True)
+        # Modes set, not left to the umask: colabot makes its test process's umask 077.
+        Path(BASE_DIR).chmod(0o755)
         self.dir = Path(tempfile.mkdtemp(prefix="s_", dir=BASE_DIR))
         self.gpus = gpus
         self.cpus = cpus
@@ -137,6 +139,7 @@ class SlurmCluster:
         d.chmod(0o755)  # munged wants o+x on every folder above its socket
         for sub in ("state", "spool", "run", "log", "dev", "munge", "key"):
             (d / sub).mkdir(exist_ok=True)
+            (d / sub).chmod(0o755)
         (d / "key").chmod(0o700)
         key = d / "key" / "munge.key"
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

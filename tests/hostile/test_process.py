@@ -5,6 +5,7 @@ within their grace periods, and nothing of the step is left running."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import time
@@ -211,3 +212,32 @@ async def test_a_restart_kills_what_a_crashed_colabot_left_running(tmp_path: Pat
     await fresh.stop()
     await engine.stop()  # the crashed one's tasks, which found their process killed
     assert store.get_job(job.id).state is JobState.INTERRUPTED
+
+
+async def test_a_local_step_gets_no_secret_and_a_python_that_ignores_its_folder(
+    script_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {
+        "COLABOT_TELEGRAM_TOKEN": "123456:AAHsecretBotTokenForTheProcessTest",
+        "TELEGRAM_TOKEN": "123456:AAHsecretBotTokenForTheProcessTest",
+        "WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567",
+        "RAY_AUTH_TOKEN": "ray-token-from-the-environment-77",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/home/lab/key.json",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    code = (
+        "import json, os, sys; "
+        "print(json.dumps({'names': sorted(os.environ), 'safe': sys.flags.safe_path, "
+        "'first': sys.path[0]}))"
+    )
+    job = script_engine.submit(JobSpec("script", Action.TRAIN, {}, {"code": code}))
+    deadline = time.monotonic() + 30
+    while script_engine.job(job.id).state is not JobState.SUCCEEDED:
+        assert time.monotonic() < deadline, script_engine.log_tail(job.id, 10)
+        await asyncio.sleep(0.05)
+    line = next(x for x in script_engine.log_tail(job.id, 10) if x.startswith("{"))
+    seen = json.loads(line)
+    assert not set(secrets) & set(seen["names"])
+    assert seen["safe"] is True and seen["first"] != ""
+    assert {"COLABOT_JOB_ID", "PYTHONSAFEPATH", "PYTHONPATH"} <= set(seen["names"])

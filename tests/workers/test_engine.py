@@ -17,7 +17,6 @@ from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.base import JobContext, Param, Step
 from workers.kinds.registry import KindRegistry, default_registry
 from workers.kinds.selftest.kind import SelftestKind
-from workers.runner import child_environment
 from workers.store import Store
 
 
@@ -295,12 +294,6 @@ async def test_jobs_never_see_chat_or_cloud_secrets(
     names = json.loads(odd_engine.log_tail(job.id, 1)[0])
     assert "COLABOT_TELEGRAM_TOKEN" not in names and "TELEGRAM_TOKEN" not in names
     assert {"COLABOT_JOB_ID", "PYTHONUNBUFFERED"} <= set(names)
-
-
-def test_child_environment_keeps_the_source_importable() -> None:
-    env = child_environment({"X": "1"})
-    assert env["X"] == "1"
-    assert Path(env["PYTHONPATH"].split(":")[0], "workers", "engine.py").is_file()
 
 
 async def test_restart_marks_running_jobs_interrupted_and_resume_continues(

@@ -2,10 +2,16 @@
 
 The step's argv becomes the job's entrypoint, quoted with :func:`shlex.join` (the shell Ray
 runs it in sees no unquoted user text); its resources are reserved with
-``entrypoint_num_gpus`` and ``entrypoint_num_cpus``; its own environment travels in
-``runtime_env.env_vars``. The submission id names the colabot job and step, so a restarted
-colabot finds the job again. Files stay where they are: the data folder must be on a
-filesystem every node sees (checked by a probe job before any GPU time is spent).
+``entrypoint_num_gpus`` and ``entrypoint_num_cpus``; its own environment (what differs from
+colabot's cleaned one) travels in ``runtime_env.env_vars``, which anyone with the cluster's
+token reads through the Jobs API: its secrets (the W&B key) go through a private file in the
+job's folder instead (:mod:`workers.executors.handover`). A Ray job also inherits the
+environment of the Ray node it runs on (whatever the node was started with).
+
+The submission id names this colabot, the job, its attempt and step, plus a random part; its
+metadata says the same, and a restarted colabot follows a stored submission only when the
+metadata matches. Files stay where they are: the data folder must be on a filesystem every
+node sees (checked by a probe job before any GPU time is spent).
 
 This module imports Ray, so the bot process loads it only when ``worker.executor = "ray"``.
 """
@@ -38,6 +44,14 @@ from workers.executors.base import (
     Placement,
     take_probe_file,
 )
+from workers.executors.handover import SUFFIX, hand_over
+from workers.safety.environment import step_environment
+from workers.safety.names import label
+
+STEP_FOLDER = ".ray"
+# The step environment's safety settings go to the node even where colabot has them too: the
+# node's own environment is whatever it was started with.
+ALWAYS_SENT = frozenset({"PYTHONSAFEPATH", "PYTHONPATH", "PYTHONUNBUFFERED"})
 
 log = logging.getLogger(__name__)
 
@@ -157,50 +171,87 @@ class RayExecutor:
     # steps --------------------------------------------------------------------------------
 
     def submission_id(self, launch: Launch) -> str:
-        """A Ray job id naming this colabot, the job, its attempt and the step."""
-        return f"colabot-{self.instance}-job{launch.job_id}-a{launch.attempt}-s{launch.index + 1}"
+        """A Ray job id naming this colabot, the job, its attempt and the step, with a random
+        part (nobody can submit a job under the id colabot will use)."""
+        return (
+            f"colabot-{self.instance}-job{launch.job_id}-a{launch.attempt}-s{launch.index + 1}"
+            f"-{secrets.token_hex(4)}"
+        )
+
+    def metadata(self, launch: Launch) -> dict[str, str]:
+        """What the Ray job says about itself: this colabot, the job, its attempt and step."""
+        return {
+            "colabot_instance": self.instance,
+            "colabot_job": str(launch.job_id),
+            "colabot_attempt": str(launch.attempt),
+            "colabot_step_index": str(launch.index + 1),
+            "colabot_step": label(launch.name),
+        }
 
     def entrypoint(self, launch: Launch) -> str:
         """The step's argv as a shell command for Ray: every word quoted."""
         return f"cd {shlex.quote(str(launch.cwd))} && exec {shlex.join(launch.argv)}"
 
-    def env_vars(self, launch: Launch) -> dict[str, str]:
-        """The step's own settings: what differs from colabot's environment (a node has its
-        own PATH and HOME)."""
-        return {k: v for k, v in launch.env.items() if os.environ.get(k) != v}
+    def env_vars(self, env: Mapping[str, str]) -> dict[str, str]:
+        """A step's own settings: what differs from colabot's environment (a node has its
+        own PATH and HOME), and always what keeps a sent file from running code. Visible to
+        anyone with the cluster's token: never a secret."""
+        return {k: v for k, v in env.items() if os.environ.get(k) != v or k in ALWAYS_SENT}
+
+    def secrets_file(self, launch: Launch) -> Path:
+        """Where a step's private settings wait for it, in the job's folder."""
+        folder = (launch.job_dir or launch.cwd) / STEP_FOLDER
+        return folder / f"step{launch.index + 1}-a{launch.attempt}{SUFFIX}"
 
     async def start(self, launch: Launch) -> RayStep:
-        """Submit the step as a Ray job."""
+        """Submit the step as a Ray job (its secrets in a private file beside the job)."""
         await self.connect()
         client = self.client()
         submission = self.submission_id(launch)
         gpus = self.settings.gpus_per_job if launch.wants_gpu else 0
+        private = self.secrets_file(launch)
+        try:
+            handed = await asyncio.to_thread(hand_over, launch, private, self.settings.python)
+        except OSError as exc:
+            reason = f"cannot write the step's private settings: {exc}"
+            raise StartError(launch.name, reason) from exc
         try:
             await self.call(
                 "start the step",
                 lambda: client.submit_job(
-                    entrypoint=self.entrypoint(launch),
+                    entrypoint=self.entrypoint(handed),
                     submission_id=submission,
                     entrypoint_num_gpus=gpus,
                     entrypoint_num_cpus=self.settings.cpus_per_job,
-                    runtime_env={"env_vars": self.env_vars(launch)},
-                    metadata={"colabot_job": str(launch.job_id), "colabot_step": launch.name},
+                    runtime_env={"env_vars": self.env_vars(handed.env)},
+                    metadata=self.metadata(launch),
                 ),
             )
         except ExecutorError as exc:
+            private.unlink(missing_ok=True)
             raise StartError(launch.name, exc.reason) from exc
-        return RayStep(self, submission)
+        return RayStep(self, submission, private)
 
     async def reattach(self, ref: Mapping[str, Any], launch: Launch) -> RayStep:
-        """The step's Ray job, still known to the cluster (running or ended since)."""
+        """The step's Ray job, still known to the cluster (running or ended since), once its
+        metadata shows it is this colabot's job, attempt and step."""
         submission = str(ref.get("submission_id", ""))
         try:
             await self.connect()
             client = self.client()
-            await self.call("find the step", lambda: client.get_job_info(submission))
+            info = await self.call("find the step", lambda: client.get_job_info(submission))
         except ExecutorError as exc:
             raise StepLostError(submission, f"the step's Ray job is gone: {exc.reason}") from exc
-        return RayStep(self, submission)
+        found = dict(getattr(info, "metadata", None) or {})
+        expected = self.metadata(launch)
+        expected.pop("colabot_step")  # a kind may rename a step between versions
+        if any(found.get(key) != value for key, value in expected.items()):
+            raise StepLostError(
+                submission,
+                f"the Ray job {label(submission)} is not this step's (its metadata names "
+                "another colabot, job, attempt or step), so colabot does not follow it",
+            )
+        return RayStep(self, submission, self.secrets_file(launch))
 
     # the cluster --------------------------------------------------------------------------
 
@@ -275,7 +326,8 @@ class RayExecutor:
                 entrypoint=entrypoint,
                 submission_id=submission,
                 entrypoint_num_cpus=0,
-                metadata={"colabot_probe": "shared folder"},
+                runtime_env={"env_vars": self.env_vars(step_environment())},
+                metadata={"colabot_instance": self.instance, "colabot_probe": "shared folder"},
             ),
         )
         deadline = time.monotonic() + timeout_s
@@ -313,9 +365,12 @@ class RayExecutor:
 class RayStep:
     """One Ray job, followed from colabot."""
 
-    def __init__(self, executor: RayExecutor, submission: str) -> None:
+    def __init__(self, executor: RayExecutor, submission: str, private: Path) -> None:
         self.executor = executor
         self.submission = submission
+        self.private = private
+        """The step's private settings file (the step removes it as it starts)."""
+        self._ended = False
         self._placement = Placement(waiting="waiting for the Ray cluster to start the step")
         self._stop_note: str | None = None
         self._given_up = asyncio.Event()
@@ -386,6 +441,7 @@ class RayStep:
                 await self._pause()
                 continue
             if info.status.is_terminal():
+                self._ended = True
                 return self._exit(info)
             await self._update_placement(info, polls)
             polls += 1
@@ -455,4 +511,7 @@ class RayStep:
         return self._placement
 
     async def close(self) -> None:
-        """Nothing is held per step."""
+        """Remove the step's private settings once it has ended (a step that never started
+        left them)."""
+        if self._ended:
+            await asyncio.to_thread(self.private.unlink, missing_ok=True)

@@ -1,14 +1,17 @@
 """Steps on a Slurm cluster, from its login node: each step is one ``sbatch`` of a batch
 script colabot writes.
 
-The script ``exec``s the step's argv (quoted with :func:`shlex.join`), so the signals of a
-staged cancel (``scancel --batch --signal=INT``, then TERM, then ``scancel``) reach the
-step itself. Its output goes to a file next to the job (``--output``, created private
-beforehand), which colabot follows and redacts into ``job.log``; the raw file is removed
-once the step has ended. The state comes from ``squeue``, then ``scontrol`` for a job
-squeue no longer shows, then ``sacct`` where accounting is on; a cluster without
-slurmdbd works too. Files stay where they are: the data folder must be on a filesystem the
-compute nodes see (``colabot check`` runs a probe job).
+The script ``exec``s the step's argv (given as the script's arguments, never in its text),
+so the signals of a staged cancel (``scancel --batch --signal=INT``, then TERM, then
+``scancel``) reach the step itself. Its output goes to a file next to the job (``--output``,
+created private beforehand), which colabot follows and redacts into ``job.log``; the raw
+file is removed once the step has ended. Every Slurm command, ``sbatch`` above all, runs
+with the cleaned step environment (Slurm keeps a batch job's environment in its saved state),
+and a step's secrets reach it through a private file (:mod:`workers.executors.handover`).
+The state comes from ``squeue``, then ``scontrol`` for a job squeue no longer shows, then
+``sacct`` where accounting is on; a cluster without slurmdbd works too. Files stay where
+they are: the data folder must be on a filesystem the compute nodes see (``colabot check``
+runs a probe job).
 
 Slurm is reached only through its commands, found on PATH (and ``SLURM_CONF``).
 """
@@ -19,7 +22,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import secrets
 import shlex
 import shutil
@@ -39,7 +41,9 @@ from workers.executors.base import (
     Placement,
     take_probe_file,
 )
+from workers.executors.handover import SUFFIX, hand_over
 from workers.executors.slurm_commands import (
+    EXPORT,
     SINFO_FORMAT,
     SQUEUE_FORMAT,
     JobRecord,
@@ -58,6 +62,8 @@ from workers.executors.slurm_commands import (
     placement_of,
     sbatch_argv,
 )
+from workers.safety.environment import step_environment
+from workers.safety.files import create_private, open_nofollow, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +118,15 @@ class SlurmExecutor:
         self, *argv: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
     ) -> CommandResult:
         """Run one Slurm command (an argv list, never a shell), with a time limit; ``stdin``
-        is written to its standard input."""
+        is written to its standard input. It gets ``env``, else the cleaned step environment:
+        no Slurm command sees colabot's secrets."""
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=dict(env) if env is not None else None,
+                env=dict(env) if env is not None else step_environment(),
             )
         except FileNotFoundError:
             raise ExecutorError(
@@ -227,6 +234,7 @@ class SlurmExecutor:
             "--parsable",
             f"--job-name=colabot-{self.instance}-probe",
             "--output=/dev/null",
+            EXPORT,
             "--ntasks=1",
             "--cpus-per-task=1",
             "--mem=100M",
@@ -307,15 +315,20 @@ class SlurmExecutor:
     # steps --------------------------------------------------------------------------------
 
     def step_files(self, launch: Launch) -> tuple[Path, Path]:
-        """The batch script and the raw output file of a step."""
+        """The batch script and the raw output file of a step (its private settings, when
+        it has secrets, are beside them: :func:`secrets_file`)."""
         folder = (launch.job_dir or launch.cwd) / STEP_FOLDER
         stem = f"step{launch.index + 1}-a{launch.attempt}"
         return folder / f"{stem}.sh", folder / f"{stem}.out"
 
     async def start(self, launch: Launch) -> SlurmStep:
-        """Write the batch script and sbatch it."""
+        """Write the batch script (and the step's private settings) and sbatch it."""
         script, output = self.step_files(launch)
         try:
+            await asyncio.to_thread(private_dir, script.parent)
+            launch = await asyncio.to_thread(
+                hand_over, launch, secrets_file(output), self.settings.python
+            )
             await asyncio.to_thread(_prepare_files, script, output, batch_script(launch))
             if not self._partition:
                 await self.connect()
@@ -355,14 +368,19 @@ class SlurmExecutor:
         """Nothing is held."""
 
 
+def secrets_file(output: Path) -> Path:
+    """Where a step's private settings wait for it (beside its output file)."""
+    return output.with_suffix(SUFFIX)
+
+
 def _prepare_files(script: Path, output: Path, text: str) -> None:
-    """The batch script, and the output file created private (the raw output is not redacted
-    until colabot reads it)."""
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(text)
-    script.chmod(0o700)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.close(fd)
+    """The batch script, and the output file, both created private and anew, never through
+    a link (the raw output is not redacted until colabot reads it)."""
+    for path in (script, output):
+        path.unlink(missing_ok=True)  # an earlier try of this attempt's; never followed
+    with create_private(script) as handle:
+        handle.write(text.encode())
+    create_private(output).close()
 
 
 class SlurmStep:
@@ -525,12 +543,13 @@ class SlurmStep:
             with contextlib.suppress(OSError):
                 self.output_path.unlink(missing_ok=True)
                 self.output_path.with_suffix(".sh").unlink(missing_ok=True)
+                secrets_file(self.output_path).unlink(missing_ok=True)
 
 
 def _read_from(path: Path, offset: int, limit: int = 1 << 20) -> bytes:
     """Up to ``limit`` bytes of ``path`` from ``offset`` (b'' when there are none yet)."""
     try:
-        with path.open("rb") as handle:
+        with open_nofollow(path) as handle:
             handle.seek(offset)
             return handle.read(limit)
     except OSError:

@@ -1,31 +1,100 @@
 """Slurm's commands as colabot writes and reads them: pure functions, no I/O.
 
-What goes in: the batch script (which ``exec``s the step's argv, every word quoted with
-:func:`shlex.join`) and the ``sbatch`` argv. What comes out: ``sbatch --parsable``'s job
-id, a job's state from ``squeue``, ``scontrol show job`` or ``sacct``, a partition's nodes
-and GPUs from ``sinfo``, and what a job's end state means for the step.
+What goes in: the batch script (which ``exec``s the step's argv, given as its arguments:
+nothing from a step is written into its text but a sanitised label) and the ``sbatch`` argv,
+with only the allowed ``slurm.extra_args`` (:func:`extra_arg_problem`). What comes out:
+``sbatch --parsable``'s job id, a job's state from ``squeue``, ``scontrol show job`` or
+``sacct``, a partition's nodes and GPUs from ``sinfo``, and what a job's end state means for
+the step.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from workers.executors.base import Capacity, Exit, Launch, Placement
+from workers.safety.names import has_control, label, word
 
-# Options colabot sets itself and reads back: a user's value would break its bookkeeping.
-FORBIDDEN_OPTIONS = {
+# sbatch options colabot passes on from slurm.extra_args: what a site may need to pick nodes,
+# queues and notices. Everything else is refused: colabot sets the log, the job's folder,
+# environment and script itself and reads them back, and sbatch accepts abbreviations and
+# bundled short options a deny-list would miss. Each is given as --name=value; the ones in
+# FLAG_OPTIONS may also stand alone.
+ALLOWED_OPTIONS = frozenset(
+    {
+        "--begin",
+        "--comment",
+        "--constraint",
+        "--contiguous",
+        "--cores-per-socket",
+        "--cpus-per-gpu",
+        "--deadline",
+        "--exclude",
+        "--exclusive",
+        "--gpus",
+        "--gpus-per-node",
+        "--gpus-per-socket",
+        "--gpus-per-task",
+        "--gres-flags",
+        "--hint",
+        "--licenses",
+        "--mail-type",
+        "--mail-user",
+        "--mem-per-cpu",
+        "--mem-per-gpu",
+        "--nice",
+        "--nodelist",
+        "--nodes",
+        "--ntasks",
+        "--ntasks-per-node",
+        "--prefer",
+        "--qos",
+        "--reservation",
+        "--signal",
+        "--sockets-per-node",
+        "--switches",
+        "--threads-per-core",
+        "--time-min",
+        "--tmp",
+        "--wckey",
+    }
+)
+FLAG_OPTIONS = frozenset({"--contiguous", "--exclusive", "--nice"})
+# Options that have a setting of their own, or that colabot sets and reads back.
+OWN_OPTIONS = {
+    "--account": "set slurm.account instead",
+    "--partition": "set slurm.partition instead",
+    "--time": "set slurm.time_limit instead",
+    "--mem": "set slurm.mem instead",
+    "--gres": "set slurm.gres instead",
+    "--cpus-per-task": "set slurm.cpus_per_task instead",
     "--output": "colabot sets the step's log file itself",
-    "-o": "colabot sets the step's log file itself",
     "--error": "colabot keeps stdout and stderr together in the step's log",
-    "-e": "colabot keeps stdout and stderr together in the step's log",
+    "--open-mode": "colabot sets the step's log file itself",
     "--parsable": "colabot adds it to read the job id",
     "--wrap": "colabot writes the batch script itself",
+    "--chdir": "colabot starts each step in its own folder",
+    "--export": "colabot hands each step its cleaned environment itself",
+    "--export-file": "colabot hands each step its cleaned environment itself",
+    "--get-user-env": "colabot hands each step its cleaned environment itself",
+    "--job-name": "colabot names each job after its colabot job and step",
+    "--requeue": "colabot resumes jobs itself",
+    "--array": "colabot submits one job per step",
+    "--wait": "colabot follows each job itself",
+    "--test-only": "colabot needs the job to run",
+    "--hold": "colabot needs the job to run",
 }
+
+EXPORT = "--export=ALL"
+"""How every sbatch of colabot's (steps and probes) hands the job its environment: all of
+sbatch's own, which colabot sets to the cleaned step environment
+(:func:`workers.safety.environment.step_environment`). Slurm keeps it with the job (in
+slurmctld's state), so nothing secret may be in it; a step's secrets travel in a private
+file instead (:mod:`workers.executors.handover`)."""
 
 SQUEUE_FORMAT = "%T|%r|%N|%e"
 SINFO_FORMAT = "NodeList:|,Partition:|,Gres:|,GresUsed:|,CPUsState:|,StateLong:|"
@@ -43,18 +112,33 @@ ACTIVE_STATES = {
 }
 
 
-def forbidden_option(arg: str) -> str | None:
-    """Why ``arg`` may not be passed to sbatch (None: it may)."""
-    name = arg.split("=", 1)[0]
-    if name in FORBIDDEN_OPTIONS:
-        return FORBIDDEN_OPTIONS[name]
-    for short in ("-o", "-e"):
-        if arg.startswith(short) and not arg.startswith("--"):
-            return FORBIDDEN_OPTIONS[short]
-    for long in ("--output", "--error", "--parsable", "--wrap"):
-        # sbatch accepts any unambiguous prefix of a long option.
-        if len(name) > 4 and long.startswith(name):
-            return FORBIDDEN_OPTIONS[long]
+def extra_arg_problem(arg: str) -> str | None:
+    """Why ``arg`` may not be passed on to sbatch from ``slurm.extra_args`` (None: it may).
+
+    Only the options in :data:`ALLOWED_OPTIONS`, each spelled in full as ``--name=value``
+    (a flag in :data:`FLAG_OPTIONS` may stand alone): sbatch would take an abbreviation
+    (``--ou=``) or a bundle of short options (``-oX``) for an option colabot must set itself.
+    """
+    allowed = ", ".join(sorted(ALLOWED_OPTIONS))
+    name, sep, value = arg.partition("=")
+    if not arg.startswith("--") or len(name) < 3:
+        return (
+            f"must be an sbatch option in its --name=value form, got {arg!r} (short options "
+            f"are not passed on; allowed: {allowed})"
+        )
+    if has_control(arg):
+        return f"{label(arg)!r} holds control characters"
+    if name in OWN_OPTIONS:
+        return f"{arg!r} may not be given: {OWN_OPTIONS[name]}"
+    if name not in ALLOWED_OPTIONS:
+        return (
+            f"{arg!r} may not be given: it is not one of the sbatch options colabot passes on "
+            f"(each in full, as --name=value: {allowed})"
+        )
+    if not sep and name not in FLAG_OPTIONS:
+        return f"{arg!r} needs its value in the same item, as {name}=VALUE"
+    if sep and not value:
+        return f"{arg!r} has an empty value"
     return None
 
 
@@ -99,19 +183,26 @@ class SlurmSettings:
 def job_name(instance: str, launch: Launch) -> str:
     """``colabot-<instance>-job12-a1-s3-train``: the colabot job, attempt and step (one
     word: squeue and scontrol print it unquoted)."""
-    step = re.sub(r"[^\w.-]+", "-", launch.name).strip("-")
+    step = word(launch.name)
     return f"colabot-{instance}-job{launch.job_id}-a{launch.attempt}-s{launch.index + 1}-{step}"
+
+
+BATCH_SCRIPT = """\
+#!/bin/sh
+# {label}, written by colabot
+# The step's folder and command come as this script's arguments, never in its text.
+cd "$1" || exit 1
+shift
+exec "$@"
+"""
 
 
 def batch_script(launch: Launch) -> str:
     """A batch script that becomes the step: the shell only changes folder and ``exec``s
-    the argv (so scancel's signals reach the step itself)."""
-    return (
-        "#!/bin/sh\n"
-        f"# {launch.label}, written by colabot\n"
-        f"cd {shlex.quote(str(launch.cwd))} || exit 1\n"
-        f"exec {shlex.join(launch.argv)}\n"
-    )
+    the argv (so scancel's signals reach the step itself). Nothing from the step is in its
+    text but its label, on one comment line (:func:`workers.safety.names.label`); the folder
+    and the argv are the script's arguments (:func:`sbatch_argv`)."""
+    return BATCH_SCRIPT.format(label=label(launch.label))
 
 
 def sbatch_argv(
@@ -122,7 +213,9 @@ def sbatch_argv(
     script: Path,
     output: Path,
 ) -> list[str]:
-    """The sbatch command for one step."""
+    """The sbatch command for one step: the settings, then the script and its arguments
+    (the step's folder and argv). The job gets sbatch's own environment (:data:`EXPORT`),
+    which is the step's cleaned one."""
     argv = [
         "sbatch",
         "--parsable",
@@ -131,7 +224,7 @@ def sbatch_argv(
         "--open-mode=append",
         f"--chdir={launch.cwd}",
         "--no-requeue",
-        "--export=ALL",
+        EXPORT,
         "--ntasks=1",
         f"--cpus-per-task={settings.cpus_per_task}",
         f"--mem={settings.mem}",
@@ -144,7 +237,8 @@ def sbatch_argv(
     if launch.wants_gpu and settings.gres:
         argv.append(f"--gres={settings.gres}")
     argv.extend(settings.extra_args)
-    argv.append(str(script))
+    # The script's arguments: sbatch hands them to the script as they are, with no shell.
+    argv += [str(script), str(launch.cwd), *launch.argv]
     return argv
 
 
@@ -213,8 +307,8 @@ def parse_squeue(stdout: str) -> JobRecord | None:
 def parse_scontrol(stdout: str) -> JobRecord | None:
     """``scontrol show job -o ID``: its JobState, Reason, NodeList, ExitCode and EndTime."""
     fields: dict[str, str] = {}
-    for word in stdout.split():
-        key, sep, value = word.partition("=")
+    for item in stdout.split():
+        key, sep, value = item.partition("=")
         if sep and key not in fields:
             fields[key] = value
     if "JobState" not in fields:

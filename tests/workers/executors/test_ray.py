@@ -30,7 +30,7 @@ from workers.executors.ray import RayExecutor, RaySettings  # noqa: E402
 
 
 def executor_for(
-    head: RayHead, *, token: str | None = None, lost_after_s: float = 20.0
+    head: RayHead, *, token: str | None = None, lost_after_s: float = 20.0, instance: str = ""
 ) -> RayExecutor:
     settings = RaySettings(
         address=head.address,
@@ -39,7 +39,7 @@ def executor_for(
         poll_s=0.25,
         lost_after_s=lost_after_s,
     )
-    return RayExecutor(settings, secrets.token_hex(4))
+    return RayExecutor(settings, instance or secrets.token_hex(4))
 
 
 def selftest(**params: object) -> JobSpec:
@@ -58,10 +58,11 @@ async def ray_engine(
 ) -> AsyncIterator[Callable[..., Awaitable[Engine]]]:
     """``await ray_engine()`` -> a started engine whose steps run on the session's head."""
     engines: list[Engine] = []
+    instance = secrets.token_hex(4)  # one colabot (one data folder), restarted
 
     async def make(head: RayHead = ray_head, lost_after_s: float = 20.0) -> Engine:
         settings = EngineSettings(data_dir=short_data_dir, max_parallel_jobs=2)
-        executor = executor_for(head, lost_after_s=lost_after_s)
+        executor = executor_for(head, lost_after_s=lost_after_s, instance=instance)
         await executor.connect()
         engine = Engine(settings, Store(short_data_dir), default_registry(), executor=executor)
         await engine.start()

@@ -14,7 +14,7 @@ from workers.executors.slurm_commands import (
     capacity_of,
     default_partition,
     exit_of,
-    forbidden_option,
+    extra_arg_problem,
     job_name,
     parse_job_id,
     parse_sacct,
@@ -41,24 +41,60 @@ def launch(tmp_path: Path, *argv: str, gpu: bool = True) -> Launch:
 
 
 @pytest.mark.parametrize(
-    ("arg", "refused"),
+    ("arg", "why"),
     [
-        ("--output=x.log", True),
-        ("-o", True),
-        ("-ox.log", True),
-        ("--out=x", True),
-        ("--error=e", True),
-        ("-e", True),
-        ("--parsable", True),
-        ("--wrap=echo hi", True),
-        ("--qos=short", False),
-        ("--constraint=a100", False),
-        ("--exclusive", False),
-        ("-N1", False),
+        ("--output=x.log", "may not be given: colabot sets the step's log file itself"),
+        ("--error=e", "may not be given: colabot keeps stdout and stderr together"),
+        ("--parsable", "may not be given: colabot adds it to read the job id"),
+        ("--wrap=echo hi", "may not be given: colabot writes the batch script itself"),
+        ("--export=ALL,TOKEN=x", "may not be given: colabot hands each step its cleaned"),
+        ("--chdir=/tmp", "may not be given: colabot starts each step in its own folder"),
+        ("--mem=64G", "may not be given: set slurm.mem instead"),
+        # sbatch takes any unambiguous prefix of a long option, and bundled short options.
+        ("--ou=x", "it is not one of the sbatch options colabot passes on"),
+        ("--er=x", "it is not one of the sbatch options colabot passes on"),
+        ("--wr=touch /tmp/x", "it is not one of the sbatch options colabot passes on"),
+        ("--out=x", "it is not one of the sbatch options colabot passes on"),
+        ("-o", "must be an sbatch option in its --name=value form"),
+        ("-ox.log", "must be an sbatch option in its --name=value form"),
+        ("-e", "must be an sbatch option in its --name=value form"),
+        ("-N1", "must be an sbatch option in its --name=value form"),
+        ("-vo/tmp/x", "must be an sbatch option in its --name=value form"),
+        ("qos=high", "must be an sbatch option in its --name=value form"),
+        ("--", "must be an sbatch option in its --name=value form"),
+        ("--qos", "needs its value in the same item, as --qos=VALUE"),
+        ("--qos=", "has an empty value"),
+        ("--comment=a\nb", "holds control characters"),
     ],
 )
-def test_options_that_break_the_bookkeeping_are_refused(arg: str, refused: bool) -> None:
-    assert (forbidden_option(arg) is not None) is refused
+def test_extra_args_outside_the_allow_list_are_refused(arg: str, why: str) -> None:
+    problem = extra_arg_problem(arg)
+    assert problem is not None and why in problem, problem
+
+
+def test_a_refused_option_is_told_the_allowed_ones() -> None:
+    problem = extra_arg_problem("--ou=x")
+    assert problem is not None
+    assert "--constraint, " in problem and "--qos, " in problem and "--mail-user, " in problem
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--qos=short",
+        "--constraint=a100",
+        "--exclusive",
+        "--exclusive=user",
+        "--nodes=1",
+        "--mail-type=END,FAIL",
+        "--mail-user=lab@example.org",
+        "--gpus-per-node=a100:2",
+        "--signal=B:USR1@60",
+        "--time-min=30",
+    ],
+)
+def test_allowed_extra_args_pass(arg: str) -> None:
+    assert extra_arg_problem(arg) is None
 
 
 @pytest.mark.parametrize(
@@ -84,13 +120,29 @@ def test_bad_time_limits_are_refused(text: str) -> None:
 
 def test_the_batch_script_execs_the_argv_with_no_word_left_to_the_shell(tmp_path: Path) -> None:
     hostile = "a b; touch pwned $(touch pwned2) `touch pwned3` 'q\" \n"
-    step = launch(tmp_path, "printf", "%s|", hostile, "--flag")
+    folder = tmp_path / "in\nput $(touch pwned4)"
+    folder.mkdir()
+    step = Launch(12, 2, "train\ntouch pwned5", ("printf", "%s|", hostile, "--flag"), {}, folder)
     script = tmp_path / "step.sh"
-    script.write_text(batch_script(step))
-    out = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=True)
+    text = batch_script(step)
+    script.write_text(text)
+    # Nothing of the step is in the script but its label, escaped on one comment line.
+    assert text.splitlines() == [
+        "#!/bin/sh",
+        "# job 12 step 3 (train\\x0atouch pwned5), written by colabot",
+        "# The step's folder and command come as this script's arguments, never in its text.",
+        'cd "$1" || exit 1',
+        "shift",
+        'exec "$@"',
+    ]
+    argv = sbatch_argv(SlurmSettings(), step, name="n", script=script, output=tmp_path / "o")
+    arguments = argv[argv.index(str(script)) + 1 :]
+    assert arguments == [str(folder), "printf", "%s|", hostile, "--flag"]
+    out = subprocess.run(
+        ["sh", str(script), *arguments], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert out.stdout == f"{hostile}|--flag|"
-    assert not list(tmp_path.glob("pwned*"))
-    assert "exec printf" in script.read_text()
+    assert not list(tmp_path.glob("pwned*")) and not list(folder.glob("pwned*"))
 
 
 def test_sbatch_gets_the_settings_and_asks_for_a_gpu_only_for_steps_that_want_one(
@@ -113,7 +165,8 @@ def test_sbatch_gets_the_settings_and_asks_for_a_gpu_only_for_steps_that_want_on
         "--no-requeue",
     ):
         assert option in argv
-    assert argv[-2:] == ["--qos=short", str(tmp_path / "s.sh")]
+    assert argv[-3:] == ["--qos=short", str(tmp_path / "s.sh"), str(tmp_path)]
+    assert "--export=ALL" in argv
     cpu_only = sbatch_argv(settings, launch(tmp_path, gpu=False), **common)  # type: ignore[arg-type]
     assert not any(a.startswith("--gres") for a in cpu_only)
 
@@ -121,6 +174,8 @@ def test_sbatch_gets_the_settings_and_asks_for_a_gpu_only_for_steps_that_want_on
 def test_job_names_name_the_job_attempt_and_step_in_one_word(tmp_path: Path) -> None:
     step = Launch(12, 2, "selftest train", (), {}, tmp_path, attempt=3)
     assert job_name("ab12", step) == "colabot-ab12-job12-a3-s3-selftest-train"
+    odd = Launch(12, 2, "project command a\nb $(x) é", (), {}, tmp_path, attempt=3)
+    assert job_name("ab12", odd) == "colabot-ab12-job12-a3-s3-project-command-a-b-x"
 
 
 def test_job_ids_from_sbatch(tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ class SpacyKind:
         for index, command in enumerate(plan.commands, 1):
             yield Step(
                 f"project command {command} ({index} of {count})",
-                [ctx.python, "-m", "weasel", "run", command, plan.project_dir],
+                [ctx.python, "-m", TOOLS_MODULE, "weasel", "run", command, plan.project_dir],
                 env={**STEP_ENV, **plan.env},
                 cwd=Path(plan.project_dir),
                 parser=ProjectProgress(command, index, count).parse,

@@ -6,6 +6,7 @@ Commands:
   plot WORK PNG  draw the losses and scores of a training so far
   spacy [--no-torch] ARGS...   spaCy's own command line (train, package), optionally with
                  PyTorch kept out
+  weasel run COMMAND DIR   a spaCy project's command, run by weasel as the project says
 
 A refusal is printed as one ``colabot-spacy: error: <why>`` line and exits with status 2.
 spaCy itself is imported only where it is needed, and PyTorch is kept out whenever the
@@ -88,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         from workers.kinds.spacy.tools.cli import run_spacy
 
         run_spacy(args[1:])
+        return 0
+    if args[:1] == ["weasel"]:
+        from workers.kinds.spacy.tools.cli import run_weasel
+
+        run_weasel(args[1:])
         return 0
     parser = argparse.ArgumentParser(prog="spacy_tools", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=sorted([*COMMANDS, "plot"]))
