@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from workers.errors import SpecError
+from workers.safety.names import label, shown
 
 MODES = ("online", "offline", "disabled")
 PARAM = "wandb"
 RUN_URL = re.compile(r"View run\b.*?(https?://\S+)")
 OFFLINE_PREFIX = "offline-run-"
+CLOUD_API_HOST = "api.wandb.ai"
+CLOUD_PAGES = "https://wandb.ai"
+"""Where wandb.ai's run pages are (its API, the default ``base_url``, is on another host)."""
+MAX_URL_CHARS = 2000
+# What a run page's address may hold: printable ASCII of RFC 3986, without the backslash,
+# quotes, spaces and angle brackets that parsers (ours, a browser's) read differently.
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,33 @@ def run_url(line: str) -> str | None:
     return match.group(1).rstrip(".,;)") if match else None
 
 
+def run_page(url: str, base_url: str = "") -> str | None:
+    """``url`` when it is a page of the configured W&B server, the only link colabot shows as
+    a run's page; None for anything else (a job's lines and messages are untrusted).
+
+    ``base_url`` is ``[wandb] base_url``: '' or wandb.ai's API means wandb.ai's pages; a
+    server of one's own means its own host and port. Pages are https only, unless the
+    server itself is reached over http.
+    """
+    if len(url) > MAX_URL_CHARS or not _URL_CHARS.fullmatch(url):
+        return None
+    server = urlsplit(base_url.strip() or CLOUD_PAGES)
+    if server.hostname == CLOUD_API_HOST and server.scheme == "https":
+        server = urlsplit(CLOUD_PAGES)
+    page = urlsplit(url)
+    schemes = {"https", server.scheme} if server.scheme == "http" else {"https"}
+    if server.scheme not in _DEFAULT_PORTS or page.scheme not in schemes:
+        return None
+    if not server.hostname or "@" in page.netloc or page.hostname != server.hostname:
+        return None
+    try:
+        server_port, page_port = server.port, page.port
+    except ValueError:  # a port that is not a number, or out of range
+        return None
+    wanted = server_port or _DEFAULT_PORTS[page.scheme]
+    return url if (page_port or _DEFAULT_PORTS[page.scheme]) == wanted else None
+
+
 def offline_runs(outputs: Path) -> list[Path]:
     """The offline run folders a job left among its outputs (a few levels deep at most)."""
     found: list[Path] = []
@@ -117,9 +155,12 @@ def offline_runs(outputs: Path) -> list[Path]:
 
 
 def sync_hint(runs: list[Path], outputs: Path) -> str:
-    """What to run to upload offline runs later, with their paths inside the results."""
-    names = " ".join(str(p.relative_to(outputs)) for p in runs)
+    """What to run to upload offline runs later, with their paths inside the results (the
+    command shell-quoted: a folder's name comes from the job)."""
+    paths = [str(p.relative_to(outputs)) for p in runs]
+    names = label(", ".join(paths), limit=400)
     return (
         f"W&B run kept offline with the results ({names}): upload it later with "
-        f"`wandb sync {names}` from the downloaded results folder."
+        f"`{shown(shlex.join(['wandb', 'sync', *paths]))}` from the downloaded "
+        "results folder."
     )

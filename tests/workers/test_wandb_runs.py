@@ -12,6 +12,7 @@ from workers.wandb_runs import (
     WandbSettings,
     offline_runs,
     run_for,
+    run_page,
     run_url,
     step_env,
     sync_hint,
@@ -63,6 +64,43 @@ def test_the_run_page_is_read_from_wandbs_line() -> None:
     assert run_url(line) == "https://wandb.ai/lab/colabot/runs/ab12cd"
     assert run_url("wandb: View project at: https://wandb.ai/lab/colabot") is None
     assert run_url("epoch 3 loss 0.2") is None
+
+
+@pytest.mark.parametrize(
+    ("base_url", "url", "shown"),
+    [
+        ("", "https://wandb.ai/lab/colabot/runs/ab12cd", True),
+        ("https://api.wandb.ai", "https://wandb.ai/lab/colabot/runs/ab12cd", True),
+        ("https://api.wandb.ai/", "https://WANDB.ai:443/lab/p/runs/1?x=1#y", True),
+        ("", "http://wandb.ai/lab/colabot/runs/ab12cd", False),
+        ("", "https://api.wandb.ai/lab/colabot/runs/ab12cd", False),
+        ("", "https://wandb.ai.evil.example/lab/p/runs/1", False),
+        ("", "https://evil.example/wandb.ai/lab/p/runs/1", False),
+        ("", "https://wandb.ai@evil.example/lab/p/runs/1", False),
+        ("", "https://evil.example\\@wandb.ai/lab/p/runs/1", False),
+        ("", "https://evil@wandb.ai/lab/p/runs/1", False),
+        ("", "https://wandb.ai:8443/lab/p/runs/1", False),
+        ("", "https://wandb.ai:x/lab/p/runs/1", False),
+        ("", "https://wandb.ai/lab/p/runs/1\nhttps://evil.example", False),
+        ("", "https://wandb.ai/lab/p/runs/1 https://evil.example", False),
+        ("", "https://wandb.ai/lab/p/runs/\u00e9", False),
+        ("", "https://wandb.ai/" + "a" * 2000, False),
+        ("", "javascript:alert(1)//wandb.ai", False),
+        ("https://wandb.lab.example", "https://wandb.lab.example/lab/p/runs/1", True),
+        ("https://wandb.lab.example", "https://wandb.ai/lab/p/runs/1", False),
+        ("https://wandb.lab.example", "http://wandb.lab.example/lab/p/runs/1", False),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/lab/p/runs/1", True),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:9090/lab/p/runs/1", False),
+        ("http://127.0.0.1:8080", "http://127.0.0.1/lab/p/runs/1", False),
+        ("http://wandb.local", "https://wandb.local/lab/p/runs/1", True),
+        ("not a url", "https://wandb.ai/lab/p/runs/1", False),
+        ("ftp://wandb.ai", "https://wandb.ai/lab/p/runs/1", False),
+    ],
+)
+def test_a_run_page_is_shown_only_on_the_configured_wandb_host(
+    base_url: str, url: str, shown: bool
+) -> None:
+    assert run_page(url, base_url) == (url if shown else None)
 
 
 def test_offline_runs_are_found_and_the_sync_command_names_them(tmp_path: Path) -> None:

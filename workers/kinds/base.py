@@ -32,12 +32,13 @@ STOPPED_EARLY = "stopped-early.json"
 class LiveLink:
     """How a step talks to colabot while it runs on this machine.
 
-    ``args`` turns the ports of colabot's two loopback sockets (progress in, commands out)
-    into the arguments that tell the step about them; ``stop_command`` is the message that
-    asks it to end its training early and keep its model.
+    ``args`` turns the addresses of colabot's two private sockets (``ipc://`` paths in a
+    0700 folder; progress in, commands out) into the arguments that tell the step about
+    them; ``stop_command`` is the message that asks it to end its training early and keep
+    its model.
     """
 
-    args: Callable[[int, int], list[str]]
+    args: Callable[[str, str], list[str]]
     stop_command: str
 
 

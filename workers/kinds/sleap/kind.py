@@ -272,17 +272,21 @@ def wants_gpu(ctx: JobContext) -> bool:
     return str(ctx.param("device") or "auto") != "cpu"
 
 
-def zmq_ports(progress_port: int, control_port: int) -> list[str]:
-    """The sleap-nn overrides that connect training to colabot's live sockets: its progress
-    publisher and its training controller (what SLEAP's own loss viewer uses)."""
-    return [
-        f"trainer_config.zmq.publish_port={progress_port}",
-        f"trainer_config.zmq.controller_port={control_port}",
-    ]
+PROGRESS_FLAG = "--colabot-progress"
+CONTROL_FLAG = "--colabot-control"
+"""The training wrapper's own arguments (it takes them out before sleap-nn reads the rest)."""
+STOP_COMMAND = {"command": "stop"}
+"""The one command the training wrapper acts on, and only when a message is exactly this."""
 
 
-# sleap-nn's controller ends training at the end of the batch that hears this.
-LIVE_LINK = LiveLink(args=zmq_ports, stop_command=json.dumps({"command": "stop"}))
+def live_args(progress_address: str, control_address: str) -> list[str]:
+    """The arguments that connect training to colabot's live sockets: its progress
+    publisher and its training controller (colabot's, in place of sleap-nn's)."""
+    return [f"{PROGRESS_FLAG}={progress_address}", f"{CONTROL_FLAG}={control_address}"]
+
+
+# The training ends at the end of the batch that hears this.
+LIVE_LINK = LiveLink(args=live_args, stop_command=json.dumps(STOP_COMMAND))
 
 
 def _mark_stopped(work: Path, run_name: str) -> None:

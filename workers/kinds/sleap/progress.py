@@ -237,7 +237,8 @@ def parse_live_message(text: str) -> LiveEvent | None:
         batch=_whole(data.get("batch")),
         loss=_optional_float(logs.get("loss", logs.get("train/loss"))),
         val_loss=_optional_float(logs.get("val/loss")),
-        wandb_url=url if isinstance(url, str) and url.startswith("https://") else "",
+        # Whether the page is shown is the runner's decision (on the configured W&B host).
+        wandb_url=url if isinstance(url, str) and url.startswith(("https://", "http://")) else "",
     )
 
 

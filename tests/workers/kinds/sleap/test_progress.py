@@ -145,6 +145,11 @@ def test_live_messages_parse_and_foreign_ones_are_ignored() -> None:
     assert parse_live_message(_live("train_begin", wandb_url="javascript:x")) == LiveEvent(
         "train_begin"
     )
+    # Any web page is read; whether it is shown (on the W&B host) is the runner's decision.
+    other = _live("train_begin", wandb_url="http://wandb.lab.example/lab/p/runs/abc")
+    assert parse_live_message(other) == LiveEvent(
+        "train_begin", wandb_url="http://wandb.lab.example/lab/p/runs/abc"
+    )
     for foreign in ("", "not json", "[1]", _live("batch_start", batch=1), '{"event": 3}'):
         assert parse_live_message(foreign) is None
     odd = _live("batch_end", epoch="x", batch=True, logs={"loss": "nan"})
