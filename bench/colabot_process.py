@@ -7,16 +7,15 @@ from pathlib import Path
 
 from bot.emulator import DEFAULT_USER_ID
 
-TOKEN = "123456:BENCHtokenBENCHtokenBENCH"
 
-
-def colabot_env(home: Path, api_url: str, **settings: str) -> dict[str, str]:
+def colabot_env(home: Path, api_url: str, token: str, **settings: str) -> dict[str, str]:
     """This process's environment without COLABOT_* settings, plus a bot for the emulator's
-    user, data and results under ``home``, and any extra ``COLABOT_*`` ``settings``."""
+    user (``token``: the emulator's, made at its start), data and results under ``home``,
+    and any extra ``COLABOT_*`` ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
     env.update(
         HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
+        COLABOT_TELEGRAM_TOKEN=token,
         COLABOT_TELEGRAM_API_URL=api_url,
         COLABOT_TELEGRAM_ALLOWED_USERS=str(DEFAULT_USER_ID),
         COLABOT_WORKER_DATA_DIR=str(home / "data"),

@@ -16,7 +16,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.colabot_process import TOKEN
 from bot.config import (
     Config,
     DriveConfig,
@@ -57,7 +56,9 @@ async def main_async(jobs: int) -> None:
         await emu.start()
         emu.add_chat(DEFAULT_USER_ID)
         base = Config(
-            telegram=TelegramConfig(token=TOKEN, api_url=emu.url, allowed_users=(DEFAULT_USER_ID,)),
+            telegram=TelegramConfig(
+                token=emu.token, api_url=emu.url, allowed_users=(DEFAULT_USER_ID,)
+            ),
             worker=WorkerConfig(data_dir=tmp / "data-local"),
             results=ResultsConfig(dir=tmp / "results"),
             heartbeat=HeartbeatConfig(interval_minutes=0),

@@ -29,7 +29,6 @@ from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 from bot.service import Colabot
 from workers.jobs import Progress
 
-TOKEN = "123456:BENCHtokenBENCHtokenBENCH"
 # Progress of a training step (as opposed to an epoch row, a prediction, an upload).
 TRAINING_STEP = " · step "
 
@@ -109,7 +108,9 @@ async def main(runs: int) -> None:
         await emu.start()
         emu.add_chat(DEFAULT_USER_ID, first_name="Bench")
         config = Config(
-            telegram=TelegramConfig(token=TOKEN, api_url=emu.url, allowed_users=(DEFAULT_USER_ID,)),
+            telegram=TelegramConfig(
+                token=emu.token, api_url=emu.url, allowed_users=(DEFAULT_USER_ID,)
+            ),
             worker=WorkerConfig(data_dir=home / "data"),
             results=ResultsConfig(dir=home / "results"),
             heartbeat=HeartbeatConfig(interval_minutes=0),

@@ -149,7 +149,7 @@ def make_data(folder: Path) -> Path:
 
 def start_colabot(home: Path, emu: BotApiEmulator, inputs: Path) -> subprocess.Popen[bytes]:
     """``colabot run`` as its own process, pointed at the emulator."""
-    env = colabot_env(home, emu.url, COLABOT_WORKER_INPUT_ROOTS=str(inputs))
+    env = colabot_env(home, emu.url, emu.token, COLABOT_WORKER_INPUT_ROOTS=str(inputs))
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run"],
         env=env,

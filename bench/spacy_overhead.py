@@ -135,7 +135,7 @@ async def measure(rounds: int, steps: int) -> None:
         emu.add_chat(DEFAULT_USER_ID)
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
-            env=colabot_env(home, emu.url, COLABOT_WORKER_INPUT_ROOTS=str(home)),
+            env=colabot_env(home, emu.url, emu.token, COLABOT_WORKER_INPUT_ROOTS=str(home)),
             cwd=home,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -38,3 +38,14 @@ class AccessPolicy:
         if chat_type == PRIVATE:
             return Verdict.ALLOW if chat_id == user_id else Verdict.CHAT_NOT_ALLOWED
         return Verdict.ALLOW if chat_id in self.groups else Verdict.CHAT_NOT_ALLOWED
+
+    def serves(self, chat_id: int | None, chat_type: str | None) -> bool:
+        """Whether colabot serves this chat at all: an allowed user's private chat, or an
+        opted-in group. Telegram's own notes about a chat (the bot removed or blocked, a
+        group that became a supergroup, members who came or went) count only for such a
+        chat, whoever caused them: a stranger's chat changes nothing colabot keeps."""
+        if chat_id is None:
+            return False
+        if chat_type == PRIVATE:
+            return chat_id in self.users
+        return chat_id in self.groups

@@ -61,6 +61,10 @@ class ChatBook:
         """Whether an update from ``user_id`` in ``chat_id`` may reach a command."""
         return self.policy.verdict(user_id, chat_id, chat_type)
 
+    def serves(self, chat_id: int | None, chat_type: str | None) -> bool:
+        """Whether colabot serves this chat (migrated groups under their new ids too)."""
+        return self.policy.serves(chat_id, chat_type)
+
     def first_video(self, chat_id: int) -> bool:
         """True the first time a chat sends a video (it is then told how to keep frames)."""
         return self.store.note_video_sent(chat_id)

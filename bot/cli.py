@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.config import Config, find_config_file, load_config, summary_lines
 from bot.errors import ConfigError
+from workers.redaction import redact, register_secret
 
 DESCRIPTION = """\
 colabot runs SLEAP and spaCy jobs beside a GPU and talks to you on Telegram: start training
@@ -69,7 +70,23 @@ def _version() -> str:
 
 
 def _load(path: Path | None) -> Config:
-    return load_config(find_config_file(path, os.environ))
+    config = load_config(find_config_file(path, os.environ))
+    register_secrets(config)
+    return config
+
+
+def register_secrets(config: Config) -> None:
+    """Tell the redactor the secrets the configuration holds (the bot token and its secret
+    part, the W&B key, the Ray token): whatever colabot prints, logs, stores or sends masks
+    them from now on."""
+    token = config.telegram.token
+    register_secret(token, token.partition(":")[2], config.wandb.api_key, config.ray.token)
+
+
+def say(line: str, *, error: bool = False) -> None:
+    """Print one line of colabot's own output (to stderr when ``error``), secrets masked:
+    every line ``colabot check`` and ``colabot run`` print goes through here."""
+    print(redact(line), file=sys.stderr if error else sys.stdout)
 
 
 def check(path: Path | None, *, offline: bool = False) -> int:
@@ -80,13 +97,13 @@ def check(path: Path | None, *, offline: bool = False) -> int:
     try:
         config = _load(path)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        say(f"config error: {exc}", error=True)
         return 1
-    print("configuration is valid")
+    say("configuration is valid")
     for line in summary_lines(config):
-        print(f"  {line}")
+        say(f"  {line}")
     for hint in setup_hints(config):
-        print(f"note: {hint}")
+        say(f"note: {hint}")
     if offline:
         return 0
     import asyncio
@@ -97,7 +114,7 @@ def check(path: Path | None, *, offline: bool = False) -> int:
     setup_logging(quiet_console=True)
     findings = asyncio.run(probe_all(config))
     for finding in findings:
-        print(("ok: " if finding.ok else "problem: ") + finding.text)
+        say(("ok: " if finding.ok else "problem: ") + finding.text)
     return 0 if all(finding.ok for finding in findings) else 1
 
 
@@ -106,7 +123,7 @@ def run(path: Path | None, verbose: bool) -> int:
     try:
         config = _load(path)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        say(f"config error: {exc}", error=True)
         return 1
     from bot.logs import setup_logging
     from bot.service import run_until_interrupted

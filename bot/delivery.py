@@ -30,7 +30,7 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot import views
+from bot import limits, views
 from bot.chats import ChatBook
 from bot.pacing import EditPacer
 from bot.schedule import needs_new_keepalive
@@ -58,15 +58,17 @@ log = logging.getLogger(__name__)
 NOT_MODIFIED = "message is not modified"
 RETRY_DELAY_S = 1.0
 MAX_RETRY_DELAY_S = 30.0
-# Telegram's own limits for bots, in bytes: a little under what it takes, never over.
-PHOTO_LIMIT = 10_000_000
-DOCUMENT_LIMIT = 50_000_000
 
 
 def keyboard(view: View) -> InlineKeyboardMarkup | None:
-    """The view's buttons as an inline keyboard."""
+    """The view's buttons as an inline keyboard (ValueError for button data Telegram would
+    refuse: a bug of colabot's, better found here than as a refused message)."""
     if not view.buttons:
         return None
+    for row in view.buttons:
+        for button in row:
+            if not limits.fits_callback_data(button.data):
+                raise ValueError(f"button data {button.data!r} is over Telegram's limit")
     return InlineKeyboardMarkup(
         [[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in view.buttons]
     )
@@ -415,13 +417,13 @@ class Delivery:
         except FileNotFoundError:
             log.warning("file %s vanished before it could be sent", path)
             return
-        caption = (file.caption or path.name)[:1000]
+        caption = limits.caption(file.caption or path.name)
         try:
-            if file.photo and size <= PHOTO_LIMIT:
+            if file.photo and size <= limits.PHOTO_UPLOAD_BYTES:
                 await self.bot.send_photo(
                     place.chat_id, path, caption=caption, message_thread_id=place.thread_id
                 )
-            elif size <= DOCUMENT_LIMIT:
+            elif size <= limits.DOCUMENT_UPLOAD_BYTES:
                 await self.bot.send_document(
                     place.chat_id,
                     path,

@@ -27,7 +27,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import views
+from bot import limits, views
 from bot.access import Verdict
 from bot.chats import ChatBook
 from bot.commands import (
@@ -134,20 +134,41 @@ class ChatHandlers:
 
     async def on_service_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Telegram's own notes about chats, handled quietly and never answered: the bot was
-        removed or blocked, a group became a supergroup, members came or went."""
+        removed or blocked, a group became a supergroup, members came or went.
+
+        They pass their own access guard before anything is written: only a note about a
+        chat colabot serves changes what it keeps (whoever caused it: Telegram vouches for
+        the note); a stranger's chat writes nothing. Fails closed: whatever goes wrong, the
+        update stops here, unanswered.
+        """
+        if not _is_service_update(update):
+            return
+        try:
+            chat_id, chat_type = _service_chat(update)
+            if self.chats.serves(chat_id, chat_type):
+                self._apply_service_update(update)
+            else:
+                # Only the id: nothing a stranger's chat carries is logged.
+                log.info("ignored a service update about chat %s (not served)", chat_id)
+        except Exception:
+            log.exception("handling a service update failed; it stops here")
+        raise ApplicationHandlerStop
+
+    def _apply_service_update(self, update: Update) -> None:
+        """What a note about a served chat changes: a chat that removed or blocked the bot
+        is forgotten, a group that became a supergroup is followed."""
         member = update.my_chat_member
         if member is not None:
             if member.new_chat_member.status in ("kicked", "left"):
                 self.chats.forget(member.chat.id, "the bot was removed from it or blocked")
-            raise ApplicationHandlerStop
+            return
         message = update.message
-        if message is None or not filters.StatusUpdate.ALL.check_update(update):
+        if message is None:
             return
         if message.migrate_to_chat_id:
             self.chats.migrate(message.chat.id, message.migrate_to_chat_id)
         elif message.migrate_from_chat_id:
             self.chats.migrate(message.migrate_from_chat_id, message.chat.id)
-        raise ApplicationHandlerStop
 
     # access -------------------------------------------------------------------------------------
 
@@ -203,7 +224,7 @@ class ChatHandlers:
             text = views.chat_not_allowed(chat.id)
         if update.callback_query is not None:
             # Only the presser sees it, and an unanswered button keeps spinning: always answer.
-            await update.callback_query.answer(text[:200])
+            await update.callback_query.answer(limits.callback_answer(text))
             return
         now = time.monotonic()
         if user_id is None or now - self._refused.get(user_id, -1e9) <= REFUSAL_COOLDOWN_S:
@@ -452,7 +473,7 @@ class ChatHandlers:
             reply.chat_id,
             data,
             filename=f"job-{request.job_id}-log.txt",
-            caption=f"Last {len(lines)} lines of job #{request.job_id}",
+            caption=limits.caption(f"Last {len(lines)} lines of job #{request.job_id}"),
             reply_to_message_id=reply.message_id,
             allow_sending_without_reply=True,
             message_thread_id=reply.thread_id,
@@ -489,7 +510,7 @@ class ChatHandlers:
         await bot.send_photo(
             reply.chat_id,
             picture.read_bytes(),
-            caption=views.plot_caption(job),
+            caption=limits.caption(views.plot_caption(job)),
             reply_to_message_id=reply.message_id,
             allow_sending_without_reply=True,
             message_thread_id=reply.thread_id,
@@ -501,9 +522,28 @@ async def _answer(query: Any, text: str | None) -> None:
     """Answer a button press; an answer Telegram refuses (too late, already answered) only
     means the spinner stopped on its own, so it is harmless."""
     try:
-        await query.answer(text or None)
+        await query.answer(limits.callback_answer(text) if text else None)
     except BadRequest as exc:
         log.info("the button answer came too late: %s", exc.message)
+
+
+def _is_service_update(update: Update) -> bool:
+    """Whether an update is one of Telegram's notes about a chat rather than something a
+    person sent: membership changes (the bot's own and others'), join requests, and service
+    messages (members came or left, a migration, a new title...)."""
+    if update.my_chat_member or update.chat_member or update.chat_join_request:
+        return True
+    return update.message is not None and bool(filters.StatusUpdate.ALL.check_update(update))
+
+
+def _service_chat(update: Update) -> tuple[int | None, str | None]:
+    """The chat a service update is about, and its type. The note that arrives in the new
+    supergroup after a migration is about the group it came from."""
+    message = update.message
+    if message is not None and message.migrate_from_chat_id:
+        return message.migrate_from_chat_id, "group"
+    chat = update.effective_chat
+    return (chat.id, chat.type) if chat is not None else (None, None)
 
 
 def _thread_of(message: Any) -> int | None:

@@ -21,23 +21,24 @@ from telegram.ext import Application
 from bot import views
 from bot.app import build_application
 from bot.chats import ChatBook
+from bot.cli import register_secrets, say
 from bot.config import Config, access_policy, wandb_settings
-from bot.delivery import DOCUMENT_LIMIT, ChatPositions, Delivery, view_notice
+from bot.delivery import ChatPositions, Delivery, view_notice
 from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
 from bot.executor import open_executor
 from bot.handlers import ChatHandlers
 from bot.heartbeat import Heartbeat
+from bot.limits import DOCUMENT_UPLOAD_BYTES, MB
 from bot.results import drive_client_factory, fetch_policy, open_results
 from bot.runtime import RuntimeClock, runtime_clock
-from workers.datadir import DataDirLock
+from workers.datadir import DataDirLock, make_private
 from workers.durability import Keeper
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError, StoreError
 from workers.executors.base import Executor
 from workers.fetch import Fetcher
 from workers.kinds.registry import default_registry
-from workers.redaction import register_secret
 from workers.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ OFFLINE_BANNER = (
     "colabot: no telegram.token is set, so this is the offline chat. Type /help; "
     "Ctrl-D quits. Set COLABOT_TELEGRAM_TOKEN to use Telegram."
 )
-# Not a secret: the offline chat's own emulator accepts any well-formed token.
-OFFLINE_TOKEN = "1000001:offline-terminal-chat-token"  # noqa: S105
 
 
 class Colabot:
@@ -75,8 +74,7 @@ class Colabot:
         self.fatal: ColabotError | None = None
         self.failed = asyncio.Event()
         self._conflicts: list[float] = []
-        token = config.telegram.token
-        register_secret(token, token.partition(":")[2], config.wandb.api_key)
+        register_secrets(config)
 
     async def start(self) -> None:
         """Start everything; return once the bot is polling.
@@ -127,7 +125,7 @@ class Colabot:
             input_roots=tuple(r.expanduser() for r in config.worker.input_roots),
             default_timeout_s=(config.worker.job_timeout_minutes * 60) or None,
             send_files_under_bytes=min(
-                int(config.results.send_files_under_mb * 1024 * 1024), DOCUMENT_LIMIT
+                int(config.results.send_files_under_mb * MB), DOCUMENT_UPLOAD_BYTES
             ),
             min_free_disk_mb=config.worker.min_free_disk_mb,
             wandb=wandb_settings(config),
@@ -242,10 +240,11 @@ class Colabot:
         log.info("colabot stopped")
 
 
-def offline_config(config: Config, api_url: str, user_id: int) -> Config:
-    """The configuration the bot runs with against the offline chat's emulator."""
+def offline_config(config: Config, api_url: str, token: str, user_id: int) -> Config:
+    """The configuration the bot runs with against the offline chat's emulator (``token``:
+    the one it made at its start)."""
     telegram = dataclasses.replace(
-        config.telegram, token=OFFLINE_TOKEN, api_url=api_url, allowed_users=(user_id,)
+        config.telegram, token=token, api_url=api_url, allowed_users=(user_id,)
     )
     return config.replace(telegram=telegram)
 
@@ -261,12 +260,13 @@ async def run_offline(
     folder = config.data_dir / "offline-chat"
     emulator = BotApiEmulator(folder)
     try:
+        make_private(config.data_dir)  # the emulator's files are the first in it
         await emulator.start()
     except OSError as exc:
         raise StoreError(
             str(folder), f"cannot use the data folder: {exc.strerror or exc}"
         ) from None
-    colabot = Colabot(offline_config(config, emulator.url, DEFAULT_USER_ID))
+    colabot = Colabot(offline_config(config, emulator.url, emulator.token, DEFAULT_USER_ID))
     stop = asyncio.Event()
     _on_signals(stop)
     try:
@@ -323,7 +323,7 @@ def run_until_interrupted(config: Config) -> int:
             return asyncio.run(run_offline(config))
         return asyncio.run(run_online(config))
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        say(f"config error: {exc}", error=True)
     except ColabotError as exc:
-        print(f"colabot could not start: {exc}", file=sys.stderr)
+        say(f"colabot could not start: {exc}", error=True)
     return 1

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.commands import SUMMARY, USAGE, Verb, button_data, kind_usage, release_data
+from bot.limits import MESSAGE_CHARS
 from bot.runtime import MachineFacts, RuntimeClock
 from bot.schedule import finish_verdict
 from workers.executors.base import Placement, format_seconds
 from workers.jobs import Action, CheckpointNote, Job, JobState, Link
 from workers.kinds.registry import KindRegistry
 
-TELEGRAM_LIMIT = 4096
 REFUSAL = "Sorry, this is a private bot."
 EDIT_NOT_RUN = (
     "Edited commands are not run again. To run it with the change, send it as a new message."
@@ -463,7 +463,7 @@ def to_plain(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
-def fits(text: str, limit: int = TELEGRAM_LIMIT) -> bool:
+def fits(text: str, limit: int = MESSAGE_CHARS) -> bool:
     """Whether the text fits in one Telegram message."""
     return len(text) <= limit
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import workers
 from workers.disk import DiskGuard, trim_log
 from workers.errors import ColabotError, SpecError, StepFailedError, StopEarlyError
 from workers.events import Cancelled, Failed, Interrupted, Payload, Started, Succeeded
@@ -39,18 +38,27 @@ from workers.kinds.base import (
 )
 from workers.kinds.registry import KindRegistry
 from workers.live import LiveChannel
-from workers.outputs import Packed, files_for_chat, package_outputs, publish
+from workers.outputs import Packed, files_for_chat, inside_job, package_outputs, publish
 from workers.redaction import SECRETS
 from workers.results.base import ResultsBackend
-from workers.steprun import StepResult, StepRun
+from workers.safety.environment import step_environment
+from workers.safety.files import open_to_change, touch_private
+from workers.safety.names import label
+from workers.steprun import StepResult, StepRun, open_job_log
 from workers.store import Store
-from workers.wandb_runs import WandbRun, WandbSettings, offline_runs, run_url, step_env, sync_hint
+from workers.wandb_runs import (
+    WandbRun,
+    WandbSettings,
+    offline_runs,
+    run_page,
+    run_url,
+    step_env,
+    sync_hint,
+)
 
 log = logging.getLogger(__name__)
 
 TAIL_FOR_EVENTS = 12
-# Environment variables a job must never see: chat and cloud credentials.
-SECRET_ENV_PREFIXES = ("COLABOT_", "TELEGRAM_", "GOOGLE_APPLICATION_CREDENTIALS", "WANDB_")
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class ActiveJob:
         elif step.stop_file is not None:
             if not dry_run:
                 step.stop_file.parent.mkdir(parents=True, exist_ok=True)
-                step.stop_file.touch()
+                touch_private(step.stop_file)  # a link planted at its name is not followed
         else:
             raise StopEarlyError(
                 job_id,
@@ -195,19 +203,6 @@ class JobHost(Protocol):
     def wandb_run(self, spec: JobSpec, name: str) -> WandbRun | None: ...
 
     def log_path(self, job_id: int) -> Path: ...
-
-
-def child_environment(extra: dict[str, str]) -> dict[str, str]:
-    """The environment for a job step: ours minus secrets, plus the step's own settings."""
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(SECRET_ENV_PREFIXES)
-    }
-    source_root = str(Path(workers.__file__).resolve().parent.parent)
-    paths = [source_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 @dataclass(frozen=True)
@@ -375,10 +370,10 @@ class JobRunner:
         self, ctx: JobContext, step: Step, index: int, channel: LiveChannel | None = None
     ) -> Launch:
         wandb = step_env(ctx.wandb, self.host.settings.wandb)
-        env = child_environment({**wandb, **step.env, "COLABOT_JOB_ID": str(self.job_id)})
+        env = step_environment({**wandb, **step.env, "COLABOT_JOB_ID": str(self.job_id)})
         argv = list(step.argv)
         if channel is not None and step.live is not None:
-            argv += step.live.args(channel.progress_port, channel.control_port)
+            argv += step.live.args(channel.progress_address, channel.control_address)
         return Launch(
             job_id=self.job_id,
             index=index,
@@ -399,15 +394,19 @@ class JobRunner:
         log_path = host.log_path(job_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if reattach is None:
-            with log_path.open("ab") as handle:
-                handle.write(
-                    f"\n=== colabot step: {step.name} ===\n$ {shlex.join(step.argv)}\n".encode()
-                )
+            # A log that cannot be opened (a link planted at its name) is StepRun's to refuse.
+            with contextlib.suppress(OSError), open_job_log(log_path) as handle:
+                header = f"\n=== colabot step: {label(step.name)} ===\n$ {shlex.join(step.argv)}\n"
+                handle.write(header.encode())
         for folder in (ctx.outputs_dir, ctx.scratch_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
+        server = host.settings.wandb.base_url
+
         def on_line(source: str, line: str) -> None:
+            # A page the job names is shown only when it is on the configured W&B host.
             url = run_url(line) if source == "output" else None
+            url = run_page(url, server) if url is not None else None
             if url is not None and url != self.active.link:
                 self.active.link = url
                 self._notify(f"W&B run: {url}")
@@ -415,6 +414,8 @@ class JobRunner:
             if progress is None and url is not None:
                 progress = host.live(job_id) or Progress()
             if progress is not None:
+                if progress.link and run_page(progress.link, server) is None:
+                    progress = dataclasses.replace(progress, link="")
                 if self.active.link and not progress.link:
                     progress = dataclasses.replace(progress, link=self.active.link)
                 host.progress(job_id, progress)
@@ -484,12 +485,13 @@ class JobRunner:
         return result
 
     def _open_channel(self, step: Step, on_message: Callable[[str], None]) -> LiveChannel | None:
-        """Loopback sockets for a step that can use them here; None on a cluster (its
-        watched files still report progress) or when they cannot be opened."""
+        """Private sockets (in a 0700 folder of the job's, removed when the step ends) for a
+        step that can use them here; None on a cluster (its watched files still report
+        progress) or when they cannot be opened."""
         if step.live is None or not self.host.executor.runs_here:
             return None
         try:
-            return LiveChannel(on_message)
+            return LiveChannel(on_message, near=self.host.workdir(self.job_id))
         except Exception as exc:
             log.warning("no live channel for job %s: %s", self.job_id, exc)
             return None
@@ -513,9 +515,12 @@ class JobRunner:
     async def _succeed(self, ctx: JobContext, outcome: Outcome) -> None:
         host, job_id = self.host, self.job_id
         outcome = self._with_wandb(ctx, outcome)
-        present = [o for o in outcome.outputs if o.path.exists()]
+        notes: list[str] = []
+        existing = [o for o in outcome.outputs if o.path.exists()]
+        present = inside_job(ctx.workdir, existing, notes.append)
         host.store.set_outputs(job_id, [KeptOutput(o.role, str(o.path)) for o in present])
-        packed = await asyncio.to_thread(package_outputs, ctx.workdir, present)
+        packed = await asyncio.to_thread(package_outputs, ctx.workdir, present, notes.append)
+        summary = "\n".join([outcome.summary, *notes]).strip()
         links: list[Link] = []
         if host.results is not None and packed:
             try:
@@ -532,8 +537,8 @@ class JobRunner:
             links.append(Link("W&B run", self.active.link))
         if links:
             host.store.set_links(job_id, links)
-        host.store.set_summary(job_id, outcome.summary)
-        self._finish(JobState.SUCCEEDED, Succeeded(outcome.summary, links, dict(outcome.metrics)))
+        host.store.set_summary(job_id, summary)
+        self._finish(JobState.SUCCEEDED, Succeeded(summary, links, dict(outcome.metrics)))
         for file in files_for_chat(packed, host.settings.send_files_under_bytes):
             host.post(job_id, file)
 
@@ -579,6 +584,6 @@ def _cut_log(path: Path, length: int) -> None:
     that point (by a colabot killed before it recorded them) are read and logged again."""
     if length < 0:
         return
-    with contextlib.suppress(OSError), path.open("r+b") as handle:
+    with contextlib.suppress(OSError), open_to_change(path) as handle:
         if handle.seek(0, os.SEEK_END) > length:
             handle.truncate(length)

@@ -22,12 +22,20 @@ from workers.disk import FULL_ERRNOS
 from workers.errors import StartError
 from workers.executors.base import Executor, Exit, Grace, Launch, StepHandle, describe_exit
 from workers.redaction import SECRETS, Redactor, StreamRedactor
+from workers.safety.files import create_private
 
 MAX_HOOK_LINE = 8 * 1024
 TAIL_LINES = 40
 WATCH_INTERVAL_S = 1.0
 # How often the count of output bytes read is recorded (where a re-attached step resumes).
 CONSUMED_EVERY_S = 1.0
+
+
+def open_job_log(path: Path) -> BinaryIO:
+    """Open the job log to add to it: created private (0600) when new, and never through a
+    link placed at its name (OSError)."""
+    return create_private(path, append=True, exclusive=False)
+
 
 LineHook = Callable[[str, str], None]
 """Called with (source, line): source is ``"output"`` or the name of a watched file."""
@@ -178,9 +186,14 @@ class StepRun:
         """Start the step and follow it to its end."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            open_job_log(self.log_path).close()
+        except OSError as exc:
+            reason = f"cannot write the job log {self.log_path.name}: {exc.strerror or exc}"
+            return StepResult(returncode=None, reason=reason, tail=[reason], started=False)
+        try:
             handle = await self.executor.start(self.launch)
         except StartError as exc:
-            with self.log_path.open("ab") as log:
+            with open_job_log(self.log_path) as log:
                 log.write(f"colabot: {exc.reason}\n".encode())
             return StepResult(returncode=None, reason=exc.reason, tail=[exc.reason], started=False)
         return await self.follow(handle)
@@ -279,7 +292,7 @@ class StepRun:
         splitter = LineSplitter("output", self.on_line, self._tail)
         redacting = self.redactor.stream()
         told = time.monotonic()
-        with self.log_path.open("ab") as log:
+        with open_job_log(self.log_path) as log:
             writable = True
             try:
                 async for raw in output:

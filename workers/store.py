@@ -2,6 +2,11 @@
 
 Every message a person should see is first an ``events`` row; it is marked delivered only after
 whoever delivers it has had it accepted, so a crash or an outage loses nothing.
+
+Text enters the database through :func:`scrubbed` only: every text a job, an exception or a
+service produced (an error, a notice, a failure's tail, a progress message, a summary) is
+redacted on its way in, like the log and the chat. What colabot must use again as it was
+stays as it was: a job's spec (what the user typed), and locations (paths and links).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import contextlib
 import functools
 import json
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from workers.datadir import make_private
 from workers.errors import (
     InvalidTransitionError,
     StoreBusyError,
@@ -46,10 +53,16 @@ from workers.jobs import (
     StepRecord,
     check_transition,
 )
+from workers.redaction import SECRETS
+from workers.safety.files import FILE_MODE
 from workers.schema import prepare
 
 DB_NAME = "colabot.sqlite3"
 INTERRUPTED_REASON = "colabot stopped while the job was running"
+# SQLite's companions of the database file, in WAL mode.
+DB_SUFFIXES = ("", "-wal", "-shm")
+# Keys whose values are locations colabot made and must use again: kept as they are.
+LOCATION_KEYS = frozenset({"path", "url", "link"})
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -75,6 +88,33 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     if "unable to open" in text:
         return StoreError(str(path), "the database cannot be opened; check the data folder")
     return StoreError(str(path), f"database error: {exc}")
+
+
+def scrubbed(value: Any) -> Any:
+    """A value on its way into the database with every text in it redacted
+    (:data:`workers.redaction.SECRETS`), in lists and dicts too; the values of
+    :data:`LOCATION_KEYS` are kept as they are."""
+    if isinstance(value, str):
+        return SECRETS.redact(value)
+    if isinstance(value, list | tuple):
+        return [scrubbed(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            key: item if key in LOCATION_KEYS and isinstance(item, str) else scrubbed(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _private_database(path: Path) -> None:
+    """Make the database and its WAL files 0600 where an older colabot left them readable by
+    others (new ones are private already: the data folder's umask)."""
+    for suffix in DB_SUFFIXES:
+        file = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            mode = file.lstat().st_mode
+            if stat.S_ISREG(mode) and stat.S_IMODE(mode) != FILE_MODE:
+                file.chmod(FILE_MODE)
 
 
 def _translated(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -129,7 +169,8 @@ class Store:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / DB_NAME
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            make_private(data_dir)
+            _private_database(self.path)
         except OSError as exc:
             raise StoreError(
                 str(data_dir), f"cannot create the data folder: {exc.strerror}"
@@ -204,13 +245,13 @@ class Store:
                     job.created_at,
                     job.started_at,
                     job.finished_at,
-                    json.dumps(job.progress.to_dict()),
+                    json.dumps(scrubbed(job.progress.to_dict())),
                     json.dumps([link.to_dict() for link in job.links]),
-                    job.error,
+                    scrubbed(job.error),
                     json.dumps(job.origin),
                     job.attempt,
                     job.checkpoint,
-                    job.summary,
+                    scrubbed(job.summary),
                 ),
             )
         self.reserve_ids_above(job.id)
@@ -288,7 +329,7 @@ class Store:
                 args.append(now)
             if error is not None:
                 sets.append("error = ?")
-                args.append(error)
+                args.append(scrubbed(error))
             cur = db.execute(
                 f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state = ?",  # noqa: S608
                 [*args, job_id, source.value],
@@ -317,7 +358,7 @@ class Store:
     @_translated
     def set_progress(self, job_id: int, progress: Progress) -> None:
         """Record the latest progress."""
-        self._update(job_id, "progress", json.dumps(progress.to_dict()))
+        self._update(job_id, "progress", json.dumps(scrubbed(progress.to_dict())))
 
     @_translated
     def set_links(self, job_id: int, links: Iterable[Link]) -> None:
@@ -332,7 +373,7 @@ class Store:
     @_translated
     def set_summary(self, job_id: int, summary: str) -> None:
         """Record the one-paragraph result summary."""
-        self._update(job_id, "summary", summary)
+        self._update(job_id, "summary", scrubbed(summary))
 
     def _update(self, job_id: int, column: str, value: Any) -> None:
         # ``column`` is always one of this class's literals, never user text.
@@ -370,7 +411,7 @@ class Store:
             db.execute("DELETE FROM events WHERE type = ? AND delivered_at IS NULL", (kind.value,))
         cur = db.execute(
             "INSERT INTO events (job_id, type, payload, created_at) VALUES (?, ?, ?, ?)",
-            (job_id, kind.value, json.dumps(encode(payload)), now),
+            (job_id, kind.value, json.dumps(scrubbed(encode(payload))), now),
         )
         return int(cur.lastrowid or 0)
 
@@ -567,7 +608,7 @@ class Store:
         self._db.execute(
             "INSERT OR REPLACE INTO status_messages (job_id, chat_id, message_id, text) "
             "VALUES (?, ?, ?, ?)",
-            (job_id, status.chat_id, status.message_id, status.text),
+            (job_id, status.chat_id, status.message_id, scrubbed(status.text)),
         )
 
     @_translated
@@ -604,7 +645,7 @@ class Store:
             db.execute(
                 "UPDATE chats SET met_at = NULL, forgotten_at = ?, forgotten_reason = ? "
                 "WHERE chat_id = ?",
-                (now, reason, chat_id),
+                (now, scrubbed(reason), chat_id),
             )
 
     @_translated

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,13 +34,15 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 _LOGGER = logging.getLogger(__name__)
-_TOKEN = re.compile(r"(\d{1,20}):[A-Za-z0-9_-]{1,200}")
 _MAX_FORM_BYTES = 2 * 1024 * 1024
 _MAX_POLL_SECONDS = 50.0
 _SHUTDOWN_SECONDS = 5.0
 
 DEFAULT_BOT_USERNAME = "colabot_offline_bot"
 DEFAULT_BOT_NAME = "colabot"
+DEFAULT_BOT_ID = 1000001
+# The random part of a token, as long as Telegram's (35 characters of base64url).
+_TOKEN_SECRET_BYTES = 26
 
 
 @dataclass(eq=False)
@@ -71,8 +73,11 @@ class OddReply:
 class BotApiEmulator:
     """A loopback Telegram Bot API for one bot, with the people's side as Python calls.
 
-    Any token shaped ``<digits>:<chars>`` is accepted and its digits are the bot's user id.
-    Files the bot sends and files people upload are kept under ``files_dir``.
+    Every start makes a new random token, ``<bot_id>:<secret>`` (:attr:`token`), and only
+    that token is accepted: any other gets Telegram's 401 Unauthorized. Loopback is no trust
+    boundary (every local user reaches it), so without the token nobody else on the machine
+    can read the chat or speak as the bot. Files the bot sends and files people upload are
+    kept under ``files_dir``.
     """
 
     def __init__(
@@ -83,8 +88,10 @@ class BotApiEmulator:
         bot_first_name: str = DEFAULT_BOT_NAME,
         clock: Callable[[], float] = time.time,
         mode: ServerMode | None = None,
+        bot_id: int = DEFAULT_BOT_ID,
     ) -> None:
         self.files_dir = Path(files_dir)
+        self.bot_id = bot_id
         self.mode = mode or ServerMode()
         self.state = EmulatorState(clock=clock)
         self.journal = Journal(clock=clock)
@@ -100,16 +107,17 @@ class BotApiEmulator:
         self._polls: dict[str, _Poll] = {}
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
-        self._bot_id = 0
+        self._token: str | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
 
     # Lifecycle
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Start serving on ``host:port`` (port 0 picks a free one)."""
+        """Start serving on ``host:port`` (port 0 picks a free one), with a new token."""
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
+        self._token = f"{self.bot_id}:{secrets.token_urlsafe(_TOKEN_SECRET_BYTES)}"
         await self.store.prepare()
         app = web.Application(client_max_size=_MAX_FORM_BYTES)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
@@ -171,6 +179,18 @@ class BotApiEmulator:
         if self._url is None:
             raise RuntimeError("the emulator is not running; await start() first")
         return self._url
+
+    @property
+    def token(self) -> str:
+        """The bot token this start accepts (the only one), made afresh at each start."""
+        if self._token is None or self._runner is None:
+            raise RuntimeError("the emulator is not running; await start() first")
+        return self._token
+
+    def _accepts(self, token: str) -> bool:
+        """Whether ``token`` is this start's token (compared in constant time)."""
+        expected = self._token
+        return expected is not None and secrets.compare_digest(token.encode(), expected.encode())
 
     @property
     def base_url(self) -> str:
@@ -352,7 +372,7 @@ class BotApiEmulator:
         """Kick the bot from a group, or block it in a private chat; the bot gets a
         ``my_chat_member`` update and 403 for everything it sends there afterwards."""
         user = self.state.user(user_id)
-        users.remove_bot(self.state, user, chat_id, self.api.bot_user(self._bot_id))
+        users.remove_bot(self.state, user, chat_id, self.api.bot_user(self.bot_id))
         self._wake_polls()
 
     async def add_members(
@@ -487,8 +507,8 @@ class BotApiEmulator:
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
         method = request.match_info["method"]
-        match = _TOKEN.fullmatch(token)
-        if match is None:
+        if not self._accepts(token):
+            _LOGGER.debug("refused a %s call with a wrong token", method)
             return _error_response(ApiError(401, "Unauthorized"))
         key = method.lower()
         call = self.journal.start_call(method, {})
@@ -502,9 +522,8 @@ class BotApiEmulator:
             if odd is not None:
                 self.journal.finish_call(call, 200, "an odd reply, on purpose")
                 return web.json_response({"ok": True, "result": odd.result})
-            self._bot_id = int(match.group(1))
             self.api.token = token
-            bot = self.api.bot_user(self._bot_id)
+            bot = self.api.bot_user(self.bot_id)
             if key == "getupdates":
                 result: Any = await self._get_updates(request, token, params)
             else:
@@ -531,7 +550,7 @@ class BotApiEmulator:
         return _error_response(error)
 
     async def _handle_file(self, request: web.Request) -> web.StreamResponse:
-        if _TOKEN.fullmatch(request.match_info["token"]) is None:
+        if not self._accepts(request.match_info["token"]):
             return _error_response(ApiError(401, "Unauthorized"))
         stored = self.state.files_by_path.get(request.match_info["file_path"])
         if stored is None or not await asyncio.to_thread(stored.local_path.is_file):

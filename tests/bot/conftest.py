@@ -26,8 +26,8 @@ from bot.runtime import RuntimeClock
 from bot.service import Colabot
 from tests.bot.emulator.faults import FaultyBotApi
 
-TOKEN = "123456:TESTtokenTESTtokenTEST12"
-SECRET = TOKEN.split(":")[1]
+BOT_ID = 123456
+"""The emulated bot: its token is ``emu.token``, ``f"{BOT_ID}:<random>"``, new at each start."""
 USER = DEFAULT_USER_ID
 STRANGER = 4242
 
@@ -44,7 +44,7 @@ def emu_mode(request: pytest.FixtureRequest) -> ServerMode:
 @pytest.fixture
 async def emu(tmp_path: Path, emu_mode: ServerMode) -> AsyncIterator[FaultyBotApi]:
     """A running Bot API emulator (that can be told to fail)."""
-    emulator = FaultyBotApi(tmp_path / "telegram", mode=emu_mode)
+    emulator = FaultyBotApi(tmp_path / "telegram", mode=emu_mode, bot_id=BOT_ID)
     await emulator.start()
     emulator.add_chat(USER, first_name="Ada")
     try:
@@ -65,7 +65,7 @@ def inputs_dir(tmp_path: Path) -> Path:
 def chat_config(tmp_path: Path, emu: BotApiEmulator, inputs_dir: Path) -> Config:
     """A configuration pointing colabot at the emulator, for one allowed user."""
     return Config(
-        telegram=TelegramConfig(token=TOKEN, api_url=emu.url, allowed_users=(USER,)),
+        telegram=TelegramConfig(token=emu.token, api_url=emu.url, allowed_users=(USER,)),
         worker=WorkerConfig(
             data_dir=tmp_path / "data", max_parallel_jobs=2, input_roots=(inputs_dir,)
         ),
@@ -97,6 +97,11 @@ async def start_colabot(emu: BotApiEmulator) -> AsyncIterator[Callable[..., Any]
 async def colabot(start_colabot: Callable[..., Any], chat_config: Config) -> Colabot:
     """A running colabot talking to the emulator."""
     return await start_colabot(chat_config)  # type: ignore[no-any-return]
+
+
+def secret_of(emu: BotApiEmulator) -> str:
+    """The secret part of the emulator's token: what must never show anywhere."""
+    return emu.token.partition(":")[2]
 
 
 class Person:
@@ -182,7 +187,7 @@ def bot_process_env(home: Path, emu: BotApiEmulator, **settings: str) -> dict[st
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
     env.update(
         HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
+        COLABOT_TELEGRAM_TOKEN=emu.token,
         COLABOT_TELEGRAM_API_URL=emu.url,
         COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
         COLABOT_WORKER_DATA_DIR=str(home / "data"),

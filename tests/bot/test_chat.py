@@ -11,7 +11,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.emulator import BotApiEmulator
 from bot.service import Colabot
-from tests.bot.conftest import SECRET, STRANGER, TOKEN, USER, Person
+from tests.bot.conftest import STRANGER, USER, Person, secret_of
 
 
 async def test_start_and_help(colabot: Colabot, person: Person) -> None:
@@ -221,7 +221,7 @@ async def test_bad_button_data_is_answered(
     colabot: Colabot, person: Person, emu: BotApiEmulator
 ) -> None:
     # A button left in the chat by something else (an older version, another tool).
-    async with Bot(TOKEN, base_url=emu.base_url) as other:
+    async with Bot(emu.token, base_url=emu.base_url) as other:
         old = await other.send_message(
             USER,
             "old",
@@ -265,4 +265,4 @@ async def test_the_token_never_reaches_the_chat(
     await person.say("/logs 1 100")
     await person.say("/status 1")
     texts = " ".join((e.text or "") for e in emu.events)
-    assert SECRET not in texts
+    assert secret_of(emu) not in texts

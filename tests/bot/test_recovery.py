@@ -17,14 +17,14 @@ from pathlib import Path
 import psutil
 
 from bot.emulator import BotApiEmulator
-from tests.bot.conftest import TOKEN, USER, Person
+from tests.bot.conftest import USER, Person
 
 
 def colabot_env(home: Path, emu: BotApiEmulator, data_dir: Path, results: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
     env.update(
         HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
+        COLABOT_TELEGRAM_TOKEN=emu.token,
         COLABOT_TELEGRAM_API_URL=emu.url,
         COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
         COLABOT_WORKER_DATA_DIR=str(data_dir),

@@ -15,7 +15,7 @@ from bot.config import Config, TelegramConfig, parse_config
 from bot.emulator import BotApiEmulator
 from bot.emulator.mode import ServerMode
 from bot.errors import ConfigError
-from tests.bot.conftest import TOKEN, USER, Person
+from tests.bot.conftest import USER, Person
 
 LOCAL = ServerMode(self_hosted=True, local=True)
 NOT_LOCAL = ServerMode(self_hosted=True)
@@ -33,8 +33,8 @@ async def test_a_local_server_hands_over_large_files_from_its_disk(
     # The server keeps files in /var/lib/telegram-bot-api/<token>/<type>/ on its machine;
     # colabot's machine mounts that folder elsewhere (a shared volume).
     shared = tmp_path / "shared-volume"
-    (shared / TOKEN).mkdir(parents=True)
-    (shared / TOKEN / "documents").symlink_to(emu.files_dir / "user")
+    (shared / emu.token).mkdir(parents=True)
+    (shared / emu.token / "documents").symlink_to(emu.files_dir / "user")
     config = self_hosted(chat_config, local_mode=True, local_files_dir=shared, max_download_mb=100)
     colabot = await start_colabot(config)
     data = tmp_path / "big.bin"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bot.emulator import BotApiEmulator
-from tests.bot.conftest import SECRET, TOKEN, USER, Person
+from tests.bot.conftest import USER, Person, secret_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +71,7 @@ async def test_online_run_talks_to_the_configured_server_and_never_logs_the_toke
 ) -> None:
     env = clean_env(
         tmp_path,
-        COLABOT_TELEGRAM_TOKEN=TOKEN,
+        COLABOT_TELEGRAM_TOKEN=emu.token,
         COLABOT_TELEGRAM_API_URL=emu.url,
         COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
         COLABOT_WORKER_DATA_DIR=str(tmp_path / "data"),
@@ -100,4 +100,4 @@ async def test_online_run_talks_to_the_configured_server_and_never_logs_the_toke
             proc.kill()
             await proc.wait()
     assert "colabot is running" in output and "colabot stopped" in output
-    assert SECRET not in output
+    assert secret_of(emu) not in output

@@ -1,10 +1,12 @@
 """Who reaches the bot: strangers, allowed people in chats that are not allowed, groups that
-opted in, edited commands, and a guard whose own reply fails. The guard fails closed."""
+opted in, edited commands, a guard whose own reply fails, and Telegram's notes about a
+stranger's chats. The guard fails closed."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 from bot.config import Config
 from bot.service import Colabot
-from tests.bot.conftest import STRANGER, USER, Person
+from tests.bot.conftest import STRANGER, USER, Person, eventually
 from tests.bot.emulator.faults import FaultyBotApi
 
 GROUP = -100_200_300
@@ -125,3 +127,59 @@ async def test_a_button_from_a_chat_that_is_not_allowed_is_refused(
     assert "telegram.allowed_chats" in str((answer.callback or {}).get("text"))
     assert colabot.engine is not None and colabot.engine.job(1).state.value == "running"
     assert status.message_id is not None
+
+
+# ----------------------------------------------------------------- service updates
+
+
+def chat_rows(config: Config) -> dict[int, tuple[object, object]]:
+    """What the database keeps about chats: chat id -> (met at, forgotten at)."""
+    with sqlite3.connect(config.data_dir / "colabot.sqlite3") as db:
+        rows = db.execute("SELECT chat_id, met_at, forgotten_at FROM chats").fetchall()
+        migrations = db.execute("SELECT old_id, new_id FROM chat_migrations").fetchall()
+    assert migrations == [], migrations
+    return {int(chat): (met, forgotten) for chat, met, forgotten in rows}
+
+
+async def test_a_strangers_service_updates_write_nothing(
+    start_colabot: Callable[..., Any],
+    chat_config: Config,
+    emu: FaultyBotApi,
+    person: Person,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.handlers")
+    colabot: Colabot = await start_colabot(in_group(chat_config, GROUP))
+    emu.add_chat(GROUP, title="Lab")
+    await emu.send_text("/help", user_id=USER, chat_id=GROUP)
+    await emu.wait_for(lambda e: "Commands" in (e.text or ""), chat_id=GROUP)
+    await person.say("/help")
+    before = chat_rows(chat_config)
+    assert set(before) == {USER, GROUP}
+
+    # A stranger adds the bot to a group of theirs, fills it, upgrades it, removes the bot,
+    # and blocks it in their private chat: each is a real note from Telegram.
+    emu.add_chat(STRANGER, first_name="Mallory")
+    stranger_group = -4242
+    emu.add_chat(stranger_group, title="Mallory's")
+    await emu.add_members(stranger_group, [5555], user_id=STRANGER)
+    new_id = await emu.upgrade_to_supergroup(stranger_group, user_id=STRANGER)
+    await emu.remove_bot(new_id, user_id=STRANGER)
+    await emu.remove_bot(STRANGER, user_id=STRANGER)
+    # Updates are handled in the order they come: once the next command is answered, the
+    # notes before it were handled.
+    await person.say("/help")
+    assert chat_rows(chat_config) == before
+    for chat in (stranger_group, new_id, STRANGER):
+        assert f"ignored a service update about chat {chat} (not served)" in caplog.text
+    assert colabot.chats is not None and colabot.chats.forgotten() == set()
+    strangers = {stranger_group, new_id, STRANGER}
+    assert not [e for e in emu.events if e.chat_id in strangers]
+
+    # The same notes about a chat colabot serves still count, whoever caused them.
+    chats = colabot.chats
+    await emu.remove_bot(GROUP, user_id=STRANGER)
+    await eventually(lambda: GROUP in chats.forgotten(), what="the group's removal")
+    after = chat_rows(chat_config)
+    assert set(after) == {USER, GROUP} and after[GROUP][1] is not None
+    assert GROUP not in chats.broadcast_chats()

@@ -6,18 +6,29 @@ attack the redaction on the log path exists for.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bot import notebook
-from bot.config import Config, parse_config
+from bot.config import Config, InputsConfig, parse_config
 from bot.errors import ConfigError
-from tests.bot.conftest import SECRET, STRANGER, TOKEN, USER
+from bot.service import Colabot
+from tests.bot.conftest import STRANGER, USER, Person, secret_of
 from tests.bot.emulator.faults import FaultyBotApi
 from tests.hostile.conftest import colabot_env, finish_cli, start_cli, stop_cli
+from tests.loopback.http_server import serve_on_loopback
 from workers.redaction import Redactor
+
+# A well-formed token for the tests that need no Bot API (the emulator's is ``emu.token``).
+SAMPLE_TOKEN = "123456:TESTtokenTESTtokenTEST12"
+SAMPLE_SECRET = SAMPLE_TOKEN.split(":")[1]
 
 PRIVATE_KEY = (
     "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
@@ -65,7 +76,7 @@ def leaking_project(folder: Path) -> Path:
 
 def cli_settings(emu: FaultyBotApi, tmp_path: Path, **extra: str) -> dict[str, str]:
     return colabot_env(
-        telegram_token=TOKEN,
+        telegram_token=emu.token,
         telegram_api_url=emu.url,
         telegram_allowed_users=str(USER),
         worker_data_dir=str(tmp_path / "data"),
@@ -97,7 +108,7 @@ async def test_a_job_printing_colabots_environment_leaks_nothing(
     published = "".join(p.read_text() for p in (tmp_path / "results").rglob("*.log"))
     chat = " ".join((e.text or "") for e in emu.events)
     for place in (log, published, chat, stderr):
-        assert SECRET not in place
+        assert secret_of(emu) not in place
         assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" not in place
         assert "c2VjcmV0" not in place
     assert code == 0
@@ -114,7 +125,7 @@ async def test_a_token_telegram_rejects_gives_one_masked_line(
     assert stderr.strip().splitlines() == [
         "config error: telegram.token: Telegram rejected the bot token: check it with @BotFather"
     ]
-    assert "Traceback" not in stderr and SECRET not in stderr
+    assert "Traceback" not in stderr and secret_of(emu) not in stderr
 
 
 async def test_the_notebook_raises_a_masked_error_for_a_rejected_token(
@@ -124,14 +135,16 @@ async def test_the_notebook_raises_a_masked_error_for_a_rejected_token(
     with pytest.raises(ConfigError) as raised:
         await notebook.start(chat_config)
     assert "Telegram rejected the bot token" in str(raised.value)
-    assert SECRET not in str(raised.value) and SECRET not in repr(raised.value.args)
+    secret = secret_of(emu)
+    assert secret not in str(raised.value) and secret not in repr(raised.value.args)
     assert notebook.current() is None
 
 
 def test_a_token_with_a_line_break_is_refused() -> None:
     with pytest.raises(ConfigError, match="has spaces or a line break around it"):
         parse_config(
-            {}, {"COLABOT_TELEGRAM_TOKEN": TOKEN + "\n", "COLABOT_TELEGRAM_ALLOWED_USERS": "1"}
+            {},
+            {"COLABOT_TELEGRAM_TOKEN": SAMPLE_TOKEN + "\n", "COLABOT_TELEGRAM_ALLOWED_USERS": "1"},
         )
 
 
@@ -152,7 +165,13 @@ async def test_nothing_a_stranger_sends_is_logged_even_when_verbose(
     finally:
         code, stderr = await stop_cli(process)
     assert code == 0 and f"refused an update from user {STRANGER}" in stderr
-    for said in ("STRANGER-WORDS", "STRANGER-CAPTION", "stranger-file", "Mallory-Name", SECRET):
+    for said in (
+        "STRANGER-WORDS",
+        "STRANGER-CAPTION",
+        "stranger-file",
+        "Mallory-Name",
+        secret_of(emu),
+    ):
         assert said not in stderr
     assert "DEBUG" in stderr, "verbose logging was on"
 
@@ -204,7 +223,58 @@ def test_the_log_filter_masks_records_and_tracebacks(caplog: pytest.LogCaptureFi
     logger = logging.getLogger("colabot.test.secrets")
     caplog.handler.addFilter(RedactingFilter())
     try:
-        raise RuntimeError(f"failed calling https://api.telegram.org/bot{TOKEN}/getMe")
+        raise RuntimeError(f"failed calling https://api.telegram.org/bot{SAMPLE_TOKEN}/getMe")
     except RuntimeError:
-        logger.exception("request to %s failed", f"/bot{TOKEN}/x")
-    assert SECRET not in caplog.text and "123456:****" in caplog.text
+        logger.exception("request to %s failed", f"/bot{SAMPLE_TOKEN}/x")
+    assert SAMPLE_SECRET not in caplog.text and "123456:****" in caplog.text
+
+
+# ------------------------------------------------- exception text in the database and the CLI
+
+
+async def test_a_failure_whose_text_holds_a_secret_is_stored_and_shown_masked(
+    start_colabot: Callable[..., Any], chat_config: Config, person: Person, emu: FaultyBotApi
+) -> None:
+    # A server whose answer quotes a secret of colabot's (a proxy echoing what it was sent):
+    # the job's error carries it from the exception into the database and the chat.
+    secret = secret_of(emu)
+
+    async def teapot(request: web.Request) -> web.Response:
+        return web.Response(status=418, reason=f"I hold {secret} for you", text="no")
+
+    app = web.Application()
+    app.router.add_get("/data.bin", teapot)
+    runner, base = await serve_on_loopback(app)
+    try:
+        config = dataclasses.replace(
+            chat_config, inputs=InputsConfig(allow_private_addresses=True, timeout_seconds=5)
+        )
+        colabot: Colabot = await start_colabot(config)
+        await person.say(f"/train selftest {base}/data.bin steps=1 delay=0")
+        failed = await person.next_message("#1 selftest train failed", timeout=60)
+    finally:
+        await runner.cleanup()
+    assert "the server answered HTTP 418 I hold **** for you" in (failed.text or "")
+    assert colabot.engine is not None
+    job = colabot.engine.job(1)
+    assert job.error is not None and "I hold **** for you" in job.error
+    stored = b"".join(path.read_bytes() for path in config.data_dir.glob("colabot.sqlite3*"))
+    assert b"I hold **** for you" in stored
+    assert secret.encode() not in stored
+    assert secret not in " ".join((e.text or "") for e in emu.events)
+
+
+async def test_colabot_check_prints_a_secret_in_an_error_masked(
+    emu: FaultyBotApi, tmp_path: Path
+) -> None:
+    # A proxy in front of the Bot API that quotes the request in its error page.
+    emu.inject_failure("getMe", 502, f"Bad Gateway: upstream refused key {secret_of(emu)}", times=9)
+    process = await start_cli("check", env=cli_settings(emu, tmp_path))
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    text = out.decode() + err.decode()
+    assert process.returncode == 1, text
+    assert (
+        f"problem: telegram.api_url: cannot reach the Bot API at {emu.url} "
+        "(Bad Gateway: upstream refused key ****)"
+    ) in text
+    assert secret_of(emu) not in text

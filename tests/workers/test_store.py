@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from workers.errors import InvalidTransitionError, UnknownJobError
-from workers.events import EventType, Failed, Notice, Queued, Started, Succeeded
+from workers.events import EventType, Failed, FileReady, Notice, Queued, Started, Succeeded
 from workers.jobs import (
     Action,
     CheckpointNote,
@@ -19,6 +19,7 @@ from workers.jobs import (
     Progress,
     StepRecord,
 )
+from workers.redaction import register_secret
 from workers.store import DB_NAME, StatusRecord, Store
 
 SPEC = JobSpec("selftest", Action.TRAIN, {}, {"steps": 2})
@@ -185,3 +186,44 @@ def test_list_jobs_newest_first_and_by_state(store: Store) -> None:
     first, third = store.next_queued(), store.next_queued(exclude=[ids[0]])
     assert first is not None and first.id == ids[0]
     assert third is not None and third.id == ids[2]
+
+
+STORED_SECRET = "a-registered-secret-0123456789"
+
+
+def test_text_entering_the_store_is_redacted_but_specs_and_locations_are_kept(
+    store: Store,
+) -> None:
+    register_secret(STORED_SECRET)
+    said = f"boom: {STORED_SECRET} and Authorization: Bearer abcdef123456"
+    spec = JobSpec("selftest", Action.TRAIN, {"input": f"/data/{STORED_SECRET}"}, {})
+    job = store.add_job(spec)
+    store.transition(job.id, JobState.RUNNING)
+    store.set_progress(job.id, Progress(message=said))
+    store.add_event(job.id, Notice(text=said, html=f"<b>{said}</b>"))
+    store.add_event(job.id, FileReady(path=f"/jobs/1/{STORED_SECRET}.txt", caption=said))
+    store.save_status_message(job.id, StatusRecord(5, 6, said))
+    store.forget_chat(5, said)
+    failed = store.transition(
+        job.id, JobState.FAILED, error=said, event=Failed(reason=said, tail=[said], step=said)
+    )
+    masked = "boom: **** and Authorization: Bearer ****"
+    assert failed.error == masked and failed.progress.message == masked
+    payloads = [e.payload for e in store.events_for(job.id)]
+    assert Failed(reason=masked, tail=[masked], step=masked) in payloads
+    assert Notice(text=masked, html=f"<b>{masked}</b>") in payloads
+    assert FileReady(path=f"/jobs/1/{STORED_SECRET}.txt", caption=masked) in payloads
+    status = store.status_message(job.id)
+    assert status is not None and status.text == masked
+    # What the user typed runs again as typed; where a file lies is where it lies.
+    assert store.get_job(job.id).spec == spec
+    with sqlite3.connect(store.path) as db:
+        texts = [
+            str(value)
+            for table in ("jobs", "events", "status_messages", "chats")
+            for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608
+            for value in row
+        ]
+    holding = [text for text in texts if STORED_SECRET in text]
+    assert len(holding) == 2 and "selftest" in holding[0] and "jobs/1/" in holding[1]
+    assert not [text for text in texts if "abcdef123456" in text]

@@ -15,8 +15,8 @@ from telegram.ext import Application, ApplicationBuilder, BaseHandler, BaseRateL
 from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
 from tests.bot.emulator.faults import FaultyBotApi
 
-TOKEN = "123:abc"
 BOT_ID = 123
+"""The bot's id: its token is ``emulator.token``, ``f"{BOT_ID}:<random>"``, new at each start."""
 USER_ID = DEFAULT_USER_ID
 BOT_USERNAME = "colabot_test_bot"
 POLL_TIMEOUT = 10
@@ -50,7 +50,7 @@ def files_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def emulator(files_dir: Path) -> AsyncIterator[FaultyBotApi]:
     """A running emulator on 127.0.0.1 with a random port."""
-    emu = FaultyBotApi(files_dir, bot_username=BOT_USERNAME)
+    emu = FaultyBotApi(files_dir, bot_username=BOT_USERNAME, bot_id=BOT_ID)
     await emu.start()
     try:
         yield emu
@@ -62,7 +62,9 @@ async def emulator(files_dir: Path) -> AsyncIterator[FaultyBotApi]:
 async def bot(emulator: BotApiEmulator) -> AsyncIterator[Bot]:
     """An initialized Bot talking to the emulator, with the user's chat already open."""
     emulator.add_chat(USER_ID, first_name="Ada")
-    telegram_bot = Bot(TOKEN, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
+    telegram_bot = Bot(
+        emulator.token, base_url=emulator.base_url, base_file_url=emulator.base_file_url
+    )
     async with telegram_bot:
         yield telegram_bot
 
@@ -71,7 +73,8 @@ async def bot(emulator: BotApiEmulator) -> AsyncIterator[Bot]:
 async def start_app(emulator: BotApiEmulator) -> AsyncIterator[AppStarter]:
     """Start Applications the notebook way; all are stopped in reverse order afterwards.
 
-    ``await start_app(*handlers, rate_limiter=None, error_callback=None, token=TOKEN)``
+    ``await start_app(*handlers, rate_limiter=None, error_callback=None, token=None)``;
+    ``token`` defaults to the emulator's own.
     """
     started: list[Application[Any, Any, Any, Any, Any, Any]] = []
 
@@ -79,11 +82,11 @@ async def start_app(emulator: BotApiEmulator) -> AsyncIterator[AppStarter]:
         *handlers: BaseHandler[Any, Any, Any],
         rate_limiter: BaseRateLimiter[Any] | None = None,
         error_callback: Callable[[Exception], None] | None = None,
-        token: str = TOKEN,
+        token: str | None = None,
     ) -> Application[Any, Any, Any, Any, Any, Any]:
         builder = (
             ApplicationBuilder()
-            .token(token)
+            .token(token or emulator.token)
             .base_url(emulator.base_url)
             .base_file_url(emulator.base_file_url)
         )

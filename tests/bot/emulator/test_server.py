@@ -32,7 +32,6 @@ from telegram.request import HTTPXRequest
 from tests.bot.emulator.conftest import (
     BOT_ID,
     BOT_USERNAME,
-    TOKEN,
     USER_ID,
     AppStarter,
     png_bytes,
@@ -317,7 +316,7 @@ async def test_injected_429_body_is_shaped_like_telegrams(emulator: FaultyBotApi
     emulator.inject_failure("getMe", 429, retry_after=3)
     async with (
         aiohttp.ClientSession() as session,
-        session.post(f"{emulator.base_url}{TOKEN}/getMe") as response,
+        session.post(f"{emulator.base_url}{emulator.token}/getMe") as response,
     ):
         assert response.status == 429
         assert await response.json() == {
@@ -348,7 +347,7 @@ async def test_dropped_connections_surface_as_network_errors(
 ) -> None:
     emulator.add_chat(USER_ID)
     impatient = Bot(
-        TOKEN,
+        emulator.token,
         base_url=emulator.base_url,
         base_file_url=emulator.base_file_url,
         request=HTTPXRequest(read_timeout=0.5),
@@ -368,7 +367,7 @@ async def test_form_multipart_and_json_bodies_are_all_understood(
 ) -> None:
     emulator.add_chat(USER_ID)
     keyboard = {"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}
-    url = f"{emulator.base_url}{TOKEN}"
+    url = f"{emulator.base_url}{emulator.token}"
     async with aiohttp.ClientSession() as session:
         form = {"chat_id": str(USER_ID), "text": "form", "reply_markup": json.dumps(keyboard)}
         async with session.post(f"{url}/sendMessage", data=form) as response:
@@ -437,8 +436,8 @@ async def test_long_poll_returns_as_soon_as_an_update_arrives(
 
 
 async def test_two_raw_pollers_conflict(emulator: FaultyBotApi) -> None:
-    first = Bot(TOKEN, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
-    second = Bot(TOKEN, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
+    first = Bot(emulator.token, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
+    second = Bot(emulator.token, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
     async with first, second:
         older = asyncio.create_task(first.get_updates(timeout=30))
         await emulator.wait_until_polling()
@@ -468,6 +467,59 @@ async def test_second_polling_application_makes_the_first_one_conflict(
     assert isinstance(error, Conflict)
 
 
+async def test_only_the_token_made_at_this_start_is_accepted(
+    emulator: FaultyBotApi, bot: Bot
+) -> None:
+    # Loopback is no trust boundary: another local user who finds the port, and knows how
+    # a token looks, gets Telegram's 401 for every method and for files, and changes nothing.
+    sent = await emulator.send_document(b"private bytes", "notes.txt")
+    file = await bot.get_file(sent["document"]["file_id"])
+    assert file.file_path is not None and emulator.token in file.file_path
+    unauthorized = {"ok": False, "error_code": 401, "description": "Unauthorized"}
+    same_bot = f"{BOT_ID}:{'A' * 35}"
+    for wrong in (same_bot, "1000001:offline-terminal-chat-token", "123:abc"):
+        async with aiohttp.ClientSession() as session:
+            for method in ("getMe", "getUpdates", "sendMessage"):
+                url = f"{emulator.base_url}{wrong}/{method}"
+                async with session.post(url, json={"chat_id": USER_ID, "text": "x"}) as response:
+                    assert response.status == 401
+                    assert await response.json() == unauthorized
+            async with session.get(file.file_path.replace(emulator.token, wrong)) as response:
+                assert response.status == 401
+        with pytest.raises(InvalidToken):
+            async with Bot(wrong, base_url=emulator.base_url):
+                pass
+    assert [call.method for call in emulator.calls] == ["getMe", "getFile"]
+    assert emulator.last_text(USER_ID) is None
+    updates = await bot.get_updates()
+    assert [u.message.document.file_name for u in updates if u.message and u.message.document] == [
+        "notes.txt"
+    ]
+    assert (await bot.get_file(sent["document"]["file_id"])).file_path == file.file_path
+
+
+async def test_each_start_makes_a_new_token(files_dir: Path) -> None:
+    emulator = FaultyBotApi(files_dir, bot_id=BOT_ID)
+    await emulator.start()
+    try:
+        first = emulator.token
+        assert first.startswith(f"{BOT_ID}:") and len(first.partition(":")[2]) == 35
+    finally:
+        await emulator.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = emulator.token
+    await emulator.start()
+    try:
+        assert emulator.token != first
+        with pytest.raises(InvalidToken):
+            async with Bot(first, base_url=emulator.base_url):
+                pass
+        async with Bot(emulator.token, base_url=emulator.base_url) as telegram_bot:
+            assert telegram_bot.id == BOT_ID
+    finally:
+        await emulator.stop()
+
+
 async def test_malformed_token_is_unauthorized(emulator: FaultyBotApi) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{emulator.base_url}not-a-token/getMe") as response:
@@ -479,7 +531,7 @@ async def test_malformed_token_is_unauthorized(emulator: FaultyBotApi) -> None:
             }
         for method in ("sendTelepathy", "deleteMessage", "setMyCommands"):
             # Only the methods colabot calls are served; the others answer as unknown ones do.
-            async with session.post(f"{emulator.base_url}{TOKEN}/{method}") as response:
+            async with session.post(f"{emulator.base_url}{emulator.token}/{method}") as response:
                 assert response.status == 404
                 assert (await response.json())["description"] == "Not Found: method not found"
 
@@ -515,15 +567,22 @@ async def test_events_reach_subscribers_and_each_wait_gets_its_own(
 async def test_the_token_never_reaches_the_logs(
     emulator: FaultyBotApi, caplog: pytest.LogCaptureFixture
 ) -> None:
-    secret = "987:SECRETtokenSECRET"
+    secret = emulator.token.partition(":")[2]
+    wrong = f"{BOT_ID}:WRONGtokenWRONGtokenWRONG"
     caplog.set_level(logging.DEBUG, logger="bot.emulator")
     emulator.add_chat(USER_ID)
     emulator.inject_failure("sendMessage", 400, "Bad Request: planned")
-    async with Bot(secret, base_url=emulator.base_url) as telegram_bot:
+    async with Bot(emulator.token, base_url=emulator.base_url) as telegram_bot:
         with pytest.raises(BadRequest):
             await telegram_bot.send_message(USER_ID, "x")
         await telegram_bot.send_message(USER_ID, "y")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{emulator.base_url}{wrong}/getMe") as response,
+    ):
+        assert response.status == 401
 
     emulator_logs: list[Any] = [r for r in caplog.records if r.name.startswith("bot.emulator")]
     assert emulator_logs
-    assert all("SECRET" not in record.getMessage() for record in emulator_logs)
+    assert all(secret not in record.getMessage() for record in emulator_logs)
+    assert all("WRONGtoken" not in record.getMessage() for record in emulator_logs)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from workers.kinds.selftest.plan import FLOOD_LINE, Request
+from workers.safety.files import is_plain_file
 
 
 def _digest(path: Path) -> dict[str, object]:
@@ -105,7 +106,7 @@ def run(request: Request) -> int:
         if request.mode == "train":
             _save_checkpoint(checkpoints, step)
         done = step
-        if stop_file is not None and stop_file.exists():
+        if stop_file is not None and is_plain_file(stop_file):  # a planted link is no stop
             print(f"selftest: stopped early at step {step} of {request.steps}", flush=True)
             break
 

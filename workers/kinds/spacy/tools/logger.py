@@ -20,6 +20,7 @@ from spacy.util import registry
 from workers.kinds.spacy.plan import LOGGER_NAME, MACHINE_PREFIX
 from workers.kinds.spacy.progress import best_checkpoint
 from workers.kinds.spacy.tools.errors import StoppedEarly
+from workers.safety.files import is_plain_file
 
 LogStep = Callable[[dict[str, Any] | None], None]
 Finalize = Callable[[], None]
@@ -102,7 +103,8 @@ def progress_logger(
             if info is not None:
                 emit(eval_record(info))
             table_step(info)
-            if info is not None and stop_path and Path(stop_path).exists():
+            # A link planted at the stop file's name is not a stop, and is not followed.
+            if info is not None and stop_path and is_plain_file(Path(stop_path)):
                 step, epoch = int(info["step"]), int(info["epoch"])
                 emit({"event": "stopped_early", "step": step, "epoch": epoch})
                 raise StoppedEarly(step, epoch)
