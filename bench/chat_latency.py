@@ -1,12 +1,17 @@
 """Chat latency, bot memory and import time, against the Bot API emulator.
 
-Starts ``colabot run`` as its own process pointed at an emulator in this process, then sends
-N commands one after another (alternating /jobs and /status 1) and times each until the bot's
-reply arrives: once idle, once while a job floods its output. Also prints the bot process's
-idle RSS and the import time of ``bot``. Targets: p99 under 100 ms while flooding; idle RSS
+Starts ``colabot run`` as its own process pointed at an emulator in this process, and beside
+it a bare python-telegram-bot echo bot (:mod:`bench.echo_bot`: the same ``AIORateLimiter``)
+pointed at a second emulator. Commands go at a human pace (one every ``--pace-ms``, 100 ms
+by default, below Telegram's rate limits), alternating between the two bots so that both
+meet the same machine: colabot gets /jobs and /status 1, the echo bot the same texts. Each
+is timed until the bot's reply arrives: once idle, once while a colabot job floods its
+output. Also prints the bot process's idle RSS and the import time of ``bot``.
+
+Targets: colabot's p99 at most 1.3x the echo bot's idle and 1.5x while flooding; idle RSS
 under 150 MB; import under 1.5 s with torch and spaCy never imported.
 
-    python -m bench.chat_latency [--commands 500]
+    python -m bench.chat_latency [--commands 500] [--pace-ms 100]
 """
 
 from __future__ import annotations
@@ -40,28 +45,43 @@ def replies_to(message_id: int, event: BotEvent) -> bool:
     return bool(replied.get("message_id") == message_id)
 
 
-async def round_trips(emu: BotApiEmulator, count: int) -> list[float]:
-    """Milliseconds from sending each command to the bot's reply to it."""
-    times = []
+async def round_trip(emu: BotApiEmulator, text: str) -> float:
+    """Milliseconds from sending ``text`` to the bot's reply to it."""
+    started = time.perf_counter()
+    sent = await emu.send_text(text, user_id=DEFAULT_USER_ID)
+    await emu.wait_for(partial(replies_to, sent["message_id"]), kind="message", timeout=30)
+    return (time.perf_counter() - started) * 1000
+
+
+async def round_trips(
+    colabot: BotApiEmulator, echo: BotApiEmulator, count: int, pace_s: float
+) -> tuple[list[float], list[float]]:
+    """Round trips to colabot and to the echo bot, in turn, one command every ``pace_s``."""
+    ours: list[float] = []
+    theirs: list[float] = []
     for i in range(count):
         text = "/jobs" if i % 2 else "/status 1"
-        started = time.perf_counter()
-        sent = await emu.send_text(text, user_id=DEFAULT_USER_ID)
-        await emu.wait_for(
-            partial(replies_to, sent["message_id"]),
-            kind="message",
-            timeout=30,
-        )
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+        for emu, times in ((colabot, ours), (echo, theirs)):
+            started = time.perf_counter()
+            times.append(await round_trip(emu, text))
+            # A human pace: the next command waits for the rest of the interval.
+            await asyncio.sleep(max(0.0, pace_s - (time.perf_counter() - started)))
+    return ours, theirs
 
 
 def line(name: str, values: list[float]) -> str:
     """p50 and p99 of a series."""
     return (
-        f"{name:<22} p50 {statistics.median(values):7.1f} ms   "
+        f"{name:<26} p50 {statistics.median(values):7.1f} ms   "
         f"p99 {percentile(values, 0.99):7.1f} ms   max {max(values):7.1f} ms  (n={len(values)})"
     )
+
+
+def ratio(ours: list[float], theirs: list[float]) -> str:
+    """colabot's p50 and p99 as multiples of the echo bot's."""
+    p50 = statistics.median(ours) / statistics.median(theirs)
+    p99 = percentile(ours, 0.99) / percentile(theirs, 0.99)
+    return f"{'colabot / echo bot':<26} p50 {p50:6.2f}x     p99 {p99:6.2f}x"
 
 
 def import_time() -> tuple[float, str]:
@@ -84,14 +104,16 @@ def import_time() -> tuple[float, str]:
     return statistics.median(runs), heavy
 
 
-async def main_async(commands: int, flood_mb: int) -> None:
+async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
     """Run the measurements and print them."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         emu = BotApiEmulator(home / "telegram")
-        await emu.start()
-        emu.add_chat(DEFAULT_USER_ID)
-        env = colabot_env(home, emu.url, COLABOT_WORKER_MAX_PARALLEL_JOBS="2")
+        echo_emu = BotApiEmulator(home / "echo-telegram")
+        for server in (emu, echo_emu):
+            await server.start()
+            server.add_chat(DEFAULT_USER_ID)
+        env = colabot_env(home, emu.url, emu.token, COLABOT_WORKER_MAX_PARALLEL_JOBS="2")
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
             env=env,
@@ -99,29 +121,56 @@ async def main_async(commands: int, flood_mb: int) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        echo = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.echo_bot",
+                "--api-url",
+                echo_emu.url,
+                "--token",
+                echo_emu.token,
+            ],
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        pace = pace_ms / 1000
         try:
             await emu.wait_until_polling(timeout=60)
+            await echo_emu.wait_until_polling(timeout=60)
             await emu.send_text("/train selftest steps=1 delay=0", user_id=DEFAULT_USER_ID)
             await emu.wait_for(lambda e: "finished" in (e.text or ""), timeout=60)
-            idle = await round_trips(emu, commands)
+            idle, echo_idle = await round_trips(emu, echo_emu, commands, pace)
             rss_idle = psutil.Process(proc.pid).memory_info().rss / 1024**2
             await emu.send_text(
                 f"/train selftest steps=1 delay=0 flood_mb={flood_mb}", user_id=DEFAULT_USER_ID
             )
             await emu.wait_for(lambda e: "#2 selftest" in (e.text or ""), timeout=60)
-            flooding = await round_trips(emu, commands)
+            flooding, echo_flooding = await round_trips(emu, echo_emu, commands, pace)
             still_flooding = "#2 selftest train finished" not in " ".join(
                 e.text or "" for e in emu.events
             )
             rss_after = psutil.Process(proc.pid).memory_info().rss / 1024**2
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            for process in (proc, echo):
+                process.send_signal(signal.SIGINT)
+            for process in (proc, echo):
+                process.wait(timeout=60)
             await emu.stop()
+            await echo_emu.stop()
     seconds, heavy = import_time()
-    print(f"chat latency over {commands} commands through the emulator (target: p99 < 100 ms)")
-    print(line("idle", idle))
-    print(line("while a job floods", flooding) + ("" if still_flooding else "  (flood ended)"))
+    print(
+        f"chat latency over {commands} commands each, one every {pace_ms:g} ms, through the "
+        "emulator (target: colabot's p99 <= 1.3x the echo bot's idle, <= 1.5x flooding)"
+    )
+    print(line("echo bot, idle", echo_idle))
+    print(line("colabot, idle", idle))
+    print(ratio(idle, echo_idle))
+    print(line("echo bot, colabot flooding", echo_flooding))
+    print(line("colabot, a job flooding", flooding) + ("" if still_flooding else "  (flood ended)"))
+    print(ratio(flooding, echo_flooding))
     print(
         f"bot process RSS        idle {rss_idle:.1f} MB, after the flood {rss_after:.1f} MB"
         " (target < 150 MB)"
@@ -137,8 +186,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=500)
     parser.add_argument("--flood-mb", type=int, default=3000)
+    parser.add_argument("--pace-ms", type=float, default=100.0)
     args = parser.parse_args()
-    asyncio.run(main_async(args.commands, args.flood_mb))
+    asyncio.run(main_async(args.commands, args.flood_mb, args.pace_ms))
 
 
 if __name__ == "__main__":
