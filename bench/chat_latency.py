@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from bench.colabot_process import colabot_env
-from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
+from emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bot.emulator import DEFAULT_USER_ID
+from emulator import DEFAULT_USER_ID
 
 
 def colabot_env(home: Path, api_url: str, token: str, **settings: str) -> dict[str, str]:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from workers.fetch import Fetcher
-from workers.netpolicy import FetchPolicy
-from workers.sources import UrlSource
+from workers.inputs.fetch import Fetcher
+from workers.inputs.netpolicy import FetchPolicy
+from workers.inputs.sources import UrlSource
 
 
 def serve(path: Path) -> None:

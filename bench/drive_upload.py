@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tests.loopback.drive_server import DriveServer
-from workers.gdrive import DriveClient, DriveSettings
+from workers.drive.client import DriveClient, DriveSettings
 
 
 def make_file(path: Path, megabytes: int) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.registry import default_registry
-from workers.store import Store
+from workers.store.database import Store
 
 
 def summarise(name: str, values_ms: list[float]) -> str:

@@ -18,7 +18,7 @@ from workers.executors.base import Executor
 from workers.executors.local import LocalExecutor
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.registry import default_registry
-from workers.store import Store
+from workers.store.database import Store
 
 # The first line the spaCy steps themselves print (colabot's header lines, and a cluster's,
 # come before it).

@@ -20,7 +20,7 @@ from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.registry import default_registry
 from workers.kinds.selftest.plan import FLOOD_LINE
-from workers.store import Store
+from workers.store.database import Store
 
 
 def peak_rss_mb() -> float:

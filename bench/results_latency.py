@@ -24,8 +24,8 @@ from bot.config import (
     TelegramConfig,
     WorkerConfig,
 )
-from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
 from bot.service import Colabot
+from emulator import DEFAULT_USER_ID, BotApiEmulator
 from tests.loopback.drive_server import DriveServer
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import Config, HeartbeatConfig, ResultsConfig, TelegramConfig, WorkerConfig
-from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 from bot.service import Colabot
+from emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 from workers.jobs import Progress
 
 # Progress of a training step (as opposed to an epoch row, a prediction, an upload).

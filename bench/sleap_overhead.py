@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from bench.colabot_process import colabot_env
-from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
+from emulator import DEFAULT_USER_ID, BotApiEmulator
 from workers.kinds.sleap.kind import STEP_ENV
 
 SAMPLE_S = 0.02

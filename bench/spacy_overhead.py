@@ -27,8 +27,8 @@ from pathlib import Path
 import psutil
 
 from bench.colabot_process import colabot_env
-from bot.emulator import DEFAULT_USER_ID, BotApiEmulator
-from workers.archives import zip_folder
+from emulator import DEFAULT_USER_ID, BotApiEmulator
+from workers.inputs.archives import zip_folder
 from workers.kinds.plans import REQUEST, write_json
 from workers.kinds.spacy.plan import Request
 from workers.kinds.spacy.tools.example import write_corpus

@@ -8,7 +8,7 @@ from typing import Any
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ExtBot
 from telegram.request import HTTPXRequest
 
-from workers.redaction import redact
+from workers.safety.redaction import redact
 
 TELEGRAM_API = "https://api.telegram.org"
 # Parameters that carry text a person reads; every one goes through the redaction.

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 from bot.access import AccessPolicy, Verdict
-from workers.store import Store
+from workers.store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.config import Config, find_config_file, load_config, summary_lines
 from bot.errors import ConfigError
-from workers.redaction import redact, register_secret
+from workers.safety.redaction import redact, register_secret
 
 DESCRIPTION = """\
 colabot runs SLEAP and spaCy jobs beside a GPU and talks to you on Telegram: start training

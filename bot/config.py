@@ -23,9 +23,9 @@ from bot.access import AccessPolicy
 from bot.errors import ConfigError
 from bot.limits import BOT_DOWNLOAD_MB
 from workers.executors.slurm_commands import extra_arg_problem, parse_time_limit
-from workers.netpolicy import is_loopback_url
-from workers.wandb_runs import MODES as WANDB_MODES
-from workers.wandb_runs import WandbSettings
+from workers.inputs.netpolicy import is_loopback_url
+from workers.wandb.runs import MODES as WANDB_MODES
+from workers.wandb.runs import WandbSettings
 
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
 CONFIG_ENV = "COLABOT_CONFIG"

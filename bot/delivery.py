@@ -51,7 +51,7 @@ from workers.events import (
     Succeeded,
 )
 from workers.jobs import Job
-from workers.store import StatusRecord
+from workers.store.database import StatusRecord
 
 log = logging.getLogger(__name__)
 

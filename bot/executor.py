@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from bot.config import Config, ray_auth_problem
 from bot.errors import ConfigError
-from workers.datadir import instance_id
 from workers.errors import ExecutorError
 from workers.executors.base import Capacity, Executor
-from workers.redaction import register_secret
+from workers.safety.redaction import register_secret
+from workers.store.datadir import instance_id
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from bot.schedule import (
     keepalive_due,
     sync_due,
 )
-from workers.durability import Keeper
 from workers.engine import Engine
 from workers.estimates import estimate
+from workers.results.durability import Keeper
 
 log = logging.getLogger(__name__)
 

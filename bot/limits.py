@@ -2,13 +2,13 @@
 downloads uses these.
 
 File sizes are what colabot stays under (a little under what Telegram takes, never over);
-text limits are Telegram's own, in characters. The emulator (:mod:`bot.emulator.mode`) keeps
+text limits are Telegram's own, in characters. The emulator (:mod:`emulator.mode`) keeps
 its own model of the server's limits: it stands apart and checks colabot against them.
 """
 
 from __future__ import annotations
 
-from workers.redaction import redact
+from workers.safety.redaction import redact
 
 MB = 1024 * 1024
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from workers.redaction import redact
+from workers.safety.redaction import redact
 
 # Their DEBUG records carry whole updates and request bodies: message texts and file names,
 # strangers' included. They stay at INFO even with --verbose.

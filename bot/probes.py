@@ -21,8 +21,8 @@ from workers.errors import ColabotError, ExecutorError, SpecError
 from workers.executors.base import Executor
 from workers.runner import run_briefly
 from workers.safety.environment import step_environment
-from workers.wandb_runs import installed as wandb_installed
-from workers.wandb_runs import run_for, step_env
+from workers.wandb.runs import installed as wandb_installed
+from workers.wandb.runs import run_for, step_env
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ async def probe_wandb(config: Config) -> list[Finding]:
         return [Finding(False, f"W&B: {exc.message}")]
     assert run is not None
     env = step_environment(step_env(run, settings))
-    argv = [sys.executable, "-m", "workers.kinds.wandb_login"]
+    argv = [sys.executable, "-m", "workers.wandb.login"]
     ended = await run_briefly(argv, env, timeout_s=60)
     where = settings.base_url or "wandb.ai"
     if ended.returncode == 0:

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 from bot.config import Config
 from bot.errors import ConfigError
 from workers.errors import ColabotError, DriveAuthError
-from workers.netpolicy import FetchPolicy
+from workers.inputs.netpolicy import FetchPolicy
 from workers.results.base import ResultsBackend
 from workers.results.local import LocalResults
 
 if TYPE_CHECKING:
-    from workers.gdrive import DriveClient, DriveSettings
+    from workers.drive.client import DriveClient, DriveSettings
 
 MB = 1024 * 1024
 
@@ -34,7 +34,7 @@ class OpenedResults:
 
 def drive_settings(config: Config) -> DriveSettings:
     """DriveSettings for the configured Drive access (shared with input downloads)."""
-    from workers.gdrive import DriveSettings
+    from workers.drive.client import DriveSettings
 
     drive = config.drive
     return DriveSettings(
@@ -57,7 +57,7 @@ def open_results(config: Config) -> OpenedResults:
         local = LocalResults(config.results.dir)
         _check_local(local)
         return OpenedResults(local, description=f"the folder {local.root}")
-    from workers.gdrive import DriveClient
+    from workers.drive.client import DriveClient
     from workers.results.drive import DriveResults
 
     drive = DriveResults(
@@ -121,7 +121,7 @@ def drive_client_factory(
         return None
 
     def make() -> DriveClient:
-        from workers.gdrive import DriveClient
+        from workers.drive.client import DriveClient
 
         return DriveClient(drive_settings(config))
 

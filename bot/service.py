@@ -32,14 +32,14 @@ from bot.heartbeat import Heartbeat
 from bot.limits import DOCUMENT_UPLOAD_BYTES, MB
 from bot.results import drive_client_factory, fetch_policy, open_results
 from bot.runtime import RuntimeClock, runtime_clock
-from workers.datadir import DataDirLock, make_private
-from workers.durability import Keeper
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError, StoreError
 from workers.executors.base import Executor
-from workers.fetch import Fetcher
+from workers.inputs.fetch import Fetcher
 from workers.kinds.registry import default_registry
-from workers.store import Store
+from workers.results.durability import Keeper
+from workers.store.database import Store
+from workers.store.datadir import DataDirLock, make_private
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,9 @@ async def run_offline(
     config: Config, *, input: TextIO | None = None, output: TextIO | None = None
 ) -> int:
     """Run colabot against a loopback Bot API with a chat in this terminal."""
-    from bot.emulator.server import BotApiEmulator
-    from bot.emulator.state import DEFAULT_USER_ID
-    from bot.emulator.terminal import TerminalChat
+    from emulator.server import BotApiEmulator
+    from emulator.state import DEFAULT_USER_ID
+    from emulator.terminal import TerminalChat
 
     folder = config.data_dir / "offline-chat"
     emulator = BotApiEmulator(folder)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tests.loopback.drive_server import DriveServer
     from tests.loopback.http_server import HttpServer
     from tests.loopback.wandb_server import WandbServer
-    from workers.gdrive import DriveClient, DriveFile, DriveSettings
+    from workers.drive.client import DriveClient, DriveFile, DriveSettings
 
 
 # ----------------------------------------------------------------------------- Google Drive
@@ -45,7 +45,7 @@ def service_account_file(drive_server: DriveServer, tmp_path: Path) -> Path:
 @pytest.fixture
 def drive_settings(drive_server: DriveServer, service_account_file: Path) -> DriveSettings:
     """Service-account settings aimed at the loopback server: 1 MiB chunks, quick retries."""
-    from workers.gdrive import DriveSettings
+    from workers.drive.client import DriveSettings
 
     return DriveSettings(
         auth="service_account",
@@ -61,7 +61,7 @@ def drive_settings(drive_server: DriveServer, service_account_file: Path) -> Dri
 @pytest.fixture
 def drive_client(drive_settings: DriveSettings) -> DriveClient:
     """A connected DriveClient."""
-    from workers.gdrive import DriveClient
+    from workers.drive.client import DriveClient
 
     client = DriveClient(drive_settings)
     client.connect()

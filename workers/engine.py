@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from workers.containment import find_cgroup_root
-from workers.disk import DiskGuard
 from workers.errors import (
     ColabotError,
     JobStateError,
@@ -29,8 +27,9 @@ from workers.errors import (
 )
 from workers.events import Cancelled, Interrupted, Notice, Payload, Resumed
 from workers.executors.base import Capacity, Executor, Launch, Placement
+from workers.executors.containment import find_cgroup_root
 from workers.executors.local import LocalExecutor
-from workers.inputs import InputResolver, upload_source
+from workers.inputs.resolve import InputResolver, upload_source
 from workers.jobs import Action, Job, JobSpec, JobState, Progress
 from workers.kinds.base import PLOT_REFUSAL, Step
 from workers.kinds.registry import KindRegistry
@@ -45,10 +44,11 @@ from workers.runner import (
     run_briefly,
 )
 from workers.safety.environment import step_environment
-from workers.store import INTERRUPTED_REASON, Store
-from workers.wandb_runs import PARAM as WANDB_PARAM
-from workers.wandb_runs import WandbRun, run_for
-from workers.wandb_runs import installed as wandb_installed
+from workers.store.database import INTERRUPTED_REASON, Store
+from workers.store.disk import DiskGuard
+from workers.wandb.runs import PARAM as WANDB_PARAM
+from workers.wandb.runs import WandbRun, run_for
+from workers.wandb.runs import installed as wandb_installed
 
 __all__ = ["Engine", "EngineSettings", "JobTimings"]
 

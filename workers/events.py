@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, TypeAlias
 
 from workers.jobs import Link
-from workers.records import build
+from workers.store.records import build
 
 
 class EventType(StrEnum):

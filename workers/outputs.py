@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.archives import zip_folder
 from workers.events import FileReady
+from workers.inputs.archives import zip_folder
 from workers.jobs import Link
 from workers.kinds.base import Output
 from workers.results.base import ResultsBackend, UploadProgress

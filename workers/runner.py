@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from workers.disk import DiskGuard, trim_log
 from workers.errors import ColabotError, SpecError, StepFailedError, StopEarlyError
 from workers.events import Cancelled, Failed, Interrupted, Payload, Started, Succeeded
 from workers.executors.base import Executor, Grace, Launch, StepHandle, describe_exit
-from workers.inputs import InputResolver
+from workers.inputs.resolve import InputResolver
 from workers.jobs import Action, Job, JobSpec, JobState, KeptOutput, Link, Progress, StepRecord
 from workers.kinds.base import (
     LIVE_SOURCE,
@@ -39,14 +38,15 @@ from workers.kinds.base import (
 from workers.kinds.registry import KindRegistry
 from workers.live import LiveChannel
 from workers.outputs import Packed, files_for_chat, inside_job, package_outputs, publish
-from workers.redaction import SECRETS
 from workers.results.base import ResultsBackend
 from workers.safety.environment import step_environment
 from workers.safety.files import open_to_change, touch_private
 from workers.safety.names import label
+from workers.safety.redaction import SECRETS
 from workers.steprun import StepResult, StepRun, open_job_log
-from workers.store import Store
-from workers.wandb_runs import (
+from workers.store.database import Store
+from workers.store.disk import DiskGuard, trim_log
+from workers.wandb.runs import (
     WandbRun,
     WandbSettings,
     offline_runs,

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from workers.disk import FULL_ERRNOS
 from workers.errors import StartError
 from workers.executors.base import Executor, Exit, Grace, Launch, StepHandle, describe_exit
-from workers.redaction import SECRETS, Redactor, StreamRedactor
 from workers.safety.files import create_private
+from workers.safety.redaction import SECRETS, Redactor, StreamRedactor
+from workers.store.disk import FULL_ERRNOS
 
 MAX_HOOK_LINE = 8 * 1024
 TAIL_LINES = 40

@@ -20,11 +20,11 @@ from bot.config import (
     TelegramConfig,
     WorkerConfig,
 )
-from bot.emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
-from bot.emulator.mode import ServerMode
 from bot.runtime import RuntimeClock
 from bot.service import Colabot
-from tests.bot.emulator.faults import FaultyBotApi
+from emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
+from emulator.mode import ServerMode
+from tests.emulator.faults import FaultyBotApi
 
 BOT_ID = 123456
 """The emulated bot: its token is ``emu.token``, ``f"{BOT_ID}:<random>"``, new at each start."""

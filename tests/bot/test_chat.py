@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import STRANGER, USER, Person, secret_of
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.emulator import BotApiEmulator
-from bot.emulator.mode import ServerMode
+from emulator import BotApiEmulator
+from emulator.mode import ServerMode
 from tests.bot.conftest import USER, secret_of
 from tests.clusters.ray_head import RayHead
 from tests.clusters.slurm_cluster import SlurmCluster

@@ -9,7 +9,7 @@ from typing import Any
 from bot.config import Config
 from bot.service import Colabot
 from tests.bot.conftest import USER, Person
-from tests.bot.emulator.faults import FaultyBotApi
+from tests.emulator.faults import FaultyBotApi
 from workers.events import EventType
 from workers.jobs import Action, JobSpec, JobState
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config, HeartbeatConfig, ResultsConfig, RuntimeConfig
-from bot.emulator import BotApiEmulator
 from bot.runtime import RuntimeClock, runtime_clock
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person
 from workers.jobs import Action, JobSpec, JobState
 

@@ -6,8 +6,8 @@ import pytest
 
 from bot import notebook
 from bot.config import Config
-from bot.emulator import BotApiEmulator
 from bot.errors import ConfigError
+from emulator import BotApiEmulator
 from tests.bot.conftest import Person
 
 

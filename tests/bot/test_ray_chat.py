@@ -24,8 +24,8 @@ from tests.bot.conftest import (
     run_bot_until_it_exits,
     start_bot_process,
 )
-from tests.bot.emulator.faults import FaultyBotApi
 from tests.clusters.ray_head import RayHead
+from tests.emulator.faults import FaultyBotApi
 from tests.workers.conftest import until
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from bot.emulator import BotApiEmulator
+from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person
 
 

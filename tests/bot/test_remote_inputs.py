@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config, DriveConfig, InputsConfig
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import Person
 from tests.loopback.drive_server import DriveServer
 from tests.loopback.http_server import HttpServer

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from bot.config import Config, TelegramConfig, parse_config
-from bot.emulator import BotApiEmulator
-from bot.emulator.mode import ServerMode
 from bot.errors import ConfigError
+from emulator import BotApiEmulator
+from emulator.mode import ServerMode
 from tests.bot.conftest import USER, Person
 
 LOCAL = ServerMode(self_hosted=True, local=True)

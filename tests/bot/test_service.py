@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bot.emulator import BotApiEmulator
+from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person, secret_of
 
 ROOT = Path(__file__).resolve().parents[2]

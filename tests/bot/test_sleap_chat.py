@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person
 
 pytestmark = pytest.mark.timeout(900)

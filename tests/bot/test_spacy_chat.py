@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from bot.config import Config, WandbConfig
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person
 from tests.loopback.wandb_server import WandbServer
 from tests.workers.conftest import wandb_history
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus, write_spacy_corpus
-from workers.wandb_runs import offline_runs
+from workers.wandb.runs import offline_runs
 
 JOB_TIMEOUT = 60.0
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.emulator import BotEvent
-from bot.emulator.mode import ServerMode
 from bot.service import Colabot
+from emulator import BotEvent
+from emulator.mode import ServerMode
 from tests.bot.conftest import USER, Person, eventually
-from tests.bot.emulator.faults import FaultyBotApi
+from tests.emulator.faults import FaultyBotApi
 from workers.jobs import JobState
 
 GROUP = -300_400

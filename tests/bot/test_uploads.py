@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.emulator import BotApiEmulator
-from bot.emulator.mode import ServerMode
 from bot.service import Colabot
+from emulator import BotApiEmulator
+from emulator.mode import ServerMode
 from tests.bot.conftest import USER, Person
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
 

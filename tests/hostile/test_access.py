@@ -15,7 +15,7 @@ import pytest
 from bot.config import Config
 from bot.service import Colabot
 from tests.bot.conftest import STRANGER, USER, Person, eventually
-from tests.bot.emulator.faults import FaultyBotApi
+from tests.emulator.faults import FaultyBotApi
 
 GROUP = -100_200_300
 OTHER_GROUP = -100_999_999

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person
-from workers.archives import ExtractLimits, safe_extract
 from workers.errors import ArchiveError
+from workers.inputs.archives import ExtractLimits, safe_extract
 
 
 def hostile_zip(path: Path, entries: list[str], *, symlink: str = "") -> Path:

@@ -35,8 +35,8 @@ from workers.errors import StepLostError
 from workers.executors.base import Launch
 from workers.executors.slurm import SlurmExecutor
 from workers.executors.slurm_commands import SlurmSettings
-from workers.redaction import redact
 from workers.safety.environment import step_environment
+from workers.safety.redaction import redact
 from workers.steprun import StepRun
 
 pytestmark = pytest.mark.timeout(300)

@@ -13,7 +13,7 @@ import pytest
 from bot.service import Colabot
 from tests.bot.conftest import Person
 from workers.errors import InputError
-from workers.inputs import InputResolver
+from workers.inputs.resolve import InputResolver
 from workers.jobs import Action, JobSpec
 from workers.kinds.sleap.tools.errors import ToolError
 from workers.kinds.sleap.tools.package import PackageError, parse_jobs

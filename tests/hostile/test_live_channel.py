@@ -43,7 +43,7 @@ from workers.kinds.sleap.progress import parse_live_message, parse_log
 from workers.kinds.sleap.tools.train import IGNORED_NOTE, is_stop, split_live_args
 from workers.live import LiveChannel
 from workers.safety.environment import step_environment
-from workers.store import Store
+from workers.store.database import Store
 
 GOOD_LINE_PAGE = "https://wandb.ai/lab/p/runs/from-line"
 GOOD_LIVE_PAGE = "https://wandb.ai/lab/p/runs/from-live"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import Person
-from workers.archives import zip_folder
+from workers.inputs.archives import zip_folder
 from workers.kinds.base import Output
 from workers.outputs import package_outputs
 

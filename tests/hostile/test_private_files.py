@@ -26,9 +26,9 @@ from tests.hostile.conftest import colabot_env, run_cli
 from tests.loopback.http_server import HttpServer
 from tests.workers.conftest import WaitForState, local_run
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
-from workers.datadir import instance_id
 from workers.engine import Engine
 from workers.jobs import Action, JobSpec, JobState
+from workers.store.datadir import instance_id
 
 TRAIN_TIMEOUT = 120.0
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.workers.conftest import local_run
-from workers.containment import find_cgroup_root
 from workers.engine import Engine, EngineSettings
 from workers.executors.base import Grace
+from workers.executors.containment import find_cgroup_root
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.base import InputSlot, JobContext, Outcome, Param, Step, validate_common
 from workers.kinds.registry import KindRegistry
-from workers.store import Store
+from workers.store.database import Store
 
 # A step whose child starts a new session (like a daemon), ignores SIGINT and SIGTERM, and
 # keeps the step's stdout open; the main process prints the daemon's pid and exits or waits.

@@ -21,10 +21,10 @@ from bot.config import Config, InputsConfig, parse_config
 from bot.errors import ConfigError
 from bot.service import Colabot
 from tests.bot.conftest import STRANGER, USER, Person, secret_of
-from tests.bot.emulator.faults import FaultyBotApi
+from tests.emulator.faults import FaultyBotApi
 from tests.hostile.conftest import colabot_env, finish_cli, start_cli, stop_cli
 from tests.loopback.http_server import serve_on_loopback
-from workers.redaction import Redactor
+from workers.safety.redaction import Redactor
 
 # A well-formed token for the tests that need no Bot API (the emulator's is ``emu.token``).
 SAMPLE_TOKEN = "123456:TESTtokenTESTtokenTEST12"

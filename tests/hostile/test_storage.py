@@ -16,8 +16,8 @@ import pytest
 
 from bot import notebook
 from bot.config import Config, WorkerConfig
-from bot.emulator import BotApiEmulator
 from bot.service import Colabot
+from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person
 from tests.hostile.conftest import colabot_env, finish_cli, run_cli, start_cli
 from workers.errors import DataDirLockedError

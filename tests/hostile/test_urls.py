@@ -18,7 +18,7 @@ from bot.service import Colabot
 from tests.bot.conftest import Person
 from tests.loopback.http_server import HttpServer
 from workers.errors import InputError
-from workers.netpolicy import FetchPolicy, check_address, check_url
+from workers.inputs.netpolicy import FetchPolicy, check_address, check_url
 
 LOOPBACK_REFUSAL = "it points at 127.0.0.1, an address on this machine or a private network"
 

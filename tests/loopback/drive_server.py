@@ -1,7 +1,7 @@
 """A loopback Google Drive v2 server for tests and benchmarks.
 
 It speaks the parts of the Drive v2 REST API and Google's OAuth2 token endpoint that PyDrive2,
-googleapiclient and ``workers.gdrive`` use, over plain HTTP on 127.0.0.1, from a background
+googleapiclient and ``workers.drive.client`` use, over plain HTTP on 127.0.0.1, from a background
 thread with its own event loop, so synchronous clients can call it from the test thread::
 
     with DriveServer(tmp_path) as srv:

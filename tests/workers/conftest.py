@@ -16,7 +16,7 @@ from workers.executors.local import LocalExecutor
 from workers.jobs import FINISHED_STATES, Job, JobState
 from workers.kinds.registry import default_registry
 from workers.steprun import StepRun
-from workers.store import Store
+from workers.store.database import Store
 
 WaitForState = Callable[..., Awaitable[Job]]
 

@@ -17,7 +17,7 @@ from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.base import JobContext, Param, Step
 from workers.kinds.registry import KindRegistry, default_registry
 from workers.kinds.selftest.kind import SelftestKind
-from workers.store import Store
+from workers.store.database import Store
 
 
 def selftest(action: Action = Action.TRAIN, **params: object) -> JobSpec:

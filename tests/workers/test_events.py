@@ -27,7 +27,7 @@ from workers.events import (
     type_of,
 )
 from workers.jobs import Action, JobSpec, Link
-from workers.store import Store
+from workers.store.database import Store
 
 EXAMPLES: list[Payload] = [
     Queued(),

@@ -1,7 +1,7 @@
 """Steps on this machine: one argv in its own process group, never through a shell.
 
 The step's output goes through a pipe colabot owns. Every process of the step is found and
-stopped at its end, inside the process group or not (see :mod:`workers.containment`). A
+stopped at its end, inside the process group or not (see :mod:`workers.executors.containment`). A
 step cannot outlive colabot here: after a restart, whatever a crashed colabot left behind
 is stopped, and the job is interrupted.
 """
@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from workers.containment import StepProcesses, processes_marked
 from workers.errors import StartError
 from workers.executors.base import Capacity, Exit, Grace, Launch, Placement
+from workers.executors.containment import StepProcesses, processes_marked
 
 log = logging.getLogger(__name__)
 

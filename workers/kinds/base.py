@@ -15,7 +15,7 @@ from typing import Protocol
 from workers.errors import SpecError
 from workers.jobs import Action, Job, JobSpec, ParamValue, Progress
 from workers.kinds.plans import read_json, write_json
-from workers.wandb_runs import WandbRun
+from workers.wandb.runs import WandbRun
 
 ProgressParser = Callable[[str, str], Progress | None]
 """Given (source, line) from a step, return new progress or None."""

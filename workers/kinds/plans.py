@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from workers.records import build
+from workers.store.records import build
 
 REQUEST = "request.json"
 

@@ -1,4 +1,5 @@
-"""The ``drive`` results backend: one Google Drive folder per job, through :mod:`workers.gdrive`.
+"""The ``drive`` results backend: one Google Drive folder per job, through
+:mod:`workers.drive.client`.
 
 Layout under the configured folder: ``job-<id>/`` with the outputs, ``job-<id>/checkpoint/``
 with the newest checkpoint only, ``job-<id>/inputs/`` with kept uploads, and
@@ -12,9 +13,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.archives import safe_extract, zip_folder
+from workers.drive.client import SERVICE_ACCOUNT_STORAGE, DriveClient, DriveFile, Identity
 from workers.errors import DriveError, DriveSetupError, ResultsError
-from workers.gdrive import SERVICE_ACCOUNT_STORAGE, DriveClient, DriveFile, Identity
+from workers.inputs.archives import safe_extract, zip_folder
 from workers.jobs import Link
 from workers.results.base import UploadProgress
 

@@ -19,7 +19,7 @@ from workers.errors import ExecutorError
 from workers.events import EventType
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.registry import default_registry
-from workers.store import Store
+from workers.store.database import Store
 
 pytestmark = pytest.mark.timeout(300)
 

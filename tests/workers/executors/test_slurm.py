@@ -24,8 +24,8 @@ from workers.executors.slurm import SlurmExecutor
 from workers.executors.slurm_commands import SlurmSettings
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.registry import default_registry
-from workers.redaction import register_secret
-from workers.store import Store
+from workers.safety.redaction import register_secret
+from workers.store.database import Store
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.loopback.drive_server import DriveServer
+from workers.drive.client import DriveClient
 from workers.errors import DriveQuotaError
-from workers.gdrive import DriveClient
 from workers.results.drive import DriveResults
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 
 from workers.errors import SpecError
+from workers.inputs.sources import local_file_name
 from workers.jobs import Action, JobSpec
 from workers.kinds.base import WANDB_PARAM, InputSlot, Param, validate_common, validate_with_example
-from workers.sources import local_file_name
 
 CONFIG_SECTIONS = ("data_config", "model_config", "trainer_config")
 

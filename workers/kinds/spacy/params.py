@@ -8,10 +8,10 @@ import re
 from pathlib import PurePosixPath
 
 from workers.errors import SpecError
+from workers.inputs.sources import local_file_name
 from workers.jobs import JobSpec, ParamValue
 from workers.kinds.base import WANDB_PARAM, InputSlot, Param, validate_common, validate_with_example
 from workers.kinds.spacy.plan import TEXT_SUFFIXES
-from workers.sources import local_file_name
 
 OVERRIDE_KEY = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+)+")
 RESERVED_OVERRIDES = {

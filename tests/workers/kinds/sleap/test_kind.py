@@ -26,8 +26,8 @@ from workers.kinds.sleap.plan import load_plan
 from workers.kinds.sleap.progress import parse_log
 from workers.kinds.sleap.tools.prepare import gpu_driver_present
 from workers.results.local import LocalResults
-from workers.store import Store
-from workers.wandb_runs import WandbSettings, offline_runs
+from workers.store.database import Store
+from workers.wandb.runs import WandbSettings, offline_runs
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from workers.errors import SpecError
+from workers.inputs.sources import local_file_name
 from workers.jobs import Action, JobSpec
 from workers.kinds.sleap.kind import SleapKind
 from workers.kinds.sleap.params import check_frames, check_override_key
-from workers.sources import local_file_name
 
 
 @pytest.mark.parametrize(

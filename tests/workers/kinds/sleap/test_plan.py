@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from workers.kinds.sleap.plan import ModelPlan, Plan, PredictPlan
-from workers.records import build
+from workers.store.records import build
 
 
 def test_the_plan_round_trips_through_json() -> None:

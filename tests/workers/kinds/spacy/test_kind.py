@@ -22,8 +22,8 @@ from workers.kinds.registry import default_registry
 from workers.kinds.spacy.report import (
     read_training_log,
 )
-from workers.store import Store
-from workers.wandb_runs import WandbSettings, offline_runs
+from workers.store.database import Store
+from workers.wandb.runs import WandbSettings, offline_runs
 
 TRAIN_TIMEOUT = 120.0
 

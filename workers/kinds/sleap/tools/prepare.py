@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.archives import safe_extract, single_root
+from workers.inputs.archives import safe_extract, single_root
 from workers.kinds.sleap.plan import (
     FINISHED_MARK,
     HISTORY,
@@ -30,9 +30,9 @@ from workers.kinds.sleap.tools import config as configs
 from workers.kinds.sleap.tools.errors import ToolError
 from workers.kinds.sleap.tools.labels import LabelsReport, inspect_labels, save_remapped
 from workers.kinds.sleap.tools.package import PackageError, PackageJobs, parse_jobs
-from workers.kinds.wandb_login import offline_note, rejected_key
 from workers.safety.names import shown
 from workers.safety.paths import Refused, join_inside
+from workers.wandb.login import offline_note, rejected_key
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

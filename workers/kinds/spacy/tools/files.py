@@ -9,8 +9,8 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from workers.archives import safe_extract, single_root
 from workers.errors import ArchiveError
+from workers.inputs.archives import safe_extract, single_root
 from workers.kinds.spacy.plan import BEST
 from workers.kinds.spacy.tools.errors import ToolError
 

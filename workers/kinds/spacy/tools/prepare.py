@@ -41,7 +41,7 @@ from workers.kinds.spacy.tools.project import (
     override_string,
     read_project_yml,
 )
-from workers.kinds.wandb_login import offline_note, rejected_key
+from workers.wandb.login import offline_note, rejected_key
 
 
 def prepare(request: Request) -> TrainPlan:

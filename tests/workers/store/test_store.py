@@ -1,0 +1,229 @@
+"""The SQLite store: jobs, transitions, the outbox and the key-value table."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from workers.errors import InvalidTransitionError, UnknownJobError
+from workers.events import EventType, Failed, FileReady, Notice, Queued, Started, Succeeded
+from workers.jobs import (
+    Action,
+    CheckpointNote,
+    JobSpec,
+    JobState,
+    KeptOutput,
+    Link,
+    Progress,
+    StepRecord,
+)
+from workers.safety.redaction import register_secret
+from workers.store.database import DB_NAME, StatusRecord, Store
+
+SPEC = JobSpec("selftest", Action.TRAIN, {}, {"steps": 2})
+
+
+def test_store_uses_wal_mode(store: Store) -> None:
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert store.path.name == DB_NAME
+
+
+def test_new_job_is_queued_with_a_queued_event(store: Store) -> None:
+    job = store.add_job(SPEC, {"chat_id": 5})
+    assert job.state is JobState.QUEUED
+    assert job.origin == {"chat_id": 5}
+    assert [e.type for e in store.pending_events()] == [EventType.QUEUED]
+
+
+def test_transition_records_times_error_and_event_atomically(store: Store) -> None:
+    job = store.add_job(SPEC)
+    running = store.transition(job.id, JobState.RUNNING, now=100.0, event=Started())
+    assert running.started_at == 100.0
+    failed = store.transition(
+        job.id,
+        JobState.FAILED,
+        now=130.0,
+        error="boom",
+        event=Failed("boom"),
+    )
+    assert failed.finished_at == 130.0 and failed.error == "boom"
+    assert failed.elapsed() == 30.0
+    assert [e.type for e in store.events_for(job.id)] == [
+        EventType.QUEUED,
+        EventType.STARTED,
+        EventType.FAILED,
+    ]
+
+
+def test_refused_transition_changes_nothing(store: Store) -> None:
+    job = store.add_job(SPEC)
+    with pytest.raises(InvalidTransitionError):
+        store.transition(job.id, JobState.SUCCEEDED, event=Succeeded())
+    assert store.get_job(job.id).state is JobState.QUEUED
+    assert [e.type for e in store.events_for(job.id)] == [EventType.QUEUED]
+
+
+def test_resume_increments_attempt_and_clears_error(store: Store) -> None:
+    job = store.add_job(SPEC)
+    store.transition(job.id, JobState.RUNNING)
+    store.transition(job.id, JobState.FAILED, error="x")
+    again = store.transition(job.id, JobState.QUEUED)
+    assert again.attempt == 2 and again.error is None and again.finished_at is None
+
+
+def test_unknown_job(store: Store) -> None:
+    with pytest.raises(UnknownJobError, match="no job 42"):
+        store.get_job(42)
+    assert store.find_job(42) is None
+    with pytest.raises(UnknownJobError):
+        store.set_progress(42, Progress())
+
+
+def test_outbox_marks_delivered_only_when_told(store: Store) -> None:
+    job = store.add_job(SPEC)
+    event_id = store.add_event(job.id, Notice("hi"))
+    assert [e.id for e in store.pending_events()][-1] == event_id
+    store.mark_delivered(event_id)
+    assert event_id not in [e.id for e in store.pending_events()]
+
+
+def test_outbox_survives_reopening(tmp_path: Path) -> None:
+    first = Store(tmp_path)
+    job = first.add_job(SPEC)
+    first.add_event(job.id, Notice("kept"))
+    first.close()
+    second = Store(tmp_path)
+    assert [e.payload for e in second.pending_events()] == [Queued(), Notice("kept")]
+    second.close()
+
+
+def test_interrupt_running_marks_only_running_jobs(store: Store) -> None:
+    queued = store.add_job(SPEC)
+    running = store.add_job(SPEC)
+    store.transition(running.id, JobState.RUNNING)
+    interrupted = store.interrupt_running()
+    assert [j.id for j in interrupted] == [running.id]
+    assert store.get_job(running.id).state is JobState.INTERRUPTED
+    assert store.get_job(queued.id).state is JobState.QUEUED
+    assert store.events_for(running.id)[-1].type is EventType.INTERRUPTED
+
+
+def test_progress_links_checkpoint_and_summary_persist(store: Store) -> None:
+    job = store.add_job(SPEC)
+    store.set_progress(job.id, Progress(fraction=0.5, message="half"))
+    store.set_links(job.id, [Link("model", "file:///m.zip", 3)])
+    store.set_checkpoint(job.id, "job-1/checkpoints/step-3.json")
+    store.set_summary(job.id, "done")
+    again = store.get_job(job.id)
+    assert again.progress.message == "half"
+    assert again.links == (Link("model", "file:///m.zip", 3),)
+    assert again.checkpoint == "job-1/checkpoints/step-3.json"
+    assert again.summary == "done"
+
+
+def test_ids_continue_above_a_reserved_id(store: Store) -> None:
+    store.reserve_ids_above(41)
+    assert store.add_job(SPEC).id == 42
+    store.reserve_ids_above(10)
+    assert store.add_job(SPEC).id == 43
+
+
+def test_job_with_a_known_id_and_state(store: Store) -> None:
+    job = store.add_job(SPEC, job_id=7, state=JobState.INTERRUPTED)
+    assert job.id == 7 and job.state is JobState.INTERRUPTED
+    assert store.pending_events() == []
+
+
+def test_job_metadata_round_trips(store: Store) -> None:
+    job = store.add_job(SPEC)
+    store.set_outputs(job.id, [KeptOutput("model", "/m"), KeptOutput("metrics", "/r.json")])
+    assert store.outputs(job.id) == [KeptOutput("model", "/m"), KeptOutput("metrics", "/r.json")]
+    store.set_outputs(job.id, [KeptOutput("model", "/m2")])
+    assert store.outputs(job.id) == [KeptOutput("model", "/m2")]
+    store.keep_input(job.id, "a.zip", "drive:1")
+    assert store.kept_inputs(job.id) == {"a.zip": "drive:1"}
+    note = CheckpointNote("drive:2", 10.0, "epoch 3 of 9")
+    store.save_checkpoint_note(job.id, note, [1.0, 2.0])
+    assert store.checkpoint_note(job.id) == note
+    assert store.checkpoint_signature(job.id) == [1.0, 2.0]
+    step = StepRecord(job.id, 0, "train", "local", {"pid": 5, "mark": "m"}, 3.0)
+    store.start_step(step)
+    assert store.open_steps(job.id) == [step]
+    store.end_step(job.id, 0)
+    assert store.open_steps(job.id) == []
+
+
+def test_chats_are_met_forgotten_and_migrated(store: Store) -> None:
+    for chat in (-1, 2, -3):
+        store.meet_chat(chat, keep=2)
+    assert store.met_chats() == [2, -3]
+    store.forget_chat(2, "blocked")
+    assert store.met_chats() == [-3] and store.forgotten_chats() == {2}
+    store.meet_chat(2, keep=5)
+    assert store.forgotten_chats() == set() and 2 in store.met_chats()
+    job = store.add_job(SPEC, {"chat_id": -3, "thread_id": 7})
+    store.save_status_message(job.id, StatusRecord(-3, 11, "running"))
+    assert store.migrate_chat(-3, -1003) == 1
+    assert store.chat_migrations() == {-3: -1003}
+    assert store.get_job(job.id).origin == {"chat_id": -1003, "thread_id": 7}
+    assert store.status_message(job.id) is None
+    assert -1003 in store.met_chats() and -3 not in store.met_chats()
+    assert store.note_video_sent(5) and not store.note_video_sent(5)
+    store.set_keepalive_message(5, 42)
+    assert store.keepalive_message(5) == 42 and store.keepalive_message(6) is None
+    store.note_warnings_sent(100.0, [60, 30])
+    assert store.warnings_sent(100.0) == {60, 30} and store.warnings_sent(200.0) == frozenset()
+
+
+def test_list_jobs_newest_first_and_by_state(store: Store) -> None:
+    ids = [store.add_job(SPEC).id for _ in range(3)]
+    store.transition(ids[1], JobState.RUNNING)
+    assert [j.id for j in store.list_jobs()] == ids[::-1]
+    assert [j.id for j in store.list_jobs(states=[JobState.RUNNING])] == [ids[1]]
+    first, third = store.next_queued(), store.next_queued(exclude=[ids[0]])
+    assert first is not None and first.id == ids[0]
+    assert third is not None and third.id == ids[2]
+
+
+STORED_SECRET = "a-registered-secret-0123456789"
+
+
+def test_text_entering_the_store_is_redacted_but_specs_and_locations_are_kept(
+    store: Store,
+) -> None:
+    register_secret(STORED_SECRET)
+    said = f"boom: {STORED_SECRET} and Authorization: Bearer abcdef123456"
+    spec = JobSpec("selftest", Action.TRAIN, {"input": f"/data/{STORED_SECRET}"}, {})
+    job = store.add_job(spec)
+    store.transition(job.id, JobState.RUNNING)
+    store.set_progress(job.id, Progress(message=said))
+    store.add_event(job.id, Notice(text=said, html=f"<b>{said}</b>"))
+    store.add_event(job.id, FileReady(path=f"/jobs/1/{STORED_SECRET}.txt", caption=said))
+    store.save_status_message(job.id, StatusRecord(5, 6, said))
+    store.forget_chat(5, said)
+    failed = store.transition(
+        job.id, JobState.FAILED, error=said, event=Failed(reason=said, tail=[said], step=said)
+    )
+    masked = "boom: **** and Authorization: Bearer ****"
+    assert failed.error == masked and failed.progress.message == masked
+    payloads = [e.payload for e in store.events_for(job.id)]
+    assert Failed(reason=masked, tail=[masked], step=masked) in payloads
+    assert Notice(text=masked, html=f"<b>{masked}</b>") in payloads
+    assert FileReady(path=f"/jobs/1/{STORED_SECRET}.txt", caption=masked) in payloads
+    status = store.status_message(job.id)
+    assert status is not None and status.text == masked
+    # What the user typed runs again as typed; where a file lies is where it lies.
+    assert store.get_job(job.id).spec == spec
+    with sqlite3.connect(store.path) as db:
+        texts = [
+            str(value)
+            for table in ("jobs", "events", "status_messages", "chats")
+            for row in db.execute(f"SELECT * FROM {table}")  # noqa: S608
+            for value in row
+        ]
+    holding = [text for text in texts if STORED_SECRET in text]
+    assert len(holding) == 2 and "selftest" in holding[0] and "jobs/1/" in holding[1]
+    assert not [text for text in texts if "abcdef123456" in text]
