@@ -17,7 +17,7 @@ from workers.inputs.resolve import InputResolver
 from workers.jobs import Action, JobSpec
 from workers.kinds.sleap.tools.errors import ToolError
 from workers.kinds.sleap.tools.package import PackageError, parse_jobs
-from workers.kinds.sleap.tools.prepare import package_file
+from workers.kinds.sleap.tools.train_inputs import package_file
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,9 @@ import pytest
 from workers.errors import StoreError
 from workers.events import Failed
 from workers.jobs import CheckpointNote, KeptOutput
-from workers.store.database import DB_NAME, StatusRecord, Store
+from workers.store.connection import DB_NAME
+from workers.store.database import Store
+from workers.store.outbox import StatusRecord
 from workers.store.schema import VERSION
 
 # The first layout: jobs and events as today, everything else JSON in a key-value table.

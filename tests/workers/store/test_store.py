@@ -1,14 +1,13 @@
-"""The SQLite store: jobs, transitions, the outbox and the key-value table."""
+"""The SQLite store's job tables: jobs, transitions, their metadata, and redaction on the way in."""
 
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from workers.errors import InvalidTransitionError, UnknownJobError
-from workers.events import EventType, Failed, FileReady, Notice, Queued, Started, Succeeded
+from workers.events import EventType, Failed, FileReady, Notice, Started, Succeeded
 from workers.jobs import (
     Action,
     CheckpointNote,
@@ -20,7 +19,9 @@ from workers.jobs import (
     StepRecord,
 )
 from workers.safety.redaction import register_secret
-from workers.store.database import DB_NAME, StatusRecord, Store
+from workers.store.connection import DB_NAME
+from workers.store.database import Store
+from workers.store.outbox import StatusRecord
 
 SPEC = JobSpec("selftest", Action.TRAIN, {}, {"steps": 2})
 
@@ -82,24 +83,6 @@ def test_unknown_job(store: Store) -> None:
         store.set_progress(42, Progress())
 
 
-def test_outbox_marks_delivered_only_when_told(store: Store) -> None:
-    job = store.add_job(SPEC)
-    event_id = store.add_event(job.id, Notice("hi"))
-    assert [e.id for e in store.pending_events()][-1] == event_id
-    store.mark_delivered(event_id)
-    assert event_id not in [e.id for e in store.pending_events()]
-
-
-def test_outbox_survives_reopening(tmp_path: Path) -> None:
-    first = Store(tmp_path)
-    job = first.add_job(SPEC)
-    first.add_event(job.id, Notice("kept"))
-    first.close()
-    second = Store(tmp_path)
-    assert [e.payload for e in second.pending_events()] == [Queued(), Notice("kept")]
-    second.close()
-
-
 def test_interrupt_running_marks_only_running_jobs(store: Store) -> None:
     queued = store.add_job(SPEC)
     running = store.add_job(SPEC)
@@ -154,28 +137,6 @@ def test_job_metadata_round_trips(store: Store) -> None:
     assert store.open_steps(job.id) == [step]
     store.end_step(job.id, 0)
     assert store.open_steps(job.id) == []
-
-
-def test_chats_are_met_forgotten_and_migrated(store: Store) -> None:
-    for chat in (-1, 2, -3):
-        store.meet_chat(chat, keep=2)
-    assert store.met_chats() == [2, -3]
-    store.forget_chat(2, "blocked")
-    assert store.met_chats() == [-3] and store.forgotten_chats() == {2}
-    store.meet_chat(2, keep=5)
-    assert store.forgotten_chats() == set() and 2 in store.met_chats()
-    job = store.add_job(SPEC, {"chat_id": -3, "thread_id": 7})
-    store.save_status_message(job.id, StatusRecord(-3, 11, "running"))
-    assert store.migrate_chat(-3, -1003) == 1
-    assert store.chat_migrations() == {-3: -1003}
-    assert store.get_job(job.id).origin == {"chat_id": -1003, "thread_id": 7}
-    assert store.status_message(job.id) is None
-    assert -1003 in store.met_chats() and -3 not in store.met_chats()
-    assert store.note_video_sent(5) and not store.note_video_sent(5)
-    store.set_keepalive_message(5, 42)
-    assert store.keepalive_message(5) == 42 and store.keepalive_message(6) is None
-    store.note_warnings_sent(100.0, [60, 30])
-    assert store.warnings_sent(100.0) == {60, 30} and store.warnings_sent(200.0) == frozenset()
 
 
 def test_list_jobs_newest_first_and_by_state(store: Store) -> None:

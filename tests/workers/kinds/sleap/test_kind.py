@@ -24,7 +24,7 @@ from workers.kinds.registry import default_registry
 from workers.kinds.sleap.kind import SleapKind
 from workers.kinds.sleap.plan import load_plan
 from workers.kinds.sleap.progress import parse_log
-from workers.kinds.sleap.tools.prepare import gpu_driver_present
+from workers.kinds.sleap.tools.device import gpu_driver_present
 from workers.results.local import LocalResults
 from workers.store.database import Store
 from workers.wandb.runs import WandbSettings, offline_runs

@@ -28,7 +28,8 @@ ERROR_PREFIX = "sleap_tools: error: "
 
 def prepare(work: Path) -> int:
     """Check a job's inputs and write its plan; print the summary."""
-    from workers.kinds.sleap.tools.prepare import prepare_inference, prepare_training
+    from workers.kinds.sleap.tools.infer_plan import prepare_inference
+    from workers.kinds.sleap.tools.train_plan import prepare_training
 
     request = load_request(work / REQUEST)
     plan = prepare_training(request) if request.action == "train" else prepare_inference(request)

@@ -271,3 +271,19 @@ def save_remapped(labels: sio.Labels, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     labels.save(str(dest), restore_original_videos=False)
     return dest
+
+
+def check_labels(
+    paths: list[Path], work: Path, *, for_training: bool
+) -> tuple[list[Path], list[LabelsReport]]:
+    """Check each labels file; save a copy where video paths had to be fixed."""
+    usable: list[Path] = []
+    reports: list[LabelsReport] = []
+    for i, path in enumerate(paths):
+        labels, report, changed = inspect_labels(path, for_training=for_training)
+        reports.append(report)
+        if changed:
+            usable.append(save_remapped(labels, work / "labels" / str(i) / path.name))
+        else:
+            usable.append(path)
+    return usable, reports

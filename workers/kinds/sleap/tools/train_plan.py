@@ -1,10 +1,13 @@
-"""The prepare step of SLEAP jobs: check every input, then plan the models and predictions.
+"""The prepare step of a SLEAP training job: check its inputs, then plan the models (and the
+predictions after them) and write their configs.
 
 Everything that can be refused is refused here, before any training starts: unreadable or
-empty labels, missing videos, packages without jobs.yaml or labels, unknown config keys, a
-GPU asked for but absent. Runs in a job subprocess (imports sleap-io, and sleap-nn's config
-code without torch; torch only to look at a GPU, or to make a config from labels not seen
-before: see :mod:`workers.kinds.sleap.tools.cache`).
+empty labels, missing videos, unknown config keys, a GPU asked for but absent. The configs
+take the person's params and overrides, then the settings colabot decides (where checkpoints
+go, the device, the W&B run); a resumed job continues each model from its checkpoint. Runs in
+a job subprocess (imports sleap-io, and sleap-nn's config code without torch; torch only to
+look at a GPU, or to make a config from labels not seen before: see
+:mod:`workers.kinds.sleap.tools.cache`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.inputs.archives import safe_extract, single_root
 from workers.kinds.sleap.plan import (
     FINISHED_MARK,
     HISTORY,
@@ -27,11 +29,16 @@ from workers.kinds.sleap.plan import (
 )
 from workers.kinds.sleap.progress import merge_log_text, parse_log
 from workers.kinds.sleap.tools import config as configs
+from workers.kinds.sleap.tools.device import choose_device
 from workers.kinds.sleap.tools.errors import ToolError
-from workers.kinds.sleap.tools.labels import LabelsReport, inspect_labels, save_remapped
-from workers.kinds.sleap.tools.package import PackageError, PackageJobs, parse_jobs
-from workers.safety.names import shown
-from workers.safety.paths import Refused, join_inside
+from workers.kinds.sleap.tools.infer_plan import predictions_name
+from workers.kinds.sleap.tools.labels import LabelsReport, check_labels
+from workers.kinds.sleap.tools.train_inputs import (
+    TrainingSource,
+    example_source,
+    open_training_input,
+    package_file,
+)
 from workers.wandb.login import offline_note, rejected_key
 
 if TYPE_CHECKING:
@@ -53,149 +60,6 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
     "trainer_config.early_stopping.stop_training_on_plateau": False,
     "trainer_config.optimizer.lr": 0.003,
 }
-MODEL_FILES = ("training_config.yaml", "training_config.json")
-
-
-# ------------------------------------------------------------------------------------ devices
-
-
-def gpu_driver_present() -> bool:
-    """Whether a GPU driver is loaded at all (without it PyTorch cannot see a GPU)."""
-    return any(
-        Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")
-    )
-
-
-def choose_device(device: str, *, training: bool) -> tuple[str, str]:
-    """(value for sleap-nn, a note for the person). Refuses a GPU that is not there."""
-    if device == "cpu":
-        return "cpu", "on the CPU, as asked"
-    name = None
-    if gpu_driver_present():
-        import torch
-
-        if torch.cuda.is_available():
-            name = torch.cuda.get_device_name(0)
-    if name is not None:
-        chosen = ("gpu" if training else "cuda") if device == "gpu" else "auto"
-        return chosen, f"on the GPU ({name})"
-    if device == "gpu":
-        raise ToolError(
-            "device=gpu was asked for, but this machine has no usable CUDA GPU (PyTorch sees "
-            "none); use device=auto or device=cpu"
-        )
-    return "auto", "on the CPU: no GPU found, so it will be slow"
-
-
-# ---------------------------------------------------------------------------- training inputs
-
-
-@dataclass
-class TrainingSource:
-    """What a training input turned out to be."""
-
-    labels: list[Path]
-    package_dir: Path | None = None
-    jobs: PackageJobs | None = None
-    new_video: Path | None = None
-
-
-def _find_jobs_yaml(folder: Path) -> Path | None:
-    root = single_root(folder)
-    for candidate in (root / "jobs.yaml", root / "jobs.yml"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def package_file(root: Path, relative: str, name: str) -> Path:
-    """A file jobs.yaml names, which must lie inside the package even after symlinks."""
-    try:
-        return join_inside(root, relative)
-    except Refused as exc:
-        raise ToolError(
-            f"{name}: jobs.yaml names {shown(relative)}, which lies outside the package "
-            f"({exc.reason})"
-        ) from None
-
-
-def open_package(folder: Path, name: str) -> TrainingSource:
-    """An unpacked training package: read jobs.yaml and check every file it names."""
-    import yaml
-
-    jobs_file = _find_jobs_yaml(folder)
-    if jobs_file is None:
-        slps = sorted(
-            p.name
-            for p in folder.rglob("*.slp")
-            if not p.name.startswith(("labels_gt.", "labels_pr."))
-        )
-        hint = f" (it holds {', '.join(slps[:3])}: send that file instead)" if slps else ""
-        raise ToolError(
-            f"{name} is not a SLEAP training package: it has no jobs.yaml{hint}. Export one "
-            "from SLEAP with Predict > Run Training > Export Training Job Package"
-        )
-    try:
-        jobs = parse_jobs(yaml.safe_load(jobs_file.read_text()))
-    except yaml.YAMLError as exc:
-        raise ToolError(f"{name}: jobs.yaml is not valid YAML ({exc})") from None
-    except PackageError as exc:
-        raise ToolError(f"{name}: {exc}") from None
-    root = jobs_file.parent
-    labels: list[Path] = []
-    for entry in jobs.training:
-        for wanted, what in ((entry.cfg, "config"), (entry.train_labels, "labels file")):
-            package_file(root, wanted, name)
-            if not (root / wanted).is_file():
-                raise ToolError(
-                    f"{name} is missing a file: jobs.yaml names the {what} {wanted}, "
-                    "which is not in the package"
-                )
-        if root / entry.train_labels not in labels:
-            labels.append(root / entry.train_labels)
-    return TrainingSource(labels=labels, package_dir=root, jobs=jobs)
-
-
-def open_training_input(path: Path, work: Path) -> TrainingSource:
-    """A labels file, a package zip, or a folder holding one of them."""
-    if path.is_dir():
-        if _find_jobs_yaml(path) is not None:
-            return open_package(path, path.name)
-        slps = sorted(path.glob("*.slp"))
-        if len(slps) != 1:
-            found = ", ".join(p.name for p in slps) or "none"
-            raise ToolError(
-                f"the folder {path.name} should hold one .slp labels file or a jobs.yaml "
-                f"(found: {found})"
-            )
-        return TrainingSource(labels=slps)
-    if path.suffix.lower() == ".zip":
-        folder = work / "package"
-        if folder.exists():
-            shutil.rmtree(folder)
-        safe_extract(path, folder)
-        return open_package(folder, path.name)
-    if path.suffix.lower() == ".slp":
-        return TrainingSource(labels=[path])
-    raise ToolError(
-        f"{path.name} is neither SLEAP labels (.slp, .pkg.slp) nor a training package (.zip)"
-    )
-
-
-def check_labels(
-    paths: list[Path], work: Path, *, for_training: bool
-) -> tuple[list[Path], list[LabelsReport]]:
-    """Check each labels file; save a copy where video paths had to be fixed."""
-    usable: list[Path] = []
-    reports: list[LabelsReport] = []
-    for i, path in enumerate(paths):
-        labels, report, changed = inspect_labels(path, for_training=for_training)
-        reports.append(report)
-        if changed:
-            usable.append(save_remapped(labels, work / "labels" / str(i) / path.name))
-        else:
-            usable.append(path)
-    return usable, reports
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -388,20 +252,13 @@ def plan_resume(model: ModelPlan, saved: Path, request: Request, cfg: DictConfig
 # ------------------------------------------------------------------------------ training plan
 
 
-def _example_source(work: Path) -> TrainingSource:
-    from workers.kinds.sleap.tools.example import make_example
-
-    data = make_example(work / "example")
-    return TrainingSource(labels=[data.labels], new_video=data.new_video)
-
-
 def prepare_training(request: Request) -> Plan:
     """Check a training job's inputs and write its configs; return the plan."""
     work, outputs = request.work, request.outputs
     params = request.params
     accelerator, where = choose_device(str(params.get("device") or "auto"), training=True)
     if params.get("example"):
-        source = _example_source(work)
+        source = example_source(work)
     else:
         source = open_training_input(Path(request.inputs["input"][0]), work)
     if params.get("infer") and source.jobs is None and not params.get("example"):
@@ -509,7 +366,7 @@ def _planned_predictions(
             PredictPlan(
                 data=str(source.new_video),
                 models=[m.final_dir for m in models],
-                output=str(outputs / _predictions_name(source.new_video)),
+                output=str(outputs / predictions_name(source.new_video)),
             )
         ]
     if not request.params.get("infer") or source.jobs is None or source.package_dir is None:
@@ -565,125 +422,3 @@ def _training_summary(
             )
     lines.append(f"Training {where}.")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- inference plan
-
-
-def _is_model_dir(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / name).is_file() for name in MODEL_FILES)
-
-
-def find_models(paths: list[Path], work: Path) -> list[Path]:
-    """Model folders from what was given: run folders, folders of them, or zips of them."""
-    found: list[Path] = []
-    for i, path in enumerate(paths):
-        if path.is_file() and path.suffix.lower() == ".zip":
-            path = safe_extract(path, work / "models" / f"{i}-{path.stem}")
-        elif path.is_file() and path.name in (*MODEL_FILES, "best.ckpt"):
-            path = path.parent
-        if _is_model_dir(path):
-            found.append(path)
-            continue
-        inner = sorted(p.parent for p in path.rglob("training_config.*") if _is_model_dir(p.parent))
-        if not inner:
-            raise ToolError(
-                f"{path.name} is not a trained SLEAP model: no training_config.yaml in it "
-                "(give a finished training job's id, or its model folder)"
-            )
-        found.extend(dict.fromkeys(inner))
-    for folder in found:
-        if not any((folder / name).is_file() for name in ("best.ckpt", "best_model.h5")):
-            raise ToolError(f"the model {folder.name} has no weights (best.ckpt) yet")
-    return found
-
-
-def model_head(folder: Path) -> str:
-    """The model type of a model folder (``legacy`` for SLEAP 1.4 models)."""
-    from omegaconf import OmegaConf
-
-    config = folder / "training_config.yaml"
-    if not config.is_file():
-        return "legacy"
-    try:
-        heads = OmegaConf.load(config).model_config.head_configs
-    except Exception:
-        return "unknown"
-    return next((str(k) for k, v in heads.items() if v is not None), "unknown")
-
-
-def check_model_set(heads: list[str]) -> None:
-    """Refuse a top-down second stage without its first stage."""
-    if "centered_instance" in heads and "centroid" not in heads:
-        raise ToolError(
-            "a centered_instance model needs its centroid model too: give both, as "
-            "<job id> of a top-down training or two ids/folders separated by a comma"
-        )
-
-
-def describe_video(path: Path) -> str:
-    """``video.mp4: 400 frames, 1024x1024``; ToolError when it cannot be read."""
-    import sleap_io as sio
-
-    try:
-        video = sio.load_video(str(path))
-        shape = video.shape
-        frame = video[0]
-    except Exception as exc:
-        raise ToolError(f"{path.name} cannot be read as a video ({exc})") from None
-    if shape is None or frame is None:
-        raise ToolError(f"{path.name} cannot be read as a video")
-    return f"{path.name}: {shape[0]} frames, {shape[2]}x{shape[1]}"
-
-
-def _predictions_name(data: Path) -> str:
-    name = data.name
-    for suffix in (".pkg.slp", ".slp"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return f"{name}.predictions.slp"
-
-
-def prepare_inference(request: Request) -> Plan:
-    """Check an inference job's models and data; return the plan."""
-    params = request.params
-    work = request.work
-    device, where = choose_device(str(params.get("device") or "auto"), training=False)
-    models = find_models([Path(p) for p in request.inputs["model"]], work)
-    heads = [model_head(m) for m in models]
-    check_model_set(heads)
-    order = sorted(range(len(models)), key=lambda i: heads[i] != "centroid")
-    models, heads = [models[i] for i in order], [heads[i] for i in order]
-    data = Path(request.inputs["input"][0])
-    if data.suffix.lower() == ".slp":
-        fixed, reports = check_labels([data], work, for_training=False)
-        described = "Labels checked: " + reports[0].summary()
-        data_path = fixed[0]
-    else:
-        described = "Video: " + describe_video(data)
-        data_path = data
-    batch, peak, most = (
-        params.get("batch"),
-        params.get("peak_threshold"),
-        params.get("max_instances"),
-    )
-    prediction = PredictPlan(
-        data=str(data_path),
-        models=[str(m) for m in models],
-        output=str(request.outputs / _predictions_name(data)),
-        tracking=bool(params.get("tracking")),
-        frames=str(params.get("frames") or ""),
-        batch=int(batch) if batch else None,
-        peak_threshold=float(peak) if peak is not None else None,
-        max_instances=int(most) if most else None,
-    )
-    model_text = ", ".join(f"{h} ({m.name})" for h, m in zip(heads, models, strict=True))
-    summary = f"{described}\nModels: {model_text}\nPredicting {where}."
-    return Plan(
-        action="infer",
-        summary=summary,
-        accelerator=device,
-        predictions=[prediction],
-        cwd=str(work),
-    )
