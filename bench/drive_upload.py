@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from tests.loopback.drive_server import DriveServer
-from workers.drive.client import DriveClient, DriveSettings
+from workers.drive.client import DriveClient
+from workers.drive.settings import DriveSettings
 
 
 def make_file(path: Path, megabytes: int) -> None:

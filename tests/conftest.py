@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from tests.loopback.drive_server import DriveServer
     from tests.loopback.http_server import HttpServer
     from tests.loopback.wandb_server import WandbServer
-    from workers.drive.client import DriveClient, DriveFile, DriveSettings
+    from workers.drive.client import DriveClient
+    from workers.drive.metadata import DriveFile
+    from workers.drive.settings import DriveSettings
 
 
 # ----------------------------------------------------------------------------- Google Drive
@@ -45,7 +47,7 @@ def service_account_file(drive_server: DriveServer, tmp_path: Path) -> Path:
 @pytest.fixture
 def drive_settings(drive_server: DriveServer, service_account_file: Path) -> DriveSettings:
     """Service-account settings aimed at the loopback server: 1 MiB chunks, quick retries."""
-    from workers.drive.client import DriveSettings
+    from workers.drive.settings import DriveSettings
 
     return DriveSettings(
         auth="service_account",

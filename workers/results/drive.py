@@ -13,7 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.drive.client import SERVICE_ACCOUNT_STORAGE, DriveClient, DriveFile, Identity
+from workers.drive.client import DriveClient
+from workers.drive.failures import SERVICE_ACCOUNT_STORAGE
+from workers.drive.metadata import DriveFile
+from workers.drive.session import Identity
 from workers.errors import DriveError, DriveSetupError, ResultsError
 from workers.inputs.archives import safe_extract, zip_folder
 from workers.jobs import Link

@@ -20,7 +20,9 @@ from tests.loopback.drive_server import (
     SPREADSHEET_MIME,
     DriveServer,
 )
-from workers.drive.client import DriveClient, DriveFile, DriveSettings
+from workers.drive.client import DriveClient
+from workers.drive.metadata import DriveFile
+from workers.drive.settings import DriveSettings
 from workers.errors import (
     DriveAuthError,
     DrivePermissionError,
@@ -33,7 +35,7 @@ from workers.inputs.netpolicy import FetchPolicy
 from workers.inputs.sources import classify
 from workers.results.drive import DriveResults
 
-POLICY = FetchPolicy(allow_private=True, timeout_s=5.0, retry_delay_s=0.001)
+POLICY = FetchPolicy(allow_private_addresses=True, timeout_seconds=5.0)
 
 
 def client_for(settings: DriveSettings, **changes: object) -> DriveClient:
