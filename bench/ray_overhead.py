@@ -21,7 +21,8 @@ from pathlib import Path
 
 from bench.executor_overhead import measure, report
 from tests.clusters.ray_head import RayHead
-from workers.executors.ray import RayExecutor, RaySettings
+from workers.executors.ray import RayExecutor
+from workers.executors.settings import RaySettings
 
 
 def main() -> None:
@@ -32,8 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     head = RayHead(num_cpus=2, num_gpus=1).start()
     try:
-        settings = RaySettings(address=head.address, token=head.token, python=sys.executable)
-        executor = RayExecutor(settings, secrets.token_hex(4))
+        settings = RaySettings(address=head.address, token=head.token)
+        executor = RayExecutor(settings, secrets.token_hex(4), python=sys.executable)
         with tempfile.TemporaryDirectory() as tmp:
             runs = asyncio.run(measure(args.rounds, args.steps, Path(tmp), "ray", executor))
     finally:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from bench.executor_overhead import measure, report
 from tests.clusters.slurm_cluster import SlurmCluster, missing_requirement
+from workers.executors.settings import SlurmSettings
 from workers.executors.slurm import SlurmExecutor
-from workers.executors.slurm_commands import SlurmSettings
 
 
 def main() -> None:
@@ -40,10 +40,8 @@ def main() -> None:
     cluster = SlurmCluster().start()
     try:
         os.environ["SLURM_CONF"] = str(cluster.conf)
-        settings = SlurmSettings(
-            cpus_per_task=2, mem="500M", poll_s=args.poll, python=sys.executable
-        )
-        executor = SlurmExecutor(settings, secrets.token_hex(4))
+        settings = SlurmSettings(cpus_per_task=2, mem="500M", poll_seconds=args.poll)
+        executor = SlurmExecutor(settings, secrets.token_hex(4), python=sys.executable)
         with tempfile.TemporaryDirectory() as tmp:
             runs = asyncio.run(measure(args.rounds, args.steps, Path(tmp), "slurm", executor))
     finally:

@@ -2,6 +2,11 @@
 
 Validated once, at start: an unknown key, a wrong type or a missing required value stops
 start-up with one line naming the key.
+
+The sections the job side reads are built as the job side's own settings types (``[ray]``
+and ``[slurm]``: :mod:`workers.executors.settings`; ``[inputs]``: ``FetchPolicy``;
+``[wandb]``: ``WandbSettings``): their fields are the keys, their defaults the defaults.
+The sections only the chat side reads are declared here.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from typing import Any, Literal
 from bot.access import AccessPolicy
 from bot.errors import ConfigError
 from bot.limits import BOT_DOWNLOAD_MB
+from workers.executors.settings import RaySettings, SlurmSettings
 from workers.executors.slurm_commands import extra_arg_problem, parse_time_limit
-from workers.inputs.netpolicy import is_loopback_url
+from workers.inputs.netpolicy import FetchPolicy, is_loopback_url
 from workers.wandb.runs import MODES as WANDB_MODES
 from workers.wandb.runs import WandbSettings
 
@@ -99,55 +105,6 @@ class HeartbeatConfig:
 
 
 @dataclass(frozen=True)
-class InputsConfig:
-    """Limits on inputs fetched from URLs and Drive links."""
-
-    max_download_mb: float = 5000.0
-    allowed_url_hosts: tuple[str, ...] = ()
-    allow_private_addresses: bool = False
-    allowed_networks: tuple[str, ...] = ()
-    timeout_seconds: float = 60.0
-
-
-@dataclass(frozen=True)
-class RayConfig:
-    """``[ray]``: the Ray cluster behind ``worker.executor = "ray"``."""
-
-    address: str = ""
-    token: str = ""
-    gpus_per_job: float = 1.0
-    cpus_per_job: float = 1.0
-    allow_unauthenticated: bool = False
-
-
-@dataclass(frozen=True)
-class SlurmConfig:
-    """``[slurm]``: what each step asks Slurm for, behind ``worker.executor = "slurm"``."""
-
-    partition: str = ""
-    account: str = ""
-    gres: str = "gpu:1"
-    cpus_per_task: int = 2
-    mem: str = "16G"
-    time_limit: str = "12:00:00"
-    extra_args: tuple[str, ...] = ()
-    poll_seconds: float = 10.0
-
-
-@dataclass(frozen=True)
-class WandbConfig:
-    """``[wandb]``: Weights & Biases runs for training jobs (``/train ... wandb=yes|no``)."""
-
-    api_key: str = ""
-    project: str = "colabot"
-    entity: str = ""
-    mode: str = ""
-    """online, offline or disabled; unset: online with a key, disabled without one."""
-    base_url: str = ""
-    """A W&B server of one's own; unset: wandb.ai."""
-
-
-@dataclass(frozen=True)
 class Config:
     """Every setting colabot reads, validated."""
 
@@ -157,10 +114,10 @@ class Config:
     drive: DriveConfig = field(default_factory=DriveConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
-    inputs: InputsConfig = field(default_factory=InputsConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
-    slurm: SlurmConfig = field(default_factory=SlurmConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
+    inputs: FetchPolicy = field(default_factory=FetchPolicy)
+    ray: RaySettings = field(default_factory=RaySettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    wandb: WandbSettings = field(default_factory=WandbSettings)
     source: Path | None = None
 
     @property
@@ -426,7 +383,7 @@ def validate(config: Config) -> None:
         _check_drive_credentials(config.drive)
 
 
-def _check_ray(ray: RayConfig) -> None:
+def _check_ray(ray: RaySettings) -> None:
     if not ray.address:
         raise ConfigError(
             "ray.address",
@@ -444,7 +401,7 @@ def _check_ray(ray: RayConfig) -> None:
     _positive("ray.cpus_per_job", ray.cpus_per_job)
 
 
-def ray_auth_problem(ray: RayConfig) -> str | None:
+def ray_auth_problem(ray: RaySettings) -> str | None:
     """Why colabot may not use this Ray cluster without a token (None: it may).
 
     Without token auth, whoever reaches the Jobs API runs code on the cluster as its user;
@@ -512,7 +469,7 @@ def _check_drive_credentials(drive: DriveConfig) -> None:
             raise ConfigError("drive.token_file", f"no such file: {path}")
 
 
-def _check_slurm(slurm: SlurmConfig) -> None:
+def _check_slurm(slurm: SlurmSettings) -> None:
     for key, value in (("partition", slurm.partition), ("account", slurm.account)):
         if not re.fullmatch(r"[\w.+-]*", value):
             raise ConfigError(f"slurm.{key}", f"is not a Slurm {key} name: {value!r}")
@@ -538,7 +495,7 @@ def _check_slurm(slurm: SlurmConfig) -> None:
             raise ConfigError(f"slurm.extra_args[{index}]", why)
 
 
-def _validate_wandb(wandb: WandbConfig) -> None:
+def _validate_wandb(wandb: WandbSettings) -> None:
     if wandb.mode and wandb.mode not in WANDB_MODES:
         raise ConfigError(
             "wandb.mode", f"must be one of {', '.join(WANDB_MODES)}, got {wandb.mode!r}"
@@ -602,16 +559,10 @@ def executor_line(config: Config) -> str:
     return config.worker.executor if config.worker.executor != "local" else "this machine"
 
 
-def wandb_settings(config: Config) -> WandbSettings:
-    """The engine's W&B settings from ``[wandb]``."""
-    wandb = config.wandb
-    return WandbSettings(wandb.api_key, wandb.project, wandb.entity, wandb.mode, wandb.base_url)
-
-
-def wandb_line(wandb: WandbConfig) -> str:
+def wandb_line(wandb: WandbSettings) -> str:
     """The W&B settings in a few words, the key masked."""
     key = "key ****" if wandb.api_key else "no key"
-    mode = wandb.mode or ("online" if wandb.api_key else "disabled")
+    mode = wandb.default_mode
     if mode == "disabled":
         return f"off unless a job asks (wandb=yes runs offline; {key})"
     where = f"{wandb.entity}/{wandb.project}" if wandb.entity else wandb.project

@@ -34,38 +34,18 @@ def _ray(config: Config) -> Executor:
     if problem is not None:
         raise ConfigError("ray.token", problem)
     try:
-        from workers.executors.ray import RayExecutor, RaySettings
+        from workers.executors.ray import RayExecutor
     except ImportError:
         raise ConfigError(
             "worker.executor", 'is "ray", but Ray is not installed: pip install "colabot[ray]"'
         ) from None
-    settings = RaySettings(
-        address=ray.address,
-        token=ray.token,
-        gpus_per_job=ray.gpus_per_job,
-        cpus_per_job=ray.cpus_per_job,
-        python=sys.executable,
-    )
-    return RayExecutor(settings, instance_id(config.data_dir))
+    return RayExecutor(ray, instance_id(config.data_dir), python=sys.executable)
 
 
 def _slurm(config: Config) -> Executor:
     from workers.executors.slurm import SlurmExecutor
-    from workers.executors.slurm_commands import SlurmSettings
 
-    slurm = config.slurm
-    settings = SlurmSettings(
-        partition=slurm.partition,
-        account=slurm.account,
-        gres=slurm.gres,
-        cpus_per_task=slurm.cpus_per_task,
-        mem=slurm.mem,
-        time_limit=slurm.time_limit,
-        extra_args=slurm.extra_args,
-        poll_s=slurm.poll_seconds,
-        python=sys.executable,
-    )
-    return SlurmExecutor(settings, instance_id(config.data_dir))
+    return SlurmExecutor(config.slurm, instance_id(config.data_dir), python=sys.executable)
 
 
 def build_executor(config: Config) -> Executor | None:

@@ -13,13 +13,13 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
 
 from bot.app import RedactingBot, bot_api_urls
-from bot.config import Config, wandb_settings
+from bot.config import Config
 from bot.downloads import server_path
 from bot.errors import ConfigError
 from bot.limits import BOT_DOWNLOAD_MB, DOCUMENT_UPLOAD_MB
 from workers.errors import ColabotError, ExecutorError, SpecError
 from workers.executors.base import Executor
-from workers.runner import run_briefly
+from workers.executors.local import run_briefly
 from workers.safety.environment import step_environment
 from workers.wandb.runs import installed as wandb_installed
 from workers.wandb.runs import run_for, step_env
@@ -183,7 +183,7 @@ async def check_shared(executor: Executor, folder: Path) -> None:
 async def probe_wandb(config: Config) -> list[Finding]:
     """Whether W&B takes the key of online runs, asked as a job's first step asks it (in a
     process of its own, with the environment a job gets)."""
-    settings = wandb_settings(config)
+    settings = config.wandb
     if settings.default_mode != "online":
         return []
     try:

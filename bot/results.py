@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING
 from bot.config import Config
 from bot.errors import ConfigError
 from workers.errors import ColabotError, DriveAuthError
-from workers.inputs.netpolicy import FetchPolicy
 from workers.results.base import ResultsBackend
 from workers.results.local import LocalResults
 
 if TYPE_CHECKING:
-    from workers.drive.client import DriveClient, DriveSettings
-
-MB = 1024 * 1024
+    from workers.drive.client import DriveClient
+    from workers.drive.settings import DriveSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ class OpenedResults:
 
 def drive_settings(config: Config) -> DriveSettings:
     """DriveSettings for the configured Drive access (shared with input downloads)."""
-    from workers.drive.client import DriveSettings
+    from workers.drive.settings import DriveSettings
 
     drive = config.drive
     return DriveSettings(
@@ -87,18 +85,6 @@ def _check_local(local: LocalResults) -> None:
         local.check()
     except ColabotError as exc:
         raise ConfigError("results.dir", str(exc)) from None
-
-
-def fetch_policy(config: Config) -> FetchPolicy:
-    """Limits on fetching inputs, from the ``[inputs]`` settings."""
-    inputs = config.inputs
-    return FetchPolicy(
-        max_bytes=int(inputs.max_download_mb * MB),
-        allowed_hosts=inputs.allowed_url_hosts,
-        allow_private=inputs.allow_private_addresses,
-        allowed_networks=inputs.allowed_networks,
-        timeout_s=inputs.timeout_seconds,
-    )
 
 
 def drive_client_factory(

@@ -22,7 +22,7 @@ from bot import views
 from bot.app import build_application
 from bot.chats import ChatBook
 from bot.cli import register_secrets, say
-from bot.config import Config, access_policy, wandb_settings
+from bot.config import Config, access_policy
 from bot.delivery import ChatPositions, Delivery, view_notice
 from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
@@ -30,7 +30,7 @@ from bot.executor import open_executor
 from bot.handlers import ChatHandlers
 from bot.heartbeat import Heartbeat
 from bot.limits import DOCUMENT_UPLOAD_BYTES, MB
-from bot.results import drive_client_factory, fetch_policy, open_results
+from bot.results import drive_client_factory, open_results
 from bot.runtime import RuntimeClock, runtime_clock
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError, StoreError
@@ -128,7 +128,7 @@ class Colabot:
                 int(config.results.send_files_under_mb * MB), DOCUMENT_UPLOAD_BYTES
             ),
             min_free_disk_mb=config.worker.min_free_disk_mb,
-            wandb=wandb_settings(config),
+            wandb=config.wandb,
         )
         self.engine = Engine(
             settings,
@@ -139,8 +139,8 @@ class Colabot:
         )
         self.engine.inputs.use_remote(
             Fetcher(
-                fetch_policy(config),
-                config.data_dir / "cache" / "inputs",
+                config.inputs,
+                settings.cache_dir,
                 drive_client_factory(config, opened.backend),
             )
         )

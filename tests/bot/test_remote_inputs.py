@@ -10,18 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, DriveConfig, InputsConfig
+from bot.config import Config, DriveConfig
 from bot.service import Colabot
 from emulator import BotApiEmulator
 from tests.bot.conftest import Person
 from tests.loopback.drive_server import DriveServer
 from tests.loopback.http_server import HttpServer
+from workers.inputs.netpolicy import FetchPolicy
 
 
 def loopback_inputs(config: Config) -> Config:
     """Allow the loopback test server as a source (off by default)."""
     return dataclasses.replace(
-        config, inputs=InputsConfig(allow_private_addresses=True, timeout_seconds=5)
+        config, inputs=FetchPolicy(allow_private_addresses=True, timeout_seconds=5)
     )
 
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config, WandbConfig
+from bot.config import Config
 from bot.service import Colabot
 from emulator import BotApiEmulator
 from tests.bot.conftest import USER, Person
 from tests.loopback.wandb_server import WandbServer
 from tests.workers.conftest import wandb_history
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus, write_spacy_corpus
-from workers.wandb.runs import offline_runs
+from workers.wandb.runs import WandbSettings, offline_runs
 
 JOB_TIMEOUT = 60.0
 
@@ -127,7 +127,7 @@ async def test_a_key_wandb_rejects_gets_a_note_and_the_run_goes_on_offline(
     corpus: SpacyCorpus,
     wandb_server: WandbServer,
 ) -> None:
-    wandb = WandbConfig(api_key=REJECTED_KEY, mode="online", base_url=wandb_server.base)
+    wandb = WandbSettings(api_key=REJECTED_KEY, mode="online", base_url=wandb_server.base)
     colabot = await start_colabot(chat_config, wandb=wandb)
     await person.say(
         f"/train spacy {corpus.config} train={corpus.train} dev={corpus.dev} max_steps=20 gpu=cpu"
@@ -150,7 +150,7 @@ async def test_a_key_wandb_rejects_gets_a_note_and_the_run_goes_on_offline(
 async def test_wandb_bad_input_is_refused_before_any_training(
     start_colabot: Callable[..., Any], chat_config: Config, person: Person, corpus: SpacyCorpus
 ) -> None:
-    colabot = await start_colabot(chat_config, wandb=WandbConfig(mode="online"))
+    colabot = await start_colabot(chat_config, wandb=WandbSettings(mode="online"))
     train = f"/train spacy {corpus.config} train={corpus.train} dev={corpus.dev} max_steps=20"
     refused = await person.say(train)
     assert "W&B mode online needs an API key" in (refused.text or "")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import RayConfig, parse_config
+from bot.config import parse_config
 from bot.errors import ConfigError
 from bot.executor import build_executor
 from tests.clusters.ray_head import RayHead
@@ -33,8 +33,8 @@ from tests.hostile.conftest import colabot_env, run_cli
 from tests.hostile.plants import plant, ran
 from workers.errors import StepLostError
 from workers.executors.base import Launch
+from workers.executors.settings import RaySettings, SlurmSettings
 from workers.executors.slurm import SlurmExecutor
-from workers.executors.slurm_commands import SlurmSettings
 from workers.safety.environment import step_environment
 from workers.safety.redaction import redact
 from workers.steprun import StepRun
@@ -74,10 +74,9 @@ def online_step_environment() -> dict[str, str]:
 # ---------------------------------------------------------------------------------- Slurm
 
 
-def slurm_settings() -> SlurmSettings:
-    return SlurmSettings(
-        cpus_per_task=1, mem="100M", time_limit="10", poll_s=0.3, python=sys.executable
-    )
+def slurm_executor(instance: str) -> SlurmExecutor:
+    settings = SlurmSettings(cpus_per_task=1, mem="100M", time_limit="10", poll_seconds=0.3)
+    return SlurmExecutor(settings, instance, python=sys.executable)
 
 
 async def saved_job_files(cluster: SlurmCluster, job: str) -> tuple[str, dict[str, str]]:
@@ -122,7 +121,7 @@ async def test_a_slurm_step_with_newlines_in_its_name_and_data_path_and_secrets_
     )
     started: list[str] = []
     run = StepRun(
-        SlurmExecutor(slurm_settings(), "hostile1"),
+        slurm_executor("hostile1"),
         launch,
         log_path=tmp_path / "job.log",
         on_start=lambda handle: started.append(str(handle.ref["slurm_job"])),
@@ -157,7 +156,7 @@ async def test_the_slurm_probe_in_a_planted_folder_runs_none_of_it_and_keeps_sec
     marks = tmp_path / "marks"
     # sbatch starts the probe where colabot runs; python -c would look there first.
     monkeypatch.chdir(plant(tmp_path / "cwd", marks))
-    executor = SlurmExecutor(slurm_settings(), "probe7")
+    executor = slurm_executor("probe7")
     await executor.probe_shared(tmp_path / "data")
     assert ran(marks) == []
     (probe,) = [job for job, name, _ in on_slurm.jobs() if name == "colabot-probe7-probe"]
@@ -205,7 +204,7 @@ def test_a_ray_cluster_without_a_token_is_refused_even_on_loopback() -> None:
     config = parse_config({"worker": {"executor": "ray"}, "ray": allowed}, {})
     assert config.ray.token == ""
     # A config built in code is refused too, when the executor is built.
-    unchecked = config.replace(ray=RayConfig(address="http://127.0.0.1:8265"))
+    unchecked = config.replace(ray=RaySettings(address="http://127.0.0.1:8265"))
     with pytest.raises(ConfigError, match=r"ray\.token: required even on this machine"):
         build_executor(unchecked)
 
@@ -242,12 +241,12 @@ def test_a_token_ray_would_use_is_found_redacted_and_kept_from_local_steps(
 ray_submission = pytest.importorskip(
     "ray.job_submission", reason="SKIPPED LOUDLY: Ray is not installed (colabot[ray])"
 )
-from workers.executors.ray import RayExecutor, RaySettings  # noqa: E402
+from workers.executors.ray import RayExecutor  # noqa: E402
 
 
 def ray_executor(head: RayHead, instance: str) -> RayExecutor:
-    settings = RaySettings(head.address, head.token, python=sys.executable, poll_s=0.25)
-    return RayExecutor(settings, instance)
+    settings = RaySettings(head.address, head.token)
+    return RayExecutor(settings, instance, python=sys.executable, poll_s=0.25)
 
 
 async def test_on_ray_the_wandb_key_reaches_the_step_but_never_the_jobs_api(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config, InputsConfig
+from bot.config import Config
 from bot.service import Colabot
 from tests.bot.conftest import USER, Person
 from tests.hostile.conftest import colabot_env, run_cli
@@ -27,6 +27,7 @@ from tests.loopback.http_server import HttpServer
 from tests.workers.conftest import WaitForState, local_run
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
 from workers.engine import Engine
+from workers.inputs.netpolicy import FetchPolicy
 from workers.jobs import Action, JobSpec, JobState
 from workers.store.datadir import instance_id
 
@@ -194,7 +195,7 @@ async def test_the_chat_keeps_everything_private(
     tmp_path: Path,
 ) -> None:
     config = dataclasses.replace(
-        chat_config, inputs=InputsConfig(allow_private_addresses=True, timeout_seconds=5)
+        chat_config, inputs=FetchPolicy(allow_private_addresses=True, timeout_seconds=5)
     )
     colabot: Colabot = await start_colabot(config)
     await person.emu.send_document(

@@ -17,13 +17,14 @@ import pytest
 from aiohttp import web
 
 from bot import notebook
-from bot.config import Config, InputsConfig, parse_config
+from bot.config import Config, parse_config
 from bot.errors import ConfigError
 from bot.service import Colabot
 from tests.bot.conftest import STRANGER, USER, Person, secret_of
 from tests.emulator.faults import FaultyBotApi
 from tests.hostile.conftest import colabot_env, finish_cli, start_cli, stop_cli
 from tests.loopback.http_server import serve_on_loopback
+from workers.inputs.netpolicy import FetchPolicy
 from workers.safety.redaction import Redactor
 
 # A well-formed token for the tests that need no Bot API (the emulator's is ``emu.token``).
@@ -247,7 +248,7 @@ async def test_a_failure_whose_text_holds_a_secret_is_stored_and_shown_masked(
     runner, base = await serve_on_loopback(app)
     try:
         config = dataclasses.replace(
-            chat_config, inputs=InputsConfig(allow_private_addresses=True, timeout_seconds=5)
+            chat_config, inputs=FetchPolicy(allow_private_addresses=True, timeout_seconds=5)
         )
         colabot: Colabot = await start_colabot(config)
         await person.say(f"/train selftest {base}/data.bin steps=1 delay=0")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config, InputsConfig
+from bot.config import Config
 from bot.service import Colabot
 from tests.bot.conftest import Person
 from tests.loopback.http_server import HttpServer
@@ -51,7 +51,7 @@ def test_a_disguised_address_is_refused_even_where_private_ones_are_allowed(host
     with pytest.raises(
         InputError, match=re.escape("written in another form; write it as 127.0.0.1")
     ):
-        check_url(f"http://{host}:8080/x", FetchPolicy(allow_private=True))
+        check_url(f"http://{host}:8080/x", FetchPolicy(allow_private_addresses=True))
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,9 @@ def test_a_disguised_address_is_refused_even_where_private_ones_are_allowed(host
     ],
 )
 def test_metadata_services_stay_closed_when_private_addresses_are_opened(url: str) -> None:
-    opened = FetchPolicy(allow_private=True, allowed_networks=("169.254.0.0/16", "fd00::/8"))
+    opened = FetchPolicy(
+        allow_private_addresses=True, allowed_networks=("169.254.0.0/16", "fd00::/8")
+    )
     with pytest.raises(InputError, match="cloud metadata service"):
         check_url(url, opened)
 
@@ -90,7 +92,7 @@ async def test_the_lab_network_is_fetched_through_allowed_networks(
 ) -> None:
     url = http_server.add("data.bin", b"lab data\n")
     config = dataclasses.replace(
-        chat_config, inputs=InputsConfig(allowed_networks=("127.0.0.0/8",), timeout_seconds=5)
+        chat_config, inputs=FetchPolicy(allowed_networks=("127.0.0.0/8",), timeout_seconds=5)
     )
     await start_colabot(config)
     await person.say(f"/train selftest {url} steps=1 delay=0")

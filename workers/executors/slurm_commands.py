@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from workers.executors.base import Capacity, Exit, Launch, Placement
+from workers.executors.settings import SlurmSettings
 from workers.safety.names import has_control, label, word
 
 # sbatch options colabot passes on from slurm.extra_args: what a site may need to pick nodes,
@@ -162,22 +163,6 @@ def parse_time_limit(text: str) -> int:
     if total <= 0:
         raise ValueError(text)
     return total
-
-
-@dataclass(frozen=True)
-class SlurmSettings:
-    """What each step asks Slurm for, and how often colabot looks at it."""
-
-    partition: str = ""
-    account: str = ""
-    gres: str = "gpu:1"
-    cpus_per_task: int = 2
-    mem: str = "16G"
-    time_limit: str = "12:00:00"
-    extra_args: tuple[str, ...] = ()
-    poll_s: float = 10.0
-    command_timeout_s: float = 60.0
-    python: str = "python"
 
 
 def job_name(instance: str, launch: Launch) -> str:

@@ -34,7 +34,8 @@ from workers.jobs import Progress
 from workers.safety.names import safe_name, shown
 
 if TYPE_CHECKING:
-    from workers.drive.client import DriveClient, DriveFile
+    from workers.drive.client import DriveClient
+    from workers.drive.metadata import DriveFile
 
 log = logging.getLogger(__name__)
 
@@ -171,15 +172,19 @@ def http_validator(headers: Any, total: int | None) -> str:
 class HttpFetcher:
     """Downloads http(s) URLs with aiohttp under a FetchPolicy."""
 
-    def __init__(self, policy: FetchPolicy, cache: InputCache) -> None:
+    def __init__(
+        self, policy: FetchPolicy, cache: InputCache, *, retry_delay_s: float = 0.5
+    ) -> None:
+        """A failed attempt is tried again after ``retry_delay_s``, doubled each time."""
         self.policy = policy
         self.cache = cache
+        self.retry_delay_s = retry_delay_s
 
     async def fetch(self, url: str, progress: ProgressCallback) -> Path:
         """Download ``url`` (or find it in the cache); return the local file."""
         check_url(url, self.policy)
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.policy.timeout_s, sock_read=self.policy.timeout_s
+            total=None, connect=self.policy.timeout_seconds, sock_read=self.policy.timeout_seconds
         )
         connector = aiohttp.TCPConnector(resolver=SafeResolver(self.policy))
         async with aiohttp.ClientSession(
@@ -233,7 +238,7 @@ class HttpFetcher:
                 raise
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last_problem = _describe_failure(exc, self.policy)
-                await asyncio.sleep(min(8.0, self.policy.retry_delay_s * 2**attempt))
+                await asyncio.sleep(min(8.0, self.retry_delay_s * 2**attempt))
                 continue
             async with response:
                 if response.status == 304 and known is not None:
@@ -242,7 +247,7 @@ class HttpFetcher:
                 _raise_for_status(url, response.status, response.reason or "")
                 if response.status >= 500:
                     last_problem = f"the server answered HTTP {response.status}"
-                    await asyncio.sleep(min(8.0, self.policy.retry_delay_s * 2**attempt))
+                    await asyncio.sleep(min(8.0, self.retry_delay_s * 2**attempt))
                     continue
                 total = _total_size(response, have)
                 if part is None:
@@ -343,7 +348,7 @@ def _raise_for_status(url: str, status: int, reason: str) -> None:
 
 def _describe_failure(exc: BaseException, policy: FetchPolicy) -> str:
     if isinstance(exc, TimeoutError):
-        return f"the server sent nothing for {policy.timeout_s:g} s (timed out)"
+        return f"the server sent nothing for {policy.timeout_seconds:g} s (timed out)"
     return f"the connection broke ({type(exc).__name__})"
 
 
@@ -531,9 +536,11 @@ class Fetcher:
         policy: FetchPolicy,
         cache_dir: Path,
         drive_client: Callable[[], DriveClient] | None = None,
+        *,
+        retry_delay_s: float = 0.5,
     ) -> None:
         cache = InputCache(cache_dir)
-        self.http = HttpFetcher(policy, cache)
+        self.http = HttpFetcher(policy, cache, retry_delay_s=retry_delay_s)
         self.drive = DriveFetcher(drive_client, policy, cache) if drive_client else None
         self.policy = policy
 

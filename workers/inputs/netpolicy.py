@@ -44,6 +44,7 @@ METADATA_HOSTS = frozenset(
     }
 )
 LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
+MB = 1024 * 1024
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -51,14 +52,19 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """Limits on fetching from URLs, from the ``[inputs]`` settings."""
+    """``[inputs]``: limits on inputs fetched from URLs and Drive links (the loader in
+    :mod:`bot.config` builds it and checks ``allowed_networks``)."""
 
-    max_bytes: int = 5000 * 1024 * 1024
-    allowed_hosts: tuple[str, ...] = ()
-    allow_private: bool = False
+    max_download_mb: float = 5000.0
+    allowed_url_hosts: tuple[str, ...] = ()
+    allow_private_addresses: bool = False
     allowed_networks: tuple[str, ...] = ()
-    timeout_s: float = 60.0
-    retry_delay_s: float = 0.5
+    timeout_seconds: float = 60.0
+
+    @property
+    def max_bytes(self) -> int:
+        """``max_download_mb`` in bytes."""
+        return int(self.max_download_mb * MB)
 
     @property
     def networks(self) -> tuple[Network, ...]:
@@ -139,10 +145,12 @@ def check_url(url: str, policy: FetchPolicy) -> str:
     elif host in METADATA_HOSTS:
         if not _named(policy, METADATA_ADDRESSES):
             raise InputError(url, f"{host} is a cloud metadata service; fetching it is not allowed")
-    elif not policy.allow_private and (host == "localhost" or host.endswith(LOCAL_SUFFIXES)):
+    elif not policy.allow_private_addresses and (
+        host == "localhost" or host.endswith(LOCAL_SUFFIXES)
+    ):
         raise InputError(url, f"{host} is a local address; fetching it is not allowed")
-    if policy.allowed_hosts and not host_allowed(host, policy.allowed_hosts):
-        allowed = ", ".join(policy.allowed_hosts)
+    if policy.allowed_url_hosts and not host_allowed(host, policy.allowed_url_hosts):
+        allowed = ", ".join(policy.allowed_url_hosts)
         raise InputError(url, f"{host} is not in inputs.allowed_url_hosts ({allowed})")
     return host
 
@@ -181,8 +189,8 @@ def check_address(address: str, url: str, policy: FetchPolicy) -> None:
     """Refuse an address the URL points at (or resolved to) when it is internal.
 
     Metadata services are refused unless ``allowed_networks`` names the address itself;
-    ``allowed_networks`` opens its ranges; ``allow_private`` opens every other internal
-    address.
+    ``allowed_networks`` opens its ranges; ``allow_private_addresses`` opens every other
+    internal address.
     """
     ip = _unmapped(ipaddress.ip_address(address))
     if ip in METADATA_ADDRESSES:
@@ -195,7 +203,7 @@ def check_address(address: str, url: str, policy: FetchPolicy) -> None:
         )
     if any(ip in network for network in policy.networks):
         return
-    if not policy.allow_private and is_private_address(str(ip)):
+    if not policy.allow_private_addresses and is_private_address(str(ip)):
         raise InputError(
             url,
             f"it points at {ip}, an address on this machine or a private network; "

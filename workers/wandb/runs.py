@@ -33,13 +33,15 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass(frozen=True)
 class WandbSettings:
-    """``[wandb]``: the key, where runs go, and the mode ('' picks online with a key,
-    disabled without one)."""
+    """``[wandb]``: Weights & Biases runs for training jobs (``/train ... wandb=yes|no``): the
+    key, where runs go, and the mode. The loader in :mod:`bot.config` builds it and checks
+    its values."""
 
     api_key: str = ""
     project: str = "colabot"
     entity: str = ""
     mode: str = ""
+    """online, offline or disabled; unset: :attr:`default_mode`."""
     base_url: str = ""
     """A W&B server of one's own (W&B Server, a dedicated cloud); '' is wandb.ai."""
 

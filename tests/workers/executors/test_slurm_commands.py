@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from workers.executors.base import Launch
+from workers.executors.settings import SlurmSettings
 from workers.executors.slurm_commands import (
-    SlurmSettings,
     batch_script,
     capacity_of,
     default_partition,

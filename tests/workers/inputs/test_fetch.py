@@ -17,7 +17,7 @@ from workers.inputs.netpolicy import FetchPolicy, check_url, filename_for, is_pr
 from workers.inputs.sources import DriveSource, UrlSource
 from workers.jobs import Progress
 
-LOOPBACK = FetchPolicy(allow_private=True, timeout_s=2.0, retry_delay_s=0.001)
+LOOPBACK = FetchPolicy(allow_private_addresses=True, timeout_seconds=2.0)
 
 
 @pytest.fixture
@@ -28,7 +28,9 @@ def seen() -> list[Progress]:
 def fetcher(
     tmp_path: Path, policy: FetchPolicy = LOOPBACK, drive: DriveClient | None = None
 ) -> Fetcher:
-    return Fetcher(policy, tmp_path / "cache", (lambda: drive) if drive else None)
+    return Fetcher(
+        policy, tmp_path / "cache", (lambda: drive) if drive else None, retry_delay_s=0.001
+    )
 
 
 async def test_a_large_file_streams_to_disk_with_progress(
@@ -79,9 +81,9 @@ async def test_a_redirect_to_an_internal_address_is_refused(
     # Loopback is allowed for the test server itself, but the redirect's target is checked too.
     with pytest.raises(InputError, match=r"it redirects to http://169\.254\.169\.254/"):
         await fetcher(
-            tmp_path, FetchPolicy(allow_private=True, allowed_hosts=("127.0.0.1",))
+            tmp_path, FetchPolicy(allow_private_addresses=True, allowed_url_hosts=("127.0.0.1",))
         ).fetch(UrlSource(http_server.url("/internal-redirect")), lambda p: None)
-    strict = Fetcher(FetchPolicy(allow_private=False), tmp_path / "c")
+    strict = Fetcher(FetchPolicy(allow_private_addresses=False), tmp_path / "c")
     with pytest.raises(InputError, match=r"127\.0\.0\.1, an address on this machine"):
         await strict.fetch(UrlSource(http_server.url("/internal-redirect")), lambda p: None)
 
@@ -112,7 +114,7 @@ async def test_a_server_lying_about_content_length_is_caught(
 
 
 async def test_a_stalled_server_times_out(http_server: HttpServer, tmp_path: Path) -> None:
-    policy = FetchPolicy(allow_private=True, timeout_s=0.3, retry_delay_s=0.001)
+    policy = FetchPolicy(allow_private_addresses=True, timeout_seconds=0.3)
     with pytest.raises(InputError, match=r"sent nothing for 0.3 s \(timed out\)"):
         await fetcher(tmp_path, policy).fetch(UrlSource(http_server.url("/stall")), lambda p: None)
 
@@ -121,7 +123,7 @@ async def test_files_over_the_limit_are_refused_before_downloading(
     http_server: HttpServer, tmp_path: Path
 ) -> None:
     url = http_server.add("huge.bin", b"h" * (3 * 1024 * 1024))
-    policy = FetchPolicy(allow_private=True, max_bytes=1024 * 1024)
+    policy = FetchPolicy(allow_private_addresses=True, max_download_mb=1)
     with pytest.raises(InputError, match=r"more than inputs\.max_download_mb"):
         await fetcher(tmp_path, policy).fetch(UrlSource(url), lambda p: None)
     assert not list((tmp_path / "cache").rglob("huge.bin*"))
@@ -165,7 +167,7 @@ def test_internal_addresses_are_refused_by_default(url: str, message: str) -> No
 
 
 def test_allowed_hosts_limit_urls() -> None:
-    policy = FetchPolicy(allowed_hosts=("example.org",))
+    policy = FetchPolicy(allowed_url_hosts=("example.org",))
     assert check_url("https://data.example.org/a", policy) == "data.example.org"
     with pytest.raises(InputError, match=r"evil.com is not in inputs.allowed_url_hosts"):
         check_url("https://evil.com/a", policy)
@@ -253,7 +255,7 @@ async def test_a_video_beside_drive_labels_counts_against_the_limit_on_its_own(
     folder = drive_server.add_folder("session")
     labels = drive_server.add_file("labels.slp", b"HDF...fly1.mp4...", parent_id=folder)
     drive_server.add_file("fly1.mp4", b"v" * (3 * MB // 2), parent_id=folder)
-    policy = FetchPolicy(allow_private=True, max_bytes=MB)
+    policy = FetchPolicy(allow_private_addresses=True, max_download_mb=1)
     f = fetcher(tmp_path, policy, drive_client)
     with pytest.raises(InputError) as refused:
         await f.fetch(DriveSource(labels), lambda p: None)
@@ -272,7 +274,7 @@ async def test_videos_beside_drive_labels_count_against_the_limit_together(
     labels = drive_server.add_file("labels.slp", content, parent_id=folder)
     drive_server.add_file("fly1.mp4", b"1" * (MB // 2), parent_id=folder)
     drive_server.add_file("fly2.mp4", b"2" * (MB // 2), parent_id=folder)
-    policy = FetchPolicy(allow_private=True, max_bytes=MB)
+    policy = FetchPolicy(allow_private_addresses=True, max_download_mb=1)
     with pytest.raises(InputError) as refused:
         await fetcher(tmp_path, policy, drive_client).fetch(DriveSource(labels), lambda p: None)
     assert str(refused.value) == (
@@ -281,7 +283,7 @@ async def test_videos_beside_drive_labels_count_against_the_limit_together(
     )
     assert drive_server.download_bytes_sent == len(content) + MB // 2
     # The labels were not kept as a whole input: with room enough, the videos come too.
-    roomy = FetchPolicy(allow_private=True, max_bytes=2 * MB)
+    roomy = FetchPolicy(allow_private_addresses=True, max_download_mb=2)
     path = await fetcher(tmp_path, roomy, drive_client).fetch(DriveSource(labels), lambda p: None)
     assert (path.parent / "fly2.mp4").read_bytes() == b"2" * (MB // 2)
 
