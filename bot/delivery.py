@@ -50,14 +50,17 @@ from workers.events import (
     Started,
     Succeeded,
 )
-from workers.jobs import Job
-from workers.store.database import StatusRecord
+from workers.jobs import Job, Progress
+from workers.store.outbox import StatusRecord
 
 log = logging.getLogger(__name__)
 
 NOT_MODIFIED = "message is not modified"
 RETRY_DELAY_S = 1.0
 MAX_RETRY_DELAY_S = 30.0
+# Running jobs' status messages are refreshed at least this often (their elapsed time, a
+# cluster step's place) when no progress changes them.
+CLOCK_S = 5.0
 
 
 def keyboard(view: View) -> InlineKeyboardMarkup | None:
@@ -111,6 +114,12 @@ async def send_view(
         allow_sending_without_reply=True,
         message_thread_id=thread_id,
     )
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    """How long Telegram asked to wait, in seconds."""
+    retry = exc.retry_after
+    return float(retry.total_seconds() if hasattr(retry, "total_seconds") else retry)
 
 
 def is_too_large(exc: TelegramError) -> bool:
@@ -202,6 +211,12 @@ class Delivery:
     to every broadcast chat, and each chat's delivery is recorded, so that one chat that
     fails neither blocks nor repeats the others. A group that became a supergroup is followed
     to its new id; a chat that blocked or removed the bot is forgotten.
+
+    Two loops: one delivers events as the engine stores them; the other edits status
+    messages. A job's new progress reaches it through one subscription (the engine's
+    progress listeners), and its edits are paced (:class:`EditPacer`); a slow clock also
+    refreshes running jobs' messages (their elapsed time, where a cluster runs them) when
+    nothing else changes them. Events never wait behind status edits.
     """
 
     def __init__(
@@ -212,7 +227,7 @@ class Delivery:
         chats: ChatBook,
         positions: ChatPositions | None = None,
         pacer: EditPacer | None = None,
-        refresh_interval: float = 2.0,
+        clock_s: float = CLOCK_S,
     ) -> None:
         self.bot = bot
         self.engine = engine
@@ -220,46 +235,77 @@ class Delivery:
         self.chats = chats
         self.positions = positions or ChatPositions()
         self.pacer = pacer or EditPacer()
-        self.refresh_interval = refresh_interval
+        self.clock_s = clock_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._dirty: set[int] = set()
+        self._tasks: list[asyncio.Task[None]] = []
         self._retry_delay = RETRY_DELAY_S
         self._status: dict[int, StatusMessage] = {}
         self._round_done = asyncio.Event()
         self.delivered_count = 0
         engine.on_events(self.wake)
+        engine.on_progress(self._progressed)
         chats.on_moved(self._chat_moved)
 
     def wake(self) -> None:
         """New events are waiting."""
         self._wake.set()
 
+    def _progressed(self, job_id: int, _progress: Progress) -> None:
+        """A running job's progress changed: its status message is due an edit."""
+        self._dirty.add(job_id)
+        self._changed.set()
+
     def start(self) -> None:
-        """Start the delivery loop."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="colabot-delivery")
+        """Start the delivery loops."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name="colabot-delivery"),
+                asyncio.create_task(self._refresh(), name="colabot-status-edits"),
+            ]
 
     async def stop(self) -> None:
-        """Stop the loop (undelivered events stay in the outbox)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the loops (undelivered events stay in the outbox)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             try:
                 pending = await self.deliver_pending()
-                await self.refresh_status_messages()
             except Exception:
                 log.exception("delivery round failed; retrying")
                 pending = 1
             self._round_done.set()
-            timeout = self._retry_delay if pending else self.refresh_interval
+            if pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._retry_delay)
+            else:
+                await self._wake.wait()
+
+    async def _refresh(self) -> None:
+        """Edit the status messages of jobs whose view changed, as pacing allows."""
+        clock = time.monotonic() + self.clock_s
+        while True:
+            self._changed.clear()
+            if time.monotonic() >= clock:
+                self._dirty.update(self._status)
+                clock = time.monotonic() + self.clock_s
+            try:
+                wait = await self.refresh_status_messages()
+            except Exception:
+                log.exception("status edits failed; trying again")
+                wait = RETRY_DELAY_S
+            until_clock = max(0.0, clock - time.monotonic())
+            timeout = until_clock if wait is None else min(wait, until_clock)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                await asyncio.wait_for(self._changed.wait(), timeout=timeout)
 
     async def drained(self) -> None:
         """Wait until the outbox is empty (every event delivered); wrap it in a timeout."""
@@ -284,8 +330,7 @@ class Delivery:
             try:
                 await self.deliver(event)
             except RetryAfter as exc:
-                retry = exc.retry_after
-                seconds = float(retry.total_seconds() if hasattr(retry, "total_seconds") else retry)
+                seconds = retry_seconds(exc)
                 log.warning("Telegram asked to slow down for %ss", seconds)
                 delay = max(delay, seconds + 0.5)
                 blocked.add(event.job_id)
@@ -546,24 +591,35 @@ class Delivery:
         self.pacer.edited(status.chat_id, job.id, now)
         self._save_status(job.id, StatusMessage(status.chat_id, status.message_id, view.text, now))
 
-    async def refresh_status_messages(self) -> None:
-        """Edit the status message of each running job whose view changed (paced)."""
-        for job in self.engine.running_jobs():
-            if self._load_status(job.id) is None:
-                continue
-            place = job_place(job)
-            if place is None:
+    async def refresh_status_messages(self) -> float | None:
+        """Edit the status message of each job whose view may have changed, as pacing
+        allows; return the seconds until a held-back edit may go (None: none is held)."""
+        now = time.time()
+        soonest: float | None = None
+        for job_id in sorted(self._dirty):
+            job = self.store.find_job(job_id)
+            place = job_place(job) if job is not None and job.active else None
+            status = self._load_status(job_id) if place is not None else None
+            if job is None or place is None or status is None:
+                self._dirty.discard(job_id)
                 continue
             place = Place(self.chats.current(place.chat_id), place.thread_id)
+            at = self.pacer.next_edit_at(place.chat_id, job_id, now)
+            if at > now:
+                soonest = at if soonest is None else min(soonest, at)
+                continue
+            self._dirty.discard(job_id)
             try:
                 await self._at(place, functools.partial(self._update_status, job))
-            except RetryAfter:
-                return
+            except RetryAfter as exc:
+                self._dirty.add(job_id)
+                return retry_seconds(exc) + 0.5
             except TelegramError as exc:
-                log.debug("status edit of job %s failed: %s", job.id, exc)
+                log.debug("status edit of job %s failed: %s", job_id, exc)
         for job_id in [j for j in self._status if self._finished(j)]:
             self._status.pop(job_id, None)
             self.pacer.forget(job_id)
+        return None if soonest is None else max(0.0, soonest - time.time())
 
     def _finished(self, job_id: int) -> bool:
         job = self.store.find_job(job_id)

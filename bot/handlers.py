@@ -59,14 +59,12 @@ from bot.errors import UsageError
 from bot.executor import capacity_lines
 from bot.runtime import RuntimeClock, read_facts
 from workers.engine import Engine
-from workers.errors import ColabotError, JobStateError, SpecError, StoreError
-from workers.jobs import Action, JobSpec
+from workers.errors import ColabotError, SpecError, StoreError
+from workers.jobs import Action, JobSpec, Operation, require
 
 log = logging.getLogger(__name__)
 
 REFUSAL_COOLDOWN_S = 600.0
-# How /status names a step's job on each cluster executor.
-CLUSTER_NAMES = {"ray": "Ray", "slurm": "Slurm"}
 INTERNAL_ERROR = "Something went wrong while handling that; the details are in colabot's log."
 
 ReleaseHandler = Callable[[bool, int], Awaitable[str]]
@@ -362,12 +360,7 @@ class ChatHandlers:
                 job = self.engine.job(request.job_id)
                 tail = await asyncio.to_thread(self.engine.log_tail, job.id, 8)
                 view = views.status_view(
-                    job,
-                    self.engine.current_step(job.id),
-                    tail,
-                    where=self.engine.placement(job.id),
-                    cluster_job=self.engine.cluster_job(job.id),
-                    cluster=CLUSTER_NAMES.get(self.engine.executor.name, "cluster"),
+                    job, self.engine.current_step(job.id), tail, where=self.engine.placement(job.id)
                 )
                 await self._say(bot, reply, view)
             case LogsRequest():
@@ -481,8 +474,7 @@ class ChatHandlers:
 
     async def _cancel(self, request: CancelRequest, reply: Reply, update: Update) -> None:
         job = self.engine.job(request.job_id)
-        if not job.can_cancel:
-            raise JobStateError(job.id, job.state.value, "cancel")
+        require(job, Operation.CANCEL)
         if not request.confirmed:
             await self._say(update.get_bot(), reply, views.cancel_question(job))
             return
@@ -493,7 +485,7 @@ class ChatHandlers:
     async def _stop_early(self, request: StopEarlyRequest, reply: Reply, update: Update) -> None:
         job = self.engine.job(request.job_id)
         if not request.confirmed:
-            self.engine.stop_early(job.id, dry_run=True)
+            self.engine.stop_early(job.id, dry_run=True)  # refuses what cannot stop early
             await self._say(update.get_bot(), reply, views.stop_early_question(job))
             return
         step = self.engine.stop_early(job.id)

@@ -40,6 +40,18 @@ class EditPacer:
             return len(self._recent(chat_id, now)) < self.group_messages_per_minute
         return True
 
+    def next_edit_at(self, chat_id: int, job_id: int, now: float) -> float:
+        """The earliest time an ordinary edit of a job's status message may go out."""
+        interval = self.group_interval_s if is_group(chat_id) else self.private_interval_s
+        last = self._last_edit.get((chat_id, job_id))
+        at = now if last is None else max(now, last + interval)
+        if is_group(chat_id):
+            recent = self._recent(chat_id, now)
+            if len(recent) >= self.group_messages_per_minute:
+                # The budget frees as the oldest messages leave the one-minute window.
+                at = max(at, recent[len(recent) - self.group_messages_per_minute] + WINDOW_S)
+        return at
+
     def edited(self, chat_id: int, job_id: int, now: float) -> None:
         """Record an edit that went out (forced ones too)."""
         self._last_edit[(chat_id, job_id)] = now

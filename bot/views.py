@@ -92,7 +92,7 @@ def job_buttons(job: Job) -> list[list[Button]]:
         row.append(Button("Results", button_data(Verb.RESULTS, job.id)))
     if job.can_resume:
         row.append(Button("Resume", button_data(Verb.RESUME, job.id)))
-    if job.state is JobState.RUNNING and job.spec.action is Action.TRAIN:
+    if job.can_stop_early:
         row.append(Button("Stop early", button_data(Verb.STOP_EARLY, job.id)))
     if job.can_cancel:
         row.append(Button("Cancel", button_data(Verb.CANCEL, job.id)))
@@ -162,8 +162,6 @@ def status_view(
     tail: list[str],
     now: float | None = None,
     where: Placement | None = None,
-    cluster_job: str = "",
-    cluster: str = "cluster",
 ) -> View:
     """/status: state, progress, elapsed, ETA and the last log lines (and, on a cluster,
     the node, the cluster's own job id and when its time limit ends the step)."""
@@ -183,8 +181,8 @@ def status_view(
         if where.ends_at is not None and not where.waiting:
             left = format_seconds(max(0.0, where.ends_at - now))
             lines.append(f"time limit: ends in {left} (at {clock_time(where.ends_at)})")
-    if job.state is JobState.RUNNING and cluster_job:
-        lines.append(f"{esc(cluster)} job: <code>{esc(cluster_job)}</code>")
+    if job.state is JobState.RUNNING and where is not None and where.job:
+        lines.append(f"{esc(where.cluster or 'cluster')} job: <code>{esc(where.job)}</code>")
     lines.append(f"elapsed: {_elapsed(job, now)}")
     lines.extend(progress_lines(job))
     if job.error:

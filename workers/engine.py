@@ -28,27 +28,27 @@ from workers.errors import (
 from workers.events import Cancelled, Interrupted, Notice, Payload, Resumed
 from workers.executors.base import Capacity, Executor, Launch, Placement
 from workers.executors.containment import find_cgroup_root
-from workers.executors.local import LocalExecutor
-from workers.inputs.resolve import InputResolver, upload_source
-from workers.jobs import Action, Job, JobSpec, JobState, Progress
+from workers.executors.local import LocalExecutor, run_briefly
+from workers.inputs.resolve import InputResolver
+from workers.jobs import Job, JobSpec, JobState, Operation, Progress, require
 from workers.kinds.base import PLOT_REFUSAL, Step
 from workers.kinds.registry import KindRegistry
 from workers.logfile import tail_lines
 from workers.results.base import ResultsBackend
 from workers.runner import (
-    ActiveJob,
+    BeforeRun,
     EngineSettings,
     JobRunner,
     JobTimings,
     Reattach,
-    run_briefly,
+    RunnerParts,
+    job_wandb,
 )
 from workers.safety.environment import step_environment
+from workers.safety.names import is_plain_name, shown
 from workers.store.database import INTERRUPTED_REASON, Store
 from workers.store.disk import DiskGuard
-from workers.wandb.runs import PARAM as WANDB_PARAM
-from workers.wandb.runs import WandbRun, run_for
-from workers.wandb.runs import installed as wandb_installed
+from workers.wandb.runs import WandbRun
 
 __all__ = ["Engine", "EngineSettings", "JobTimings"]
 
@@ -83,8 +83,8 @@ class Engine:
         )
         self.disk = DiskGuard(settings.data_dir, settings.min_free_disk_mb)
         self.timings: OrderedDict[int, JobTimings] = OrderedDict()
-        self._active: dict[int, ActiveJob] = {}
-        self._live: dict[int, Progress] = {}
+        self._runners: dict[int, JobRunner] = {}
+        self._flushed: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._events = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -92,7 +92,7 @@ class Engine:
         self._event_listeners: list[Callable[[], None]] = []
         self._state_listeners: list[Callable[[Job], None]] = []
         self._progress_listeners: list[Callable[[int, Progress], None]] = []
-        self.before_run_hooks: list[Callable[[Job, Path], Awaitable[None]]] = []
+        self.before_run_hooks: list[BeforeRun] = []
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -107,7 +107,7 @@ class Engine:
             reason = await self._pick_up(job)
             if reason is not None:
                 interrupted.append(
-                    self.set_state(
+                    self.state(
                         job.id, JobState.INTERRUPTED, error=reason, event=Interrupted(reason)
                     )
                 )
@@ -120,17 +120,19 @@ class Engine:
         """Stop the loop; running jobs are stopped and marked interrupted (resumable)."""
         self._stopping = True
         self._wake.set()
-        actives = dict(self._active)
+        runners = dict(self._runners)
         detach = self.executor.survives_restart
-        for active in actives.values():
+        for runner in runners.values():
             if detach:
                 # The cluster keeps running the step; the next colabot follows it again.
-                active.detach()
+                runner.detach()
             else:
-                active.stop()
-        await asyncio.gather(*(a.task for a in actives.values()), return_exceptions=True)
+                runner.stop()
+        await asyncio.gather(
+            *(r.task for r in runners.values() if r.task is not None), return_exceptions=True
+        )
         if not detach:
-            for job_id in actives:
+            for job_id in runners:
                 self._mark_interrupted(job_id)
         if self._loop_task is not None:
             self._loop_task.cancel()
@@ -142,7 +144,7 @@ class Engine:
     def _mark_interrupted(self, job_id: int) -> None:
         job = self.store.find_job(job_id)
         if job is not None and job.state is JobState.RUNNING:
-            self.set_state(
+            self.state(
                 job_id,
                 JobState.INTERRUPTED,
                 error=INTERRUPTED_REASON,
@@ -170,11 +172,7 @@ class Engine:
                 self.store.end_step(job.id, step.index)
                 continue
             reattach = Reattach(step.index, handle, step.output_offset, step.log_length)
-            # The task starts on the loop's next turn, when the engine already holds it.
-            task = asyncio.create_task(
-                self._run_job(job.id, reattach), name=f"colabot-job-{job.id}"
-            )
-            self._active[job.id] = ActiveJob(task=task)
+            self._run_job(job, reattach)
             log.info("job %s: following step %s again", job.id, step.index + 1)
             return None
         return reason
@@ -195,10 +193,8 @@ class Engine:
 
     def checkpoint_of(self, job_id: int) -> Path | None:
         """The newest checkpoint of a running job, as its kind finds it."""
-        active = self._active.get(job_id)
-        if active is None or active.ctx is None or active.kind is None:
-            return None
-        return active.kind.checkpoint(active.ctx)
+        runner = self._runners.get(job_id)
+        return runner.checkpoint() if runner is not None else None
 
     def on_progress(self, callback: Callable[[int, Progress], None]) -> None:
         """Call ``callback`` with (job id, progress) whenever a running job reports progress."""
@@ -209,7 +205,7 @@ class Engine:
         for callback in self._event_listeners:
             _call(callback)
 
-    def set_state(
+    def state(
         self,
         job_id: int,
         target: JobState,
@@ -217,7 +213,7 @@ class Engine:
         error: str | None = None,
         event: Payload | None = None,
     ) -> Job:
-        """Move a job to ``target`` with its event; tell the listeners."""
+        """Move a job to ``target`` with its event; tell the listeners (a runner's sink)."""
         job = self.store.transition(job_id, target, error=error, event=event)
         if event is not None:
             self._notify_events()
@@ -245,45 +241,36 @@ class Engine:
         ``upload_names`` maps input slots to the names of files that will be delivered with
         the request (a document sent in the chat), so they are checked as that input.
         """
-        return self._validate(self._with_uploads(spec, upload_names or {}))
-
-    def _with_uploads(self, spec: JobSpec, upload_names: dict[str, str]) -> JobSpec:
-        """The spec with upload slots filled by colabot's own markers.
-
-        Only colabot writes ``upload:`` markers: a spec that holds one already came from
-        outside (typed in the chat) and is refused, since it could name any file.
-        """
         for slot, text in spec.inputs.items():
             if any(part.strip().lower().startswith("upload:") for part in text.split(",")):
                 raise SpecError(
                     f"inputs.{slot}",
                     "upload: is not a way to name an input; send the file in the chat instead",
                 )
-        uploads = {slot: upload_source(name) for slot, name in upload_names.items()}
-        return JobSpec(spec.kind, spec.action, {**spec.inputs, **uploads}, spec.params)
+        uploads = dict(upload_names or {})
+        for slot, name in uploads.items():
+            if not is_plain_name(name):
+                raise SpecError(f"inputs.{slot}", f"{shown(name)}: not a name a file can have")
+        return self._validate(dataclasses.replace(spec, uploads=uploads))
 
     def _validate(self, spec: JobSpec) -> JobSpec:
-        for name, value in [*spec.inputs.items(), *spec.params.items()]:
+        named = spec.named_inputs()
+        for name, value in [*named.items(), *spec.params.items()]:
             if "\x00" in str(value):
-                field_name = f"inputs.{name}" if name in spec.inputs else f"params.{name}"
+                field_name = f"inputs.{name}" if name in named else f"params.{name}"
                 raise SpecError(field_name, "holds a NUL character, which no file or value can")
-        clean = self.registry.validate(spec)
+        # The kind checks each slot by what names it: a source, or an upload's file name.
+        as_typed = dataclasses.replace(spec, inputs=named, uploads={})
+        checked = self.registry.validate(as_typed)
+        inputs = {k: v for k, v in checked.inputs.items() if k not in spec.uploads}
+        clean = dataclasses.replace(checked, inputs=inputs, uploads=dict(spec.uploads))
         self.inputs.check(clean, lambda job_id: self.store.find_job(job_id) is not None)
         self.wandb_run(clean, "check")
         return clean
 
     def wandb_run(self, spec: JobSpec, name: str) -> WandbRun | None:
         """How a job logs to W&B (None: it does not); SpecError when it cannot."""
-        kind = self.registry.get(spec.kind)
-        if spec.action is not Action.TRAIN or WANDB_PARAM not in kind.params(spec.action):
-            return None
-        asked = spec.params.get(WANDB_PARAM)
-        return run_for(
-            self.settings.wandb,
-            asked if isinstance(asked, bool) else None,
-            name,
-            available=wandb_installed(),
-        )
+        return job_wandb(self.registry.get(spec.kind), spec, self.settings.wandb, name)
 
     def submit(
         self,
@@ -316,17 +303,13 @@ class Engine:
     async def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job; raise UnknownJobError or JobStateError."""
         job = self.store.get_job(job_id)
-        if not job.can_cancel:
-            raise JobStateError(job_id, job.state.value, "cancel")
-        active = self._active.get(job_id)
+        require(job, Operation.CANCEL)
+        runner = self._runners.get(job_id)
         if job.state is not JobState.RUNNING:
-            return self.set_state(job_id, JobState.CANCELLED, event=Cancelled())
-        if active is None:
+            return self.state(job_id, JobState.CANCELLED, event=Cancelled())
+        if runner is None:
             raise JobStateError(job_id, job.state.value, "cancel")
-        active.cancel_requested = True
-        active.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(active.task)
+        await runner.cancel()
         return self.store.get_job(job_id)
 
     def stop_early(self, job_id: int, *, dry_run: bool = False) -> Step:
@@ -334,22 +317,18 @@ class Engine:
         goes on to its later steps and succeeds. Returns the step asked; raise
         UnknownJobError, JobStateError, or StopEarlyError when the step cannot stop early."""
         job = self.store.get_job(job_id)
-        if job.spec.action is not Action.TRAIN:
-            raise StopEarlyError(job_id, "only training stops early (/cancel stops it now)")
-        active = self._active.get(job_id)
-        if job.state is not JobState.RUNNING or active is None:
+        require(job, Operation.STOP_EARLY)
+        runner = self._runners.get(job_id)
+        if runner is None:
             raise StopEarlyError(job_id, f"it is {job.state.value}, not training")
-        return active.stop_early(job_id, dry_run=dry_run)
+        return runner.stop_early(dry_run=dry_run)
 
     async def plot(self, job_id: int) -> Path:
         """Draw a training job's loss so far (running or finished) into a PNG in its folder
         and return it; raise UnknownJobError, or PlotError saying why there is none."""
         job = self.store.get_job(job_id)
         kind = self.registry.get(job.spec.kind)
-        if job.spec.action is not Action.TRAIN:
-            raise PlotError(job_id, "only training jobs have a loss to draw")
-        if job.state is JobState.QUEUED:
-            raise PlotError(job_id, "it has not started yet")
+        require(job, Operation.PLOT)
         dest = self.workdir(job_id) / "plots" / f"loss-{time.time_ns()}.png"
         step = kind.plot(self.workdir(job_id), self.settings.python, dest)
         if step is None:
@@ -368,9 +347,8 @@ class Engine:
     def resume(self, job_id: int) -> Job:
         """Queue an interrupted or failed job again; training continues from its checkpoint."""
         job = self.store.get_job(job_id)
-        if not job.can_resume:
-            raise JobStateError(job_id, job.state.value, "resume")
-        job = self.set_state(job_id, JobState.QUEUED, event=Resumed())
+        require(job, Operation.RESUME)
+        job = self.state(job_id, JobState.QUEUED, event=Resumed())
         self._wake.set()
         return job
 
@@ -391,21 +369,10 @@ class Engine:
         return list(reversed(self.store.list_jobs(states=[JobState.QUEUED])))
 
     def placement(self, job_id: int) -> Placement | None:
-        """Where a running job's step is: waiting for resources, or on which node."""
-        active = self._active.get(job_id)
-        if active is None or active.run is None or active.run.handle is None:
-            return None
-        return active.run.handle.placement()
-
-    def cluster_job(self, job_id: int) -> str:
-        """The cluster's own id of a running job's step ('' on this machine)."""
-        active = self._active.get(job_id)
-        if active is None or active.run is None or active.run.handle is None:
-            return ""
-        if not self.executor.survives_restart:
-            return ""
-        ref = active.run.handle.ref
-        return str(ref.get("submission_id") or ref.get("slurm_job") or "")
+        """Where a running job's step is: waiting for resources, or on which node (and on a
+        cluster, the cluster's own name for it)."""
+        runner = self._runners.get(job_id)
+        return runner.placement() if runner is not None else None
 
     async def capacity(self) -> Capacity | None:
         """What the executor's machines offer now (None for this machine alone)."""
@@ -413,11 +380,12 @@ class Engine:
 
     def current_step(self, job_id: int) -> str:
         """The name of the step a running job is in, or ''."""
-        active = self._active.get(job_id)
-        return active.step if active else ""
+        runner = self._runners.get(job_id)
+        return runner.step if runner else ""
 
     def _with_live(self, job: Job) -> Job:
-        live = self._live.get(job.id)
+        runner = self._runners.get(job.id)
+        live = runner.shown if runner is not None else None
         if live is None or job.state is not JobState.RUNNING:
             return job
         return dataclasses.replace(job, progress=live)
@@ -461,45 +429,49 @@ class Engine:
             await self._wake.wait()
 
     def _start_ready_jobs(self) -> None:
-        while len(self._active) < self.settings.max_parallel_jobs and not self._stopping:
-            job = self.store.next_queued(exclude=self._active)
+        while len(self._runners) < self.settings.max_parallel_jobs and not self._stopping:
+            job = self.store.next_queued(exclude=self._runners)
             if job is None:
                 return
-            task = asyncio.create_task(self._run_job(job.id), name=f"colabot-job-{job.id}")
-            self._active[job.id] = ActiveJob(task=task)
+            self._run_job(job)
 
-    async def _run_job(self, job_id: int, reattach: Reattach | None = None) -> None:
-        try:
-            await JobRunner(self, job_id, self._active[job_id]).run(reattach)
-        except asyncio.CancelledError:
-            if not self._stopping:
-                raise
-        finally:
-            self._active.pop(job_id, None)
-            self._live.pop(job_id, None)
-            self._wake.set()
+    def _run_job(self, job: Job, reattach: Reattach | None = None) -> None:
+        """Hand a job to a runner of its own; the engine holds it until it ends."""
+        parts = RunnerParts(
+            settings=self.settings,
+            store=self.store,
+            kind=self.registry.get(job.spec.kind),
+            inputs=self.inputs,
+            executor=self.executor,
+            disk=self.disk,
+            sink=self,
+            results=self.results,
+            before_run=tuple(self.before_run_hooks),
+            timings=self.timing(job.id),
+        )
+        runner = JobRunner(parts, job.id)
+        self._runners[job.id] = runner
+        runner.start(reattach).add_done_callback(lambda task: self._ended(job.id, task))
+
+    def _ended(self, job_id: int, task: asyncio.Task[None]) -> None:
+        self._runners.pop(job_id, None)
+        self._flushed.pop(job_id, None)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job %s's runner failed", job_id, exc_info=task.exception())
 
     # progress -------------------------------------------------------------------------------
 
     def progress(self, job_id: int, progress: Progress) -> None:
-        """A running job's new progress: kept live, told to listeners, stored now and then."""
+        """A running job's new progress (a runner's sink): told to listeners, stored now and
+        then."""
         if progress.updated_at == 0.0:
             progress = dataclasses.replace(progress, updated_at=time.time())
-        self._live[job_id] = progress
         for callback in self._progress_listeners:
             _call(callback, job_id, progress)
-        active = self._active.get(job_id)
-        if active is not None and progress.updated_at - active.last_flush >= PROGRESS_FLUSH_S:
-            active.last_flush = progress.updated_at
+        if progress.updated_at - self._flushed.get(job_id, 0.0) >= PROGRESS_FLUSH_S:
+            self._flushed[job_id] = progress.updated_at
             self.store.set_progress(job_id, progress)
-
-    def live(self, job_id: int) -> Progress | None:
-        """A running job's latest progress, if it reported any."""
-        return self._live.get(job_id)
-
-    def restore_live(self, job_id: int, progress: Progress) -> None:
-        """Show ``progress`` again (after a passing message such as an upload's)."""
-        self._live[job_id] = progress
 
 
 def _call(callback: Callable[..., None], *args: object) -> None:

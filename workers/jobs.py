@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from workers.errors import InvalidTransitionError
+from workers.errors import (
+    ColabotError,
+    InvalidTransitionError,
+    JobStateError,
+    PlotError,
+    StopEarlyError,
+)
 
 ParamValue = str | int | float | bool
 
@@ -57,18 +63,70 @@ def check_transition(source: JobState, target: JobState) -> None:
         raise InvalidTransitionError(source.value, target.value)
 
 
+class Operation(StrEnum):
+    """What a person can ask of a job once it exists."""
+
+    CANCEL = "cancel"
+    RESUME = "resume"
+    STOP_EARLY = "stop early"
+    PLOT = "plot"
+
+
+def refusal(job: Job, operation: Operation) -> ColabotError | None:
+    """Why ``job`` cannot do ``request`` now (None: it can), from its state and action: the
+    one place the chat's buttons, the handlers and the engine learn what a job may do."""
+    state, training = job.state, job.spec.action is Action.TRAIN
+    match operation:
+        case Operation.CANCEL:
+            if not can_transition(state, JobState.CANCELLED):
+                return JobStateError(job.id, state.value, "cancel")
+        case Operation.RESUME:
+            if not can_transition(state, JobState.QUEUED):
+                return JobStateError(job.id, state.value, "resume")
+        case Operation.STOP_EARLY:
+            if not training:
+                return StopEarlyError(job.id, "only training stops early (/cancel stops it now)")
+            if state is not JobState.RUNNING:
+                return StopEarlyError(job.id, f"it is {state.value}, not training")
+        case Operation.PLOT:
+            if not training:
+                return PlotError(job.id, "only training jobs have a loss to draw")
+            if state is JobState.QUEUED:
+                return PlotError(job.id, "it has not started yet")
+    return None
+
+
+def require(job: Job, operation: Operation) -> None:
+    """Raise the error :func:`refusal` gives, if any."""
+    refused = refusal(job, operation)
+    if refused is not None:
+        raise refused
+
+
+LEGACY_UPLOAD = "upload:"
+"""How records written before uploads were typed marked an upload in ``inputs``."""
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """What to run: a kind (``selftest``, ``sleap``, ``spacy``), an action, named inputs, params.
+    """What to run: a kind (``selftest``, ``sleap``, ``spacy``), an action, named inputs,
+    uploads, params.
 
-    Inputs are source strings: a path on the machine, a URL, a Drive link, a job reference
-    (``job:12``) or ``upload:NAME`` for a file delivered with the request.
+    Inputs are source strings: a path on the machine, a URL, a Drive link or a job reference
+    (``job:12``). Uploads are the input slots a file delivered with the request fills (a
+    document sent in the chat): slot -> the file's name in the job's ``inputs`` folder.
     """
 
     kind: str
     action: Action
     inputs: dict[str, str] = field(default_factory=dict)
     params: dict[str, ParamValue] = field(default_factory=dict)
+    uploads: dict[str, str] = field(default_factory=dict)
+
+    def named_inputs(self) -> dict[str, str]:
+        """Every filled input slot with what names it: a source, or an upload's file name
+        (what a kind checks an input's form by)."""
+        return {**self.inputs, **self.uploads}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -77,16 +135,25 @@ class JobSpec:
             "action": self.action.value,
             "inputs": dict(self.inputs),
             "params": dict(self.params),
+            "uploads": dict(self.uploads),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict`; also reads records from before uploads were
+        typed (a database or a snapshot of an older colabot)."""
+        inputs = {str(k): str(v) for k, v in dict(data.get("inputs", {})).items()}
+        uploads = {str(k): str(v) for k, v in dict(data.get("uploads", {})).items()}
+        for slot, text in list(inputs.items()):
+            if text.startswith(LEGACY_UPLOAD):
+                uploads[slot] = text.removeprefix(LEGACY_UPLOAD)
+                del inputs[slot]
         return cls(
             kind=str(data["kind"]),
             action=Action(data["action"]),
-            inputs={str(k): str(v) for k, v in dict(data.get("inputs", {})).items()},
+            inputs=inputs,
             params=dict(data.get("params", {})),
+            uploads=uploads,
         )
 
 
@@ -165,13 +232,19 @@ class Job:
 
     @property
     def can_cancel(self) -> bool:
-        """Whether the transition table lets the job be cancelled now."""
-        return can_transition(self.state, JobState.CANCELLED)
+        """Whether the job can be cancelled now."""
+        return refusal(self, Operation.CANCEL) is None
 
     @property
     def can_resume(self) -> bool:
-        """Whether the transition table lets the job be queued again (interrupted, failed)."""
-        return can_transition(self.state, JobState.QUEUED)
+        """Whether the job can be queued again (interrupted, failed)."""
+        return refusal(self, Operation.RESUME) is None
+
+    @property
+    def can_stop_early(self) -> bool:
+        """Whether the job trains now, so that its training may be asked to end early (its
+        current step decides whether it can)."""
+        return refusal(self, Operation.STOP_EARLY) is None
 
     def elapsed(self, now: float | None = None) -> float | None:
         """Seconds spent running so far (or in total once finished)."""

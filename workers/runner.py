@@ -13,17 +13,17 @@ import dataclasses
 import logging
 import os
 import shlex
-import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
 from workers.errors import ColabotError, SpecError, StepFailedError, StopEarlyError
-from workers.events import Cancelled, Failed, Interrupted, Payload, Started, Succeeded
-from workers.executors.base import Executor, Grace, Launch, StepHandle, describe_exit
+from workers.events import Cancelled, Failed, Interrupted, Notice, Payload, Started, Succeeded
+from workers.executors.base import Executor, Grace, Launch, Placement, StepHandle
 from workers.inputs.resolve import InputResolver
 from workers.jobs import Action, Job, JobSpec, JobState, KeptOutput, Link, Progress, StepRecord
 from workers.kinds.base import (
@@ -35,30 +35,33 @@ from workers.kinds.base import (
     Output,
     Step,
 )
-from workers.kinds.registry import KindRegistry
 from workers.live import LiveChannel
 from workers.outputs import Packed, files_for_chat, inside_job, package_outputs, publish
 from workers.results.base import ResultsBackend
 from workers.safety.environment import step_environment
 from workers.safety.files import open_to_change, touch_private
 from workers.safety.names import label
-from workers.safety.redaction import SECRETS
 from workers.steprun import StepResult, StepRun, open_job_log
 from workers.store.database import Store
 from workers.store.disk import DiskGuard, trim_log
+from workers.wandb.runs import PARAM as WANDB_PARAM
 from workers.wandb.runs import (
     WandbRun,
     WandbSettings,
     offline_runs,
+    run_for,
     run_page,
     run_url,
     step_env,
     sync_hint,
 )
+from workers.wandb.runs import installed as wandb_installed
 
 log = logging.getLogger(__name__)
 
 TAIL_FOR_EVENTS = 12
+# How often a cluster step's place (waiting, on which node) is looked at.
+PLACEMENT_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -97,67 +100,6 @@ class JobTimings:
     recorded: float | None = None
 
 
-@dataclass
-class ActiveJob:
-    """What the engine holds for a job while it runs."""
-
-    task: asyncio.Task[None]
-    run: StepRun | None = None
-    ctx: JobContext | None = None
-    kind: JobKind | None = None
-    cancel_requested: bool = False
-    step: str = ""
-    last_flush: float = 0.0
-    current: Step | None = None
-    channel: LiveChannel | None = None
-    stop_asked: str = ""
-    """The step a stop-early request was sent to (its live link repeats it until heard)."""
-    link: str = ""
-    """The page where the run can be followed (a W&B run), once a step printed it."""
-
-    def stop_early(self, job_id: int, *, dry_run: bool = False) -> Step:
-        """Ask the current step to end its training early and keep its model; return the
-        step. StopEarlyError when it has no training to stop, or cannot be reached.
-        ``dry_run`` only checks."""
-        step, ctx = self.current, self.ctx
-        if step is None or ctx is None or (step.live is None and step.stop_file is None):
-            doing = f"its current step ({self.step})" if self.step else "it"
-            raise StopEarlyError(
-                job_id, f"{doing} has no training to stop early (/cancel stops it now)"
-            )
-        if self.channel is not None and step.live is not None:
-            if not dry_run:
-                self.channel.send(step.live.stop_command)
-        elif step.stop_file is not None:
-            if not dry_run:
-                step.stop_file.parent.mkdir(parents=True, exist_ok=True)
-                touch_private(step.stop_file)  # a link planted at its name is not followed
-        else:
-            raise StopEarlyError(
-                job_id,
-                "it trains on a cluster node, out of reach of colabot's stop-early socket. "
-                "/cancel stops it now, and /resume continues from its last checkpoint",
-            )
-        if not dry_run:
-            self.stop_asked = step.name
-            ctx.mark_stopped_early(step.name)
-        return step
-
-    def stop(self) -> None:
-        """Stop the job: its step with the staged grace, or the job's task between steps."""
-        if self.run is not None:
-            self.run.cancel()
-        else:
-            self.task.cancel()
-
-    def detach(self) -> None:
-        """Let go of the job, leaving its step running on the executor (colabot stops, and
-        the next one follows the step again)."""
-        if self.run is not None:
-            self.run.detaching = True
-        self.task.cancel()
-
-
 @dataclass(frozen=True)
 class Reattach:
     """A step a previous colabot started that its executor still runs: the runner follows it
@@ -170,83 +112,191 @@ class Reattach:
     log_length: int = -1
 
 
-class JobHost(Protocol):
-    """What a runner needs from the engine that owns it."""
+class RunnerSink(Protocol):
+    """Where a runner reports what happens to its job: each state change with its event,
+    its progress, and the events people should get (notices, files)."""
 
-    settings: EngineSettings
-    store: Store
-    registry: KindRegistry
-    inputs: InputResolver
-    results: ResultsBackend | None
-    disk: DiskGuard
-    executor: Executor
-    before_run_hooks: list[Callable[[Job, Path], Awaitable[None]]]
-
-    def set_state(
+    def state(
         self, job_id: int, target: JobState, *, error: str | None = ..., event: Payload | None = ...
     ) -> Job: ...
 
     def progress(self, job_id: int, progress: Progress) -> None: ...
 
-    def live(self, job_id: int) -> Progress | None: ...
-
-    def restore_live(self, job_id: int, progress: Progress) -> None: ...
-
-    def notice(self, job_id: int | None, text: str) -> None: ...
-
     def post(self, job_id: int | None, payload: Payload) -> None: ...
 
-    def timing(self, job_id: int) -> JobTimings: ...
 
-    def workdir(self, job_id: int) -> Path: ...
-
-    def wandb_run(self, spec: JobSpec, name: str) -> WandbRun | None: ...
-
-    def log_path(self, job_id: int) -> Path: ...
+BeforeRun = Callable[[Job, Path], Awaitable[None]]
+"""Awaited when a job starts, before its inputs are resolved (kept uploads come back)."""
 
 
 @dataclass(frozen=True)
-class BriefEnd:
-    """How a short helper program ended: its exit code (None: it ran out of time), a
-    reason in words, and its last output lines (redacted)."""
+class RunnerParts:
+    """What a runner works with, handed to it explicitly."""
 
-    returncode: int | None
-    reason: str
-    lines: list[str]
+    settings: EngineSettings
+    store: Store
+    kind: JobKind
+    inputs: InputResolver
+    executor: Executor
+    disk: DiskGuard
+    sink: RunnerSink
+    results: ResultsBackend | None = None
+    before_run: tuple[BeforeRun, ...] = ()
+    timings: JobTimings = field(default_factory=JobTimings)
 
 
-async def run_briefly(argv: Sequence[str], env: dict[str, str], timeout_s: float) -> BriefEnd:
-    """Run a short helper (drawing a picture, say) here, away from any job's step, and
-    wait for it; it is killed with its process group when it runs out of time."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
+class Verdict(StrEnum):
+    """What a step's end means for its job."""
+
+    NEXT = "next"
+    """It succeeded: the job goes on with its next step."""
+    INTERRUPTED = "interrupted"
+    """Lost with its cluster, or ended by it (preempted, a failed node): not the job's fault."""
+    CANCELLED = "cancelled"
+    """Someone cancelled the job."""
+    LET_GO = "let go"
+    """Stopped because colabot stops: the job is not ended here."""
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """A step's end, decided: the verdict, and whether the disk was full (which then is the
+    reason, and the kind is not asked to explain the failure)."""
+
+    verdict: Verdict
+    disk_full: bool = False
+
+
+def step_outcome(result: StepResult, *, cancel_requested: bool, free_mb: float) -> StepOutcome:
+    """The one decision from how a step ended to what happens to its job."""
+    disk_full = result.disk_full or (not result.ok and free_mb < 1.0)
+    if result.lost or (result.resumable and not result.cancelled):
+        return StepOutcome(Verdict.INTERRUPTED, disk_full)
+    if result.cancelled:
+        return StepOutcome(Verdict.CANCELLED if cancel_requested else Verdict.LET_GO, disk_full)
+    if not result.ok or disk_full:
+        return StepOutcome(Verdict.FAILED, disk_full)
+    return StepOutcome(Verdict.NEXT)
+
+
+def job_wandb(kind: JobKind, spec: JobSpec, settings: WandbSettings, name: str) -> WandbRun | None:
+    """How a job logs to W&B (None: it does not); SpecError when it cannot."""
+    if spec.action is not Action.TRAIN or WANDB_PARAM not in kind.params(spec.action):
+        return None
+    asked = spec.params.get(WANDB_PARAM)
+    return run_for(
+        settings, asked if isinstance(asked, bool) else None, name, available=wandb_installed()
     )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        return BriefEnd(None, f"it took longer than {timeout_s:g} s", [])
-    text = SECRETS.redact(output[-64 * 1024 :].decode("utf-8", errors="replace"))
-    lines = [line for line in text.splitlines() if line.strip()][-TAIL_FOR_EVENTS:]
-    reason = describe_exit(process.returncode) or "it succeeded"
-    return BriefEnd(process.returncode, reason, lines)
 
 
 class JobRunner:
-    """Runs one job to its end through the host's executor."""
+    """Runs one job to its end through the executor, and holds what is known of it while it
+    runs: its live progress, its current step, and how to stop it."""
 
-    def __init__(self, host: JobHost, job_id: int, active: ActiveJob) -> None:
-        self.host = host
+    def __init__(self, parts: RunnerParts, job_id: int) -> None:
+        self.parts = parts
         self.job_id = job_id
-        self.active = active
+        self.task: asyncio.Task[None] | None = None
+        self.live: Progress | None = None
+        """The job's latest progress, as its steps report it."""
+        self.passing: Progress | None = None
+        """A passing message shown instead, while it lasts (results being saved)."""
+        self.step = ""
+        """The name of the step the job is in."""
+        self.link = ""
+        """The page where the run can be followed (a W&B run), once a step named it."""
+        self.ctx: JobContext | None = None
+        self.cancel_requested = False
+        self._run: StepRun | None = None
+        self._current: Step | None = None
+        self._channel: LiveChannel | None = None
+        self._stop_asked = ""
         self._replaying = False
+
+    @property
+    def workdir(self) -> Path:
+        """The job's folder."""
+        return self.parts.settings.jobs_dir / str(self.job_id)
+
+    @property
+    def log_path(self) -> Path:
+        """The job's log file."""
+        return self.workdir / "job.log"
+
+    @property
+    def shown(self) -> Progress | None:
+        """The progress to show now: a passing message while it lasts, else the job's own."""
+        return self.passing or self.live
+
+    def start(self, reattach: Reattach | None = None) -> asyncio.Task[None]:
+        """Start running the job in a task of its own (the loop's next turn begins it)."""
+        self.task = asyncio.create_task(self.run(reattach), name=f"colabot-job-{self.job_id}")
+        return self.task
+
+    # what the engine asks of a running job --------------------------------------------------
+
+    def placement(self) -> Placement | None:
+        """Where the current step is: waiting for resources, or on which node."""
+        handle = self._run.handle if self._run is not None else None
+        return handle.placement() if handle is not None else None
+
+    def checkpoint(self) -> Path | None:
+        """The job's newest checkpoint, as its kind finds it."""
+        return self.parts.kind.checkpoint(self.ctx) if self.ctx is not None else None
+
+    def stop_early(self, *, dry_run: bool = False) -> Step:
+        """Ask the current step to end its training early and keep its model; return the
+        step. StopEarlyError when it has no training to stop, or cannot be reached.
+        ``dry_run`` only checks."""
+        step, ctx = self._current, self.ctx
+        if step is None or ctx is None or (step.live is None and step.stop_file is None):
+            doing = f"its current step ({self.step})" if self.step else "it"
+            raise StopEarlyError(
+                self.job_id, f"{doing} has no training to stop early (/cancel stops it now)"
+            )
+        if self._channel is not None and step.live is not None:
+            if not dry_run:
+                self._channel.send(step.live.stop_command)
+        elif step.stop_file is not None:
+            if not dry_run:
+                step.stop_file.parent.mkdir(parents=True, exist_ok=True)
+                touch_private(step.stop_file)  # a link planted at its name is not followed
+        else:
+            raise StopEarlyError(
+                self.job_id,
+                "it trains on a cluster node, out of reach of colabot's stop-early socket. "
+                "/cancel stops it now, and /resume continues from its last checkpoint",
+            )
+        if not dry_run:
+            self._stop_asked = step.name
+            ctx.mark_stopped_early(step.name)
+        return step
+
+    async def cancel(self) -> None:
+        """Stop the job now, keeping nothing new; return once it ended as cancelled."""
+        self.cancel_requested = True
+        self.stop()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self.task)
+
+    def stop(self) -> None:
+        """Stop the job: its step with the staged grace, or the job's task between steps."""
+        if self._run is not None:
+            self._run.cancel()
+        elif self.task is not None:
+            self.task.cancel()
+
+    def detach(self) -> None:
+        """Let go of the job, leaving its step running on the executor (colabot stops, and
+        the next one follows the step again)."""
+        if self._run is not None:
+            self._run.detaching = True
+        if self.task is not None:
+            self.task.cancel()
+
+    # the run ---------------------------------------------------------------------------------
 
     async def run(self, reattach: Reattach | None = None) -> None:
         """Run the job (or, after a restart, pick it up at a step its executor still runs);
@@ -254,7 +304,7 @@ class JobRunner:
         try:
             await self._execute(reattach)
         except asyncio.CancelledError:
-            if self.active.cancel_requested:
+            if self.cancel_requested:
                 self._finish(JobState.CANCELLED, Cancelled())
             else:
                 raise
@@ -262,24 +312,32 @@ class JobRunner:
             log.exception("job %s hit an internal error", self.job_id)
             self.fail(f"internal error: {type(exc).__name__}: {exc}", [])
 
+    def _report(self, progress: Progress) -> None:
+        """The job's own progress: kept, and told to the sink."""
+        if progress.updated_at == 0.0:
+            progress = dataclasses.replace(progress, updated_at=time.time())
+        self.live = progress
+        if self.passing is None:
+            self.parts.sink.progress(self.job_id, progress)
+
     def _finish(self, state: JobState, event: Payload) -> None:
         """Record the job's end (once), with its last progress and its event."""
-        job = self.host.store.find_job(self.job_id)
+        store = self.parts.store
+        job = store.find_job(self.job_id)
         if job is None or job.state is not JobState.RUNNING:
             return  # someone else ended it (a fresh colabot found it interrupted)
-        live = self.host.live(self.job_id)
-        if live is not None:
-            self.host.store.set_progress(self.job_id, live)
+        if self.live is not None:
+            store.set_progress(self.job_id, self.live)
         error = event.reason if isinstance(event, Failed) else None
-        self.host.set_state(self.job_id, state, error=error, event=event)
-        self.host.timing(self.job_id).recorded = time.time()
+        self.parts.sink.state(self.job_id, state, error=error, event=event)
+        self.parts.timings.recorded = time.time()
 
     def _interrupt(self, reason: str) -> None:
         """End the run as interrupted (resumable): the step was lost, not failed."""
-        job = self.host.store.find_job(self.job_id)
+        job = self.parts.store.find_job(self.job_id)
         if job is None or job.state is not JobState.RUNNING:
             return
-        self.host.set_state(
+        self.parts.sink.state(
             self.job_id, JobState.INTERRUPTED, error=reason, event=Interrupted(reason)
         )
 
@@ -288,79 +346,89 @@ class JobRunner:
         event = Failed(reason=reason, tail=tail[-TAIL_FOR_EVENTS:], step=step)
         self._finish(JobState.FAILED, event)
 
+    def _notice(self, text: str) -> None:
+        self.parts.sink.post(self.job_id, Notice(text))
+
     def _notify(self, text: str) -> None:
         """A kind's notice; kept quiet while steps that ran before a restart are replayed
         (the chat heard it then)."""
         if not self._replaying:
-            self.host.notice(self.job_id, text)
+            self._notice(text)
 
     async def _execute(self, reattach: Reattach | None) -> None:
-        host, job_id = self.host, self.job_id
-        job = host.store.get_job(job_id)
-        kind = host.registry.get(job.spec.kind)
+        parts, job_id = self.parts, self.job_id
+        kind, settings = parts.kind, parts.settings
+        job = parts.store.get_job(job_id)
         resuming = job.attempt > 1 and job.spec.action is Action.TRAIN
         if reattach is None:
-            job = host.set_state(job_id, JobState.RUNNING, event=Started(job.attempt))
+            job = parts.sink.state(job_id, JobState.RUNNING, event=Started(job.attempt))
         self._replaying = reattach is not None
-        workdir = host.workdir(job_id)
+        workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(
             job=job,
             workdir=workdir,
             inputs={},
-            python=host.settings.python,
+            python=settings.python,
             notify=self._notify,
-            input_roots=host.settings.input_roots,
-            cache_dir=host.settings.data_dir / "cache",
+            input_roots=settings.input_roots,
+            cache_dir=settings.data_dir / "cache",
         )
         try:
-            ctx.wandb = host.wandb_run(job.spec, f"colabot-job{job_id}-{job.spec.kind}")
+            name = f"colabot-job{job_id}-{job.spec.kind}"
+            ctx.wandb = job_wandb(kind, job.spec, settings.wandb, name)
         except SpecError as exc:  # the settings changed since the job was queued
             self._notify(f"No W&B logging for this run: {exc.message}")
-        self.active.ctx = ctx
-        self.active.kind = kind
+        self.ctx = ctx
         if reattach is None:
             (workdir / STOPPED_EARLY).unlink(missing_ok=True)
         try:
             if reattach is None:
-                for prepare in host.before_run_hooks:
+                for prepare in parts.before_run:
                     await prepare(job, workdir)
-            ctx.inputs = await host.inputs.resolve(
-                job.spec, workdir, lambda progress: host.progress(job_id, progress)
-            )
+            ctx.inputs = await parts.inputs.resolve(job.spec, workdir, self._report)
             if resuming:
-                ctx.resume_from = await self._resume_point(job, kind, ctx)
+                ctx.resume_from = await self._resume_point(job, ctx)
             for index, step in enumerate(_guarded(kind.steps(ctx))):
                 if reattach is not None and index < reattach.index:
                     continue  # it ended before the restart; the kind still plans past it
                 following = reattach if reattach is not None and index == reattach.index else None
                 self._replaying = False
                 result = await self._run_step(ctx, step, index, following)
-                if result.lost or (result.resumable and not result.cancelled):
-                    # Lost with its cluster, or ended by it (preempted, a failed node): not
-                    # the job's fault, so it can be resumed.
-                    self._interrupt(result.reason or "the executor lost the step")
-                    return
-                if result.cancelled:
-                    if self.active.cancel_requested:
+                outcome = step_outcome(
+                    result, cancel_requested=self.cancel_requested, free_mb=parts.disk.free_mb()
+                )
+                if outcome.disk_full and result.disk_full:
+                    # This job's output filled the disk: cut its log so that others can go on.
+                    await asyncio.to_thread(trim_log, self.log_path)
+                reason = parts.disk.full_reason() if outcome.disk_full else result.reason
+                match outcome.verdict:
+                    case Verdict.NEXT:
+                        continue
+                    case Verdict.INTERRUPTED:
+                        self._interrupt(reason or "the executor lost the step")
+                    case Verdict.CANCELLED:
                         self._finish(JobState.CANCELLED, Cancelled())
-                    return
-                if not result.ok:
-                    explained = (
-                        None if result.disk_full else kind.explain_failure(ctx, step, result.tail)
-                    )
-                    self.fail(explained or result.reason or "failed", result.tail, step.name)
-                    return
+                    case Verdict.LET_GO:
+                        pass
+                    case Verdict.FAILED:
+                        explained = (
+                            None
+                            if outcome.disk_full
+                            else kind.explain_failure(ctx, step, result.tail)
+                        )
+                        self.fail(explained or reason or "failed", result.tail, step.name)
+                return
             await self._succeed(ctx, kind.collect(ctx))
         except ColabotError as exc:
             tail = exc.tail if isinstance(exc, StepFailedError) else []
             self.fail(str(exc), tail)
 
-    async def _resume_point(self, job: Job, kind: JobKind, ctx: JobContext) -> Path | None:
-        local = kind.checkpoint(ctx)
+    async def _resume_point(self, job: Job, ctx: JobContext) -> Path | None:
+        local = self.parts.kind.checkpoint(ctx)
         if local is not None:
             return local
-        results = self.host.results
+        results = self.parts.results
         if job.checkpoint and results is not None:
             dest = ctx.workdir / "restored"
             return await asyncio.to_thread(results.fetch_checkpoint, job.id, job.checkpoint, dest)
@@ -369,7 +437,7 @@ class JobRunner:
     def _launch(
         self, ctx: JobContext, step: Step, index: int, channel: LiveChannel | None = None
     ) -> Launch:
-        wandb = step_env(ctx.wandb, self.host.settings.wandb)
+        wandb = step_env(ctx.wandb, self.parts.settings.wandb)
         env = step_environment({**wandb, **step.env, "COLABOT_JOB_ID": str(self.job_id)})
         argv = list(step.argv)
         if channel is not None and step.live is not None:
@@ -389,9 +457,10 @@ class JobRunner:
     async def _run_step(
         self, ctx: JobContext, step: Step, index: int, reattach: Reattach | None = None
     ) -> StepResult:
-        host, job_id = self.host, self.job_id
-        self.active.step = step.name
-        log_path = host.log_path(job_id)
+        parts, job_id = self.parts, self.job_id
+        settings, store = parts.settings, parts.store
+        self.step = step.name
+        log_path = self.log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if reattach is None:
             # A log that cannot be opened (a link planted at its name) is StepRun's to refuse.
@@ -401,61 +470,65 @@ class JobRunner:
         for folder in (ctx.outputs_dir, ctx.scratch_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
-        server = host.settings.wandb.base_url
+        server = settings.wandb.base_url
 
         def on_line(source: str, line: str) -> None:
             # A page the job names is shown only when it is on the configured W&B host.
             url = run_url(line) if source == "output" else None
             url = run_page(url, server) if url is not None else None
-            if url is not None and url != self.active.link:
-                self.active.link = url
+            if url is not None and url != self.link:
+                self.link = url
                 self._notify(f"W&B run: {url}")
             progress = step.parser(source, line) if step.parser is not None else None
             if progress is None and url is not None:
-                progress = host.live(job_id) or Progress()
+                progress = self.live or Progress()
             if progress is not None:
                 if progress.link and run_page(progress.link, server) is None:
                     progress = dataclasses.replace(progress, link="")
-                if self.active.link and not progress.link:
-                    progress = dataclasses.replace(progress, link=self.active.link)
-                host.progress(job_id, progress)
+                if self.link and not progress.link:
+                    progress = dataclasses.replace(progress, link=self.link)
+                self._report(progress)
 
         def on_live(text: str) -> None:
             on_line(LIVE_SOURCE, text)
-            active = self.active
-            if active.stop_asked == step.name and active.channel is not None and step.live:
+            if self._stop_asked == step.name and self._channel is not None and step.live:
                 # The job may have missed it (a subscriber only hears what comes after it
                 # connected): say it again until the step ends.
-                active.channel.send(step.live.stop_command)
+                self._channel.send(step.live.stop_command)
 
         def on_start(handle: StepHandle) -> None:
-            host.timing(job_id).spawned = time.time()
+            parts.timings.spawned = time.time()
             if reattach is None:
                 record = StepRecord(
-                    job_id, index, step.name, host.executor.name, handle.ref, time.time()
+                    job_id, index, step.name, parts.executor.name, handle.ref, time.time()
                 )
-                host.store.start_step(record)
+                store.start_step(record)
 
         def on_consumed(count: int, log_length: int) -> None:
-            host.store.set_step_output(job_id, index, count, log_length)
+            store.set_step_output(job_id, index, count, log_length)
 
         channel = self._open_channel(step, on_live) if reattach is None else None
         timeout = ctx.param("timeout")
         run = StepRun(
-            host.executor,
+            parts.executor,
             self._launch(ctx, step, index, channel),
             log_path=log_path,
             on_line=on_line,
             watch=step.watch,
-            timeout_s=float(timeout) * 60 if timeout else host.settings.default_timeout_s,
-            grace=host.settings.grace,
+            timeout_s=float(timeout) * 60 if timeout else settings.default_timeout_s,
+            grace=settings.grace,
             on_start=on_start,
             on_consumed=on_consumed,
-            on_disk_full=host.disk.release_reserve,
+            on_disk_full=parts.disk.release_reserve,
         )
-        self.active.run = run
-        self.active.current = step
-        self.active.channel = channel
+        self._run, self._current, self._channel = run, step, channel
+        # On a cluster the step can wait for resources and then run on a node: what the
+        # status shows changes without any progress, so the change is reported as one.
+        watcher = (
+            None
+            if parts.executor.runs_here
+            else asyncio.create_task(self._watch_placement(run), name=f"colabot-place-{job_id}")
+        )
         try:
             if reattach is None:
                 if channel is not None:
@@ -465,33 +538,38 @@ class JobRunner:
                 await asyncio.to_thread(_cut_log, log_path, reattach.log_length)
                 result = await run.follow(reattach.handle, skip=reattach.skip)
         finally:
-            self.active.run = None
-            self.active.current = None
-            self.active.channel = None
+            if watcher is not None:
+                watcher.cancel()
+            self._run, self._current, self._channel = None, None, None
             if channel is not None:
                 await channel.close_async()
             if not run.detaching:
                 # A detached step runs on; the next colabot finds it open and follows it.
-                host.store.end_step(job_id, index)
+                store.end_step(job_id, index)
         if result.note:
-            host.notice(job_id, result.note)
-        host.timing(job_id).exited = result.ended_at or time.time()
-        if result.disk_full or (not result.ok and host.disk.free_mb() < 1.0):
-            reason = host.disk.full_reason()
-            if result.disk_full:
-                # This job's output filled the disk: cut its log so that others can go on.
-                trim_log(log_path)
-            result = dataclasses.replace(result, reason=reason, disk_full=True)
+            self._notice(result.note)
+        parts.timings.exited = result.ended_at or time.time()
         return result
+
+    async def _watch_placement(self, run: StepRun) -> None:
+        """Report the job's progress again whenever its step's place changes (waiting for
+        resources, running on a node)."""
+        seen: Placement | None = None
+        while True:
+            place = run.handle.placement() if run.handle is not None else None
+            if place is not None and place != seen:
+                seen = place
+                self._report(self.live or Progress())
+            await asyncio.sleep(PLACEMENT_CHECK_S)
 
     def _open_channel(self, step: Step, on_message: Callable[[str], None]) -> LiveChannel | None:
         """Private sockets (in a 0700 folder of the job's, removed when the step ends) for a
         step that can use them here; None on a cluster (its watched files still report
         progress) or when they cannot be opened."""
-        if step.live is None or not self.host.executor.runs_here:
+        if step.live is None or not self.parts.executor.runs_here:
             return None
         try:
-            return LiveChannel(on_message, near=self.host.workdir(self.job_id))
+            return LiveChannel(on_message, near=self.workdir)
         except Exception as exc:
             log.warning("no live channel for job %s: %s", self.job_id, exc)
             return None
@@ -502,8 +580,8 @@ class JobRunner:
         if ctx.wandb is None:
             return outcome
         outputs, summary = list(outcome.outputs), outcome.summary
-        if self.active.link:
-            summary += f"\nW&B run: {self.active.link}"
+        if self.link:
+            summary += f"\nW&B run: {self.link}"
         runs = offline_runs(ctx.outputs_dir)
         folder = ctx.outputs_dir / "wandb"
         if folder.is_dir() and not any(folder.is_relative_to(o.path) for o in outputs):
@@ -513,56 +591,55 @@ class JobRunner:
         return dataclasses.replace(outcome, outputs=outputs, summary=summary.strip())
 
     async def _succeed(self, ctx: JobContext, outcome: Outcome) -> None:
-        host, job_id = self.host, self.job_id
+        parts, job_id = self.parts, self.job_id
+        store, results = parts.store, parts.results
         outcome = self._with_wandb(ctx, outcome)
         notes: list[str] = []
         existing = [o for o in outcome.outputs if o.path.exists()]
         present = inside_job(ctx.workdir, existing, notes.append)
-        host.store.set_outputs(job_id, [KeptOutput(o.role, str(o.path)) for o in present])
+        store.set_outputs(job_id, [KeptOutput(o.role, str(o.path)) for o in present])
         packed = await asyncio.to_thread(package_outputs, ctx.workdir, present, notes.append)
         summary = "\n".join([outcome.summary, *notes]).strip()
         links: list[Link] = []
-        if host.results is not None and packed:
+        if results is not None and packed:
             try:
-                links = await self._publish(packed)
+                links = await self._publish(results, packed)
             except ColabotError as exc:
                 # The work is done and on disk; failing the job would hide that.
-                host.notice(
-                    job_id,
-                    f"The results could not be saved to {host.results.name}: {exc}. "
-                    f"They are still on this machine in {ctx.outputs_dir}.",
+                self._notice(
+                    f"The results could not be saved to {results.name}: {exc}. "
+                    f"They are still on this machine in {ctx.outputs_dir}."
                 )
                 links = [Link(p.label, str(p.output.path)) for p in packed]
-        if self.active.link:
-            links.append(Link("W&B run", self.active.link))
+        if self.link:
+            links.append(Link("W&B run", self.link))
         if links:
-            host.store.set_links(job_id, links)
-        host.store.set_summary(job_id, summary)
+            store.set_links(job_id, links)
+        store.set_summary(job_id, summary)
         self._finish(JobState.SUCCEEDED, Succeeded(summary, links, dict(outcome.metrics)))
-        for file in files_for_chat(packed, host.settings.send_files_under_bytes):
-            host.post(job_id, file)
+        for file in files_for_chat(packed, parts.settings.send_files_under_bytes):
+            parts.sink.post(job_id, file)
 
-    async def _publish(self, packed: list[Packed]) -> list[Link]:
-        host, job_id = self.host, self.job_id
-        backend = host.results
-        assert backend is not None
+    async def _publish(self, backend: ResultsBackend, packed: list[Packed]) -> list[Link]:
         loop = asyncio.get_running_loop()
+
+        def passing(progress: Progress) -> None:
+            self.passing = progress
+            self.parts.sink.progress(self.job_id, progress)
 
         def report(name: str, sent: int, total: int) -> None:
             fraction = sent / total if total else 1.0
             progress = Progress(fraction=fraction, message=f"uploading {name}: {fraction:.0%}")
-            loop.call_soon_threadsafe(host.progress, job_id, progress)
+            loop.call_soon_threadsafe(passing, progress)
 
         # Upload progress is shown while it lasts; the job keeps its own progress after.
-        kept = host.live(job_id)
-        host.progress(job_id, Progress(message=f"saving results to {backend.name}"))
+        passing(Progress(message=f"saving results to {backend.name}"))
         try:
             return await asyncio.to_thread(
-                publish, backend, job_id, packed, host.log_path(job_id), report
+                publish, backend, self.job_id, packed, self.log_path, report
             )
         finally:
-            if kept is not None:
-                host.restore_live(job_id, kept)
+            self.passing = None
 
 
 def _guarded(steps: Iterator[Step]) -> Iterator[Step]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config, RayConfig
+from bot.config import Config
 from bot.service import Colabot
 from tests.bot.conftest import (
     USER,
@@ -28,6 +28,8 @@ from tests.clusters.ray_head import RayHead
 from tests.emulator.faults import FaultyBotApi
 from tests.workers.conftest import until
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
+from workers.executors.base import Placement
+from workers.executors.settings import RaySettings
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -41,7 +43,7 @@ def on_ray(config: Config, head: RayHead, data_dir: Path | None = None) -> Confi
     worker = dataclasses.replace(
         config.worker, executor="ray", data_dir=data_dir or config.worker.data_dir
     )
-    return config.replace(worker=worker, ray=RayConfig(address=head.address, token=head.token))
+    return config.replace(worker=worker, ray=RaySettings(address=head.address, token=head.token))
 
 
 def ray_jobs(head: RayHead) -> dict[str, tuple[str, dict[str, str]]]:
@@ -114,7 +116,7 @@ async def test_cancel_in_the_chat_stops_the_ray_job(
     await person.say("/train selftest steps=400 delay=0.25")
     await eventually(lambda: engine.job(1).progress.step is not None, 120, "progress")
     status = await person.say("/status 1")
-    submission = engine.cluster_job(1)
+    submission = (engine.placement(1) or Placement()).job
     assert f"Ray job: {submission}" in (status.text or "") and "node: 127.0.0.1" in (
         status.text or ""
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config, SlurmConfig
+from bot.config import Config
 from bot.service import Colabot
 from tests.bot.conftest import (
     USER,
@@ -28,6 +28,8 @@ from tests.clusters.slurm_cluster import SlurmCluster
 from tests.emulator.faults import FaultyBotApi
 from tests.workers.conftest import until
 from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
+from workers.executors.base import Placement
+from workers.executors.settings import SlurmSettings
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -38,7 +40,7 @@ SMALL = {"cpus_per_task": 1, "mem": "100M", "poll_seconds": 0.5, "time_limit": "
 def on_slurm_config(config: Config, **changes: Any) -> Config:
     """The chat configuration with jobs on the test cluster."""
     worker = dataclasses.replace(config.worker, executor="slurm")
-    return config.replace(worker=worker, slurm=SlurmConfig(**{**SMALL, **changes}))
+    return config.replace(worker=worker, slurm=SlurmSettings(**{**SMALL, **changes}))
 
 
 async def test_selftest_and_spacy_jobs_run_through_slurm(
@@ -61,7 +63,7 @@ async def test_selftest_and_spacy_jobs_run_through_slurm(
 
     await eventually(on_node, 60, "the step to run on a node")
     status = (await person.say("/status 1")).text or ""
-    slurm_job = engine.cluster_job(1)
+    slurm_job = (engine.placement(1) or Placement()).job
     assert slurm_job.isdigit() and f"Slurm job: {slurm_job}" in status
     assert "node: node1" in status and "time limit: ends in" in status
     await person.next_message("#1 selftest train finished", timeout=120)
@@ -107,7 +109,7 @@ async def test_cancel_signals_the_step_with_sigint_first_and_ends_the_slurm_job(
     engine = colabot.engine
     await person.say("/train selftest steps=400 delay=0.25 stop_delay=1")
     await eventually(lambda: engine.job(1).progress.step is not None, 60, "progress")
-    slurm_job = engine.cluster_job(1)
+    slurm_job = (engine.placement(1) or Placement()).job
     ask = await person.say("/cancel 1")
     await person.press(ask, "Yes, cancel it")
     await person.next_message("#1 selftest train was cancelled", timeout=60)

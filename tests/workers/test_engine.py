@@ -147,7 +147,7 @@ async def test_uploads_are_moved_into_the_job_folder(
     staged.parent.mkdir()
     staged.write_bytes(b"\x00" * 10)
     job = engine.submit(selftest(delay=0), uploads={"input": staged})
-    assert job.spec.inputs == {"input": "upload:sent.bin"}
+    assert job.spec.uploads == {"input": "sent.bin"} and job.spec.inputs == {}
     assert not staged.exists()
     done = await wait_for_state(engine, job.id)
     assert done.state is JobState.SUCCEEDED

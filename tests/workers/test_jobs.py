@@ -12,9 +12,11 @@ from workers.jobs import (
     JobSpec,
     JobState,
     Link,
+    Operation,
     Progress,
     can_transition,
     check_transition,
+    refusal,
 )
 
 ALLOWED = {
@@ -67,3 +69,41 @@ def test_progress_ignores_unknown_keys_and_missing_data() -> None:
 def test_link_round_trip() -> None:
     link = Link("model", "https://example.org/m.zip", 1234)
     assert Link.from_dict(link.to_dict()) == link
+
+
+def test_uploads_are_typed_and_older_records_are_read_as_uploads() -> None:
+    spec = JobSpec("sleap", Action.TRAIN, {"config": "c.yaml"}, {}, uploads={"input": "a.slp"})
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert spec.named_inputs() == {"config": "c.yaml", "input": "a.slp"}
+    older = {
+        "kind": "sleap",
+        "action": "train",
+        "inputs": {"input": "upload:a.slp", "config": "c.yaml"},
+    }
+    assert JobSpec.from_dict(older) == spec
+
+
+@pytest.mark.parametrize("state", list(JobState))
+@pytest.mark.parametrize("action", list(Action))
+def test_what_a_person_may_ask_of_a_job_is_decided_in_one_place(
+    state: JobState, action: Action
+) -> None:
+    job = Job(id=4, spec=JobSpec("selftest", action), state=state, created_at=0.0)
+    training = action is Action.TRAIN
+    cancel = refusal(job, Operation.CANCEL)
+    assert (cancel is None) == can_transition(state, JobState.CANCELLED) == job.can_cancel
+    resume = refusal(job, Operation.RESUME)
+    assert (resume is None) == can_transition(state, JobState.QUEUED) == job.can_resume
+    stop = refusal(job, Operation.STOP_EARLY)
+    assert (stop is None) == (training and state is JobState.RUNNING) == job.can_stop_early
+    plot = refusal(job, Operation.PLOT)
+    assert (plot is None) == (training and state is not JobState.QUEUED)
+    if cancel is not None:
+        assert str(cancel) == f"job 4 is {state.value}; cannot cancel it"
+    if not training:
+        assert (
+            str(stop) == "job 4 cannot stop early: only training stops early (/cancel stops it now)"
+        )
+        assert str(plot) == "no loss picture for job 4: only training jobs have a loss to draw"
+    elif stop is not None:
+        assert str(stop) == f"job 4 cannot stop early: it is {state.value}, not training"

@@ -72,11 +72,16 @@ class Exit:
 @dataclass(frozen=True)
 class Placement:
     """Where a step is: waiting for resources (and why), or running (and on which node,
-    and until when the cluster lets it run: its time limit)."""
+    and until when the cluster lets it run: its time limit); on a cluster, which cluster
+    and the cluster's own name for the step, as people would look it up there."""
 
     waiting: str | None = None
     node: str | None = None
     ends_at: float | None = None
+    cluster: str = ""
+    """The cluster in words (``Ray``, ``Slurm``); '' on this machine."""
+    job: str = ""
+    """The cluster's own id of the step (a Ray submission id, a Slurm job id)."""
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,15 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workers.errors import StartError
-from workers.executors.base import Capacity, Exit, Grace, Launch, Placement
+from workers.executors.base import Capacity, Exit, Grace, Launch, Placement, describe_exit
 from workers.executors.containment import StepProcesses, processes_marked
+from workers.safety.redaction import SECRETS
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +182,40 @@ async def _open_pipe(read_fd: int) -> tuple[asyncio.StreamReader, asyncio.ReadTr
     pipe = os.fdopen(read_fd, "rb", buffering=0)
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
     return reader, transport
+
+
+BRIEF_TAIL_LINES = 12
+
+
+@dataclass(frozen=True)
+class BriefEnd:
+    """How a short helper program ended: its exit code (None: it ran out of time), a
+    reason in words, and its last output lines (redacted)."""
+
+    returncode: int | None
+    reason: str
+    lines: list[str]
+
+
+async def run_briefly(argv: Sequence[str], env: dict[str, str], timeout_s: float) -> BriefEnd:
+    """Run a short helper (drawing a picture, say) here, away from any job's step, and
+    wait for it; it is killed with its process group when it runs out of time."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        return BriefEnd(None, f"it took longer than {timeout_s:g} s", [])
+    text = SECRETS.redact(output[-64 * 1024 :].decode("utf-8", errors="replace"))
+    lines = [line for line in text.splitlines() if line.strip()][-BRIEF_TAIL_LINES:]
+    reason = describe_exit(process.returncode) or "it succeeded"
+    return BriefEnd(process.returncode, reason, lines)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
 import shlex
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +45,7 @@ from workers.executors.base import (
     take_probe_file,
 )
 from workers.executors.handover import SUFFIX, hand_over
+from workers.executors.settings import RaySettings
 from workers.safety.environment import step_environment
 from workers.safety.names import label
 
@@ -61,24 +62,6 @@ NAME = "ray"
 OUTPUT_GRACE_S = 60.0
 
 
-@dataclass(frozen=True)
-class RaySettings:
-    """How to reach a Ray cluster's Jobs API, and what each step reserves there.
-
-    ``gpus_per_job`` is reserved for steps that want a GPU (others reserve none). A cluster
-    that stops answering for ``lost_after_s`` has lost its jobs.
-    """
-
-    address: str
-    token: str = ""
-    gpus_per_job: float = 1.0
-    cpus_per_job: float = 1.0
-    poll_s: float = 0.25
-    request_timeout_s: float = 15.0
-    lost_after_s: float = 20.0
-    python: str = "python"
-
-
 class RayExecutor:
     """Runs each step as a Ray job on the cluster at ``settings.address``."""
 
@@ -87,9 +70,25 @@ class RayExecutor:
     # A step runs on whichever node the cluster picks, even with the head on this machine.
     runs_here = False
 
-    def __init__(self, settings: RaySettings, instance: str) -> None:
+    def __init__(
+        self,
+        settings: RaySettings,
+        instance: str,
+        *,
+        python: str = "python",
+        poll_s: float = 0.25,
+        request_timeout_s: float = 15.0,
+        lost_after_s: float = 20.0,
+    ) -> None:
+        """``python`` is the interpreter a step's helper code runs with on the cluster; the
+        Jobs API is asked every ``poll_s`` and given ``request_timeout_s`` to answer; a
+        cluster that stops answering for ``lost_after_s`` has lost its jobs."""
         self.settings = settings
         self.instance = instance
+        self.python = python
+        self.poll_s = poll_s
+        self.request_timeout_s = request_timeout_s
+        self.lost_after_s = lost_after_s
         self._client: JobSubmissionClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._nodes: dict[str, str] = {}
@@ -143,9 +142,7 @@ class RayExecutor:
     async def call(self, doing: str, action: Callable[[], T]) -> T:
         """Run a blocking Jobs API call in a thread, with a time limit; errors in words."""
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(action), timeout=self.settings.request_timeout_s
-            )
+            return await asyncio.wait_for(asyncio.to_thread(action), timeout=self.request_timeout_s)
         except Exception as exc:
             raise self._explain(doing, exc) from exc
 
@@ -158,7 +155,7 @@ class RayExecutor:
     async def _get(self, path: str) -> Any:
         """A GET of the dashboard's own API, with the token."""
         if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+            timeout = aiohttp.ClientTimeout(total=self.request_timeout_s)
             self._session = aiohttp.ClientSession(headers=self.headers, timeout=timeout)
         url = self.settings.address.rstrip("/") + path
         try:
@@ -211,7 +208,7 @@ class RayExecutor:
         gpus = self.settings.gpus_per_job if launch.wants_gpu else 0
         private = self.secrets_file(launch)
         try:
-            handed = await asyncio.to_thread(hand_over, launch, private, self.settings.python)
+            handed = await asyncio.to_thread(hand_over, launch, private, self.python)
         except OSError as exc:
             reason = f"cannot write the step's private settings: {exc}"
             raise StartError(launch.name, reason) from exc
@@ -318,7 +315,7 @@ class RayExecutor:
         nonce = secrets.token_hex(8)
         target = folder / f"{PROBE_NAME}-{nonce}"
         code = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
-        entrypoint = shlex.join([self.settings.python, "-c", code, str(target), nonce])
+        entrypoint = shlex.join([self.python, "-c", code, str(target), nonce])
         submission = f"colabot-{self.instance}-probe-{nonce}"
         await self.call(
             "run a probe job",
@@ -432,7 +429,7 @@ class RayStep:
                 silent_since = None
             except ExecutorError as exc:
                 silent_since = silent_since or time.monotonic()
-                if time.monotonic() - silent_since >= executor.settings.lost_after_s:
+                if time.monotonic() - silent_since >= executor.lost_after_s:
                     return Exit(
                         None,
                         reason=f"{exc.reason}; the step's Ray job was lost with it",
@@ -454,7 +451,7 @@ class RayStep:
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._given_up.wait(), self.executor.settings.poll_s)
+            await asyncio.wait_for(self._given_up.wait(), self.executor.poll_s)
 
     async def _update_placement(self, info: Any, polls: int) -> None:
         if info.status == JobStatus.PENDING:
@@ -498,7 +495,7 @@ class RayStep:
                 break
             if status.is_terminal():
                 return
-            await asyncio.sleep(min(0.5, executor.settings.poll_s))
+            await asyncio.sleep(min(0.5, executor.poll_s))
         self._stop_note = (
             f"The Ray job {submission} did not stop within {wait_s:g} s; colabot stopped "
             f"following it. Stop it on the cluster with: ray job stop {submission}"
@@ -508,7 +505,7 @@ class RayStep:
 
     def placement(self) -> Placement:
         """Waiting for resources (with the queue length), or running on a node."""
-        return self._placement
+        return dataclasses.replace(self._placement, cluster="Ray", job=self.submission)
 
     async def close(self) -> None:
         """Remove the step's private settings once it has ended (a step that never started

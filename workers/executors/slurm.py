@@ -42,12 +42,12 @@ from workers.executors.base import (
     take_probe_file,
 )
 from workers.executors.handover import SUFFIX, hand_over
+from workers.executors.settings import SlurmSettings
 from workers.executors.slurm_commands import (
     EXPORT,
     SINFO_FORMAT,
     SQUEUE_FORMAT,
     JobRecord,
-    SlurmSettings,
     batch_script,
     capacity_of,
     default_partition,
@@ -96,9 +96,20 @@ class SlurmExecutor:
     survives_restart = True
     runs_here = False
 
-    def __init__(self, settings: SlurmSettings, instance: str) -> None:
+    def __init__(
+        self,
+        settings: SlurmSettings,
+        instance: str,
+        *,
+        python: str = "python",
+        command_timeout_s: float = 60.0,
+    ) -> None:
+        """``python`` is the interpreter a step's helper code runs with on the cluster's
+        nodes; a Slurm command that does not answer within ``command_timeout_s`` fails."""
         self.settings = settings
         self.instance = instance
+        self.python = python
+        self.command_timeout_s = command_timeout_s
         self._partition = ""
         self._accounting: bool | None = None
 
@@ -136,7 +147,7 @@ class SlurmExecutor:
             raise ExecutorError(NAME, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
         try:
             out, err = await asyncio.wait_for(
-                proc.communicate(stdin), timeout=self.settings.command_timeout_s
+                proc.communicate(stdin), timeout=self.command_timeout_s
             )
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
@@ -144,8 +155,7 @@ class SlurmExecutor:
             await proc.wait()
             raise ExecutorError(
                 NAME,
-                f"{argv[0]} did not answer within {self.settings.command_timeout_s:g} s "
-                "(is slurmctld up?)",
+                f"{argv[0]} did not answer within {self.command_timeout_s:g} s (is slurmctld up?)",
             ) from None
         return CommandResult(
             proc.returncode if proc.returncode is not None else -1,
@@ -227,7 +237,7 @@ class SlurmExecutor:
         target = folder / f"{PROBE_NAME}-{nonce}"
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         code = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
-        probe = [self.settings.python, "-c", code, str(target), nonce]
+        probe = [self.python, "-c", code, str(target), nonce]
         script = f"#!/bin/sh\nexec {shlex.join(probe)}\n"
         argv = [
             "sbatch",
@@ -326,9 +336,7 @@ class SlurmExecutor:
         script, output = self.step_files(launch)
         try:
             await asyncio.to_thread(private_dir, script.parent)
-            launch = await asyncio.to_thread(
-                hand_over, launch, secrets_file(output), self.settings.python
-            )
+            launch = await asyncio.to_thread(hand_over, launch, secrets_file(output), self.python)
             await asyncio.to_thread(_prepare_files, script, output, batch_script(launch))
             if not self._partition:
                 await self.connect()
@@ -458,7 +466,7 @@ class SlurmStep:
                     record = await executor.record(self.slurm_job)
                 except ExecutorError as exc:
                     log.warning("Slurm job %s: %s; asking again", self.slurm_job, exc.reason)
-                    await self._pause(executor.settings.poll_s)
+                    await self._pause(executor.settings.poll_seconds)
                     continue
             known = None
             if record is None:
@@ -476,7 +484,7 @@ class SlurmStep:
                     end.returncode, end.reason, resumable=end.resumable, note=self._stop_note
                 )
             self._placement = placement_of(record)
-            await self._pause(executor.settings.poll_s)
+            await self._pause(executor.settings.poll_seconds)
         return Exit(None, reason="stopped", note=self._stop_note)
 
     async def stop(self, grace: Grace) -> None:
@@ -531,11 +539,11 @@ class SlurmStep:
             self._record = record
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(min(0.5, self.executor.settings.poll_s))
+            await asyncio.sleep(min(0.5, self.executor.settings.poll_seconds))
 
     def placement(self) -> Placement:
         """Waiting (with Slurm's reason) or running on a node, as last seen."""
-        return self._placement
+        return dataclasses.replace(self._placement, cluster="Slurm", job=str(self.slurm_job))
 
     async def close(self) -> None:
         """Remove the raw output once the step has ended (job.log holds it, redacted)."""

@@ -12,7 +12,6 @@ from typing import Protocol
 
 from workers.errors import InputError, SpecError
 from workers.inputs.sources import (
-    UPLOAD_PREFIX,
     DriveSource,
     JobSource,
     LocalSource,
@@ -29,11 +28,6 @@ JobOutputs = Callable[[int, str], list[Path]]
 """Given (job id, input slot name), the local paths that job offers for that slot."""
 
 ProgressCallback = Callable[[Progress], None]
-
-
-def upload_source(name: str) -> str:
-    """The source text of a file delivered with a request; only colabot writes these."""
-    return UPLOAD_PREFIX + name
 
 
 class InputResolver:
@@ -61,7 +55,9 @@ class InputResolver:
 
     def sources(self, spec: JobSpec) -> dict[str, list[Source]]:
         """Classify every input of a spec (comma-separated lists allowed for models)."""
-        found: dict[str, list[Source]] = {}
+        found: dict[str, list[Source]] = {
+            slot: [UploadSource(name)] for slot, name in spec.uploads.items()
+        }
         for slot, text in spec.inputs.items():
             parts = [p for p in text.split(",") if p.strip()] if slot == "model" else [text]
             try:

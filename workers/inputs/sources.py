@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from workers.errors import InputError
-from workers.safety.names import is_plain_name, shown
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,8 @@ class LocalSource:
 
 @dataclass(frozen=True)
 class UploadSource:
-    """A file delivered with the request and stored in the job's folder."""
+    """A file delivered with the request and stored in the job's folder (a spec's
+    ``uploads``; never typed)."""
 
     name: str
 
@@ -55,7 +55,6 @@ _BARE_ID = re.compile(r"[A-Za-z0-9_-]{19,}")
 _URL_ID = re.compile(r"[A-Za-z0-9_-]{10,}")
 _PATH_ID = re.compile(r"/(?:d|folders)/([A-Za-z0-9_-]{10,})(?:[/?#]|$)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-UPLOAD_PREFIX = "upload:"
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
 
 
@@ -104,11 +103,6 @@ def classify(text: str, *, model_slot: bool = False) -> Source:
     text = text.strip()
     if not text:
         raise InputError(text, "empty input")
-    if text.startswith(UPLOAD_PREFIX):
-        name = text[len(UPLOAD_PREFIX) :]
-        if not is_plain_name(name):
-            raise InputError(shown(text), "not the name of a file sent in the chat")
-        return UploadSource(name)
     job = _JOB_REF.match(text)
     if job:
         return JobSource(int(job.group(1)))
@@ -141,13 +135,12 @@ def classify(text: str, *, model_slot: bool = False) -> Source:
 
 
 def local_file_name(text: str) -> str | None:
-    """The file name of a path or upload source; None for links, job ids and bad forms."""
+    """The file name of a path (or of an upload, named by its file name); None for links,
+    job ids and bad forms."""
     try:
         source = classify(text)
     except InputError:
         return None
-    if isinstance(source, UploadSource):
-        return Path(source.name).name or None
     if isinstance(source, LocalSource) and not text.strip().isdigit():
         return Path(source.text.rstrip("/")).name or None
     return None

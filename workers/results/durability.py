@@ -23,7 +23,6 @@ from typing import Any, BinaryIO
 
 from workers.engine import Engine
 from workers.errors import ColabotError
-from workers.inputs.sources import UPLOAD_PREFIX
 from workers.jobs import CheckpointNote, Job, JobSpec, JobState, Link, Progress
 from workers.results.base import ResultsBackend
 from workers.safety.names import is_plain_name
@@ -218,14 +217,8 @@ class Keeper:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        if job.state is JobState.QUEUED and job.attempt == 1:
-            uploads = {
-                slot: value[len(UPLOAD_PREFIX) :]
-                for slot, value in job.spec.inputs.items()
-                if value.startswith(UPLOAD_PREFIX)
-            }
-            if uploads:
-                self._spawn(self.keep_uploads(job.id, uploads))
+        if job.state is JobState.QUEUED and job.attempt == 1 and job.spec.uploads:
+            self._spawn(self.keep_uploads(job.id, dict(job.spec.uploads)))
         self.schedule_snapshot()
 
     async def stop(self) -> None:

@@ -17,6 +17,7 @@ from tests.workers.conftest import WaitForState, until
 from workers.engine import Engine, EngineSettings
 from workers.errors import ExecutorError
 from workers.events import EventType
+from workers.executors.base import Placement
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.registry import default_registry
 from workers.store.database import Store
@@ -26,20 +27,21 @@ pytestmark = pytest.mark.timeout(300)
 ray_job_submission = pytest.importorskip(
     "ray.job_submission", reason="SKIPPED LOUDLY: Ray is not installed (colabot[ray])"
 )
-from workers.executors.ray import RayExecutor, RaySettings  # noqa: E402
+from workers.executors.ray import RayExecutor  # noqa: E402
+from workers.executors.settings import RaySettings  # noqa: E402
 
 
 def executor_for(
     head: RayHead, *, token: str | None = None, lost_after_s: float = 20.0, instance: str = ""
 ) -> RayExecutor:
-    settings = RaySettings(
-        address=head.address,
-        token=head.token if token is None else token,
+    settings = RaySettings(address=head.address, token=head.token if token is None else token)
+    return RayExecutor(
+        settings,
+        instance or secrets.token_hex(4),
         python=sys.executable,
         poll_s=0.25,
         lost_after_s=lost_after_s,
     )
-    return RayExecutor(settings, instance or secrets.token_hex(4))
 
 
 def selftest(**params: object) -> JobSpec:
@@ -131,7 +133,7 @@ async def test_cancel_stops_the_ray_job(
     engine = await ray_engine()
     job = engine.submit(selftest(steps=400, delay=0.25))
     await until(lambda: engine.job(job.id).progress.step is not None, 90, "progress")
-    submission = engine.cluster_job(job.id)
+    submission = (engine.placement(job.id) or Placement()).job
     assert submission.startswith("colabot-")
     cancelled = await asyncio.wait_for(engine.cancel(job.id), 30)
     assert cancelled.state is JobState.CANCELLED
@@ -180,7 +182,7 @@ async def test_a_head_that_goes_away_interrupts_the_job_and_resume_finishes_it(
 
 
 async def test_refusals_are_one_line(ray_head: RayHead) -> None:
-    nothing = RayExecutor(RaySettings("http://127.0.0.1:9", "x", request_timeout_s=5), "t")
+    nothing = RayExecutor(RaySettings("http://127.0.0.1:9", "x"), "t", request_timeout_s=5)
     with pytest.raises(
         ExecutorError, match=r"cannot reach the Ray cluster at http://127\.0\.0\.1:9"
     ):

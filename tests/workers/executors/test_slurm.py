@@ -19,9 +19,9 @@ from tests.workers.conftest import WaitForState, until
 from workers.engine import Engine, EngineSettings
 from workers.errors import ExecutorError, StepLostError
 from workers.events import EventType
-from workers.executors.base import Launch
+from workers.executors.base import Launch, Placement
+from workers.executors.settings import SlurmSettings
 from workers.executors.slurm import SlurmExecutor
-from workers.executors.slurm_commands import SlurmSettings
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.registry import default_registry
 from workers.safety.redaction import register_secret
@@ -30,12 +30,11 @@ from workers.store.database import Store
 pytestmark = pytest.mark.timeout(300)
 
 
-def settings(**changes: object) -> SlurmSettings:
-    """Steps that fit the test node: one CPU, 100 MB, polled often."""
-    base = SlurmSettings(
-        cpus_per_task=1, mem="100M", time_limit="10", poll_s=0.3, python=sys.executable
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+def slurm_executor(instance: str, **changes: object) -> SlurmExecutor:
+    """An executor whose steps fit the test node: one CPU, 100 MB, polled often."""
+    base = SlurmSettings(cpus_per_task=1, mem="100M", time_limit="10", poll_seconds=0.3)
+    settings = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return SlurmExecutor(settings, instance, python=sys.executable)
 
 
 def selftest(**params: object) -> JobSpec:
@@ -51,7 +50,7 @@ async def slurm_engine(
     data_dir = tmp_path / "data"
 
     async def make(**changes: object) -> Engine:
-        executor = SlurmExecutor(settings(**changes), secrets.token_hex(4))
+        executor = slurm_executor(secrets.token_hex(4), **changes)
         await executor.connect()
         engine = Engine(
             EngineSettings(data_dir=data_dir, max_parallel_jobs=2),
@@ -102,7 +101,7 @@ async def test_a_step_still_pending_is_cancelled_at_once(
     assert place is not None and place.ends_at is not None
     second = engine.submit(selftest(steps=3, gpu="yes"))
     await until(lambda: where(second.id)[0] == "waiting: Resources", 60, "the second job to wait")
-    slurm_job = engine.cluster_job(second.id)
+    slurm_job = (engine.placement(second.id) or Placement()).job
     cancelled = await asyncio.wait_for(engine.cancel(second.id), 30)
     assert cancelled.state is JobState.CANCELLED
     assert on_slurm.state(slurm_job) == "CANCELLED"
@@ -119,8 +118,12 @@ async def test_a_restarted_engine_follows_its_steps_again_even_one_that_ended_me
     long = first.submit(selftest(steps=16, delay=0.25))
     short = first.submit(selftest(steps=2, delay=0.25))
     await until(lambda: (first.job(long.id).progress.step or 0) >= 3, 90, "a few steps")
-    await until(lambda: bool(first.cluster_job(short.id)), 30, "the short one to be submitted")
-    short_slurm_job = first.cluster_job(short.id)
+    await until(
+        lambda: bool((first.placement(short.id) or Placement()).job),
+        30,
+        "the short one to be submitted",
+    )
+    short_slurm_job = (first.placement(short.id) or Placement()).job
     await first.stop()  # a cluster's steps outlive colabot: these detach
     assert first.store.get_job(short.id).state is JobState.RUNNING
     first.store.close()
@@ -138,7 +141,7 @@ async def test_a_restarted_engine_follows_its_steps_again_even_one_that_ended_me
 
 
 async def test_a_job_slurm_no_longer_knows_is_lost(on_slurm: SlurmCluster, tmp_path: Path) -> None:
-    executor = SlurmExecutor(settings(), "t")
+    executor = slurm_executor("t")
     launch = Launch(1, 0, "train", (), {}, tmp_path)
     with pytest.raises(StepLostError, match="no longer says how"):
         await executor.reattach({"slurm_job": "987654", "output": str(tmp_path / "x")}, launch)
@@ -147,11 +150,11 @@ async def test_a_job_slurm_no_longer_knows_is_lost(on_slurm: SlurmCluster, tmp_p
 async def test_refusals_are_one_line(
     on_slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    unknown = SlurmExecutor(settings(partition="gpu-big"), "t")
+    unknown = slurm_executor("t", partition="gpu-big")
     with pytest.raises(ExecutorError, match=r"no partition 'gpu-big' on this cluster.*debug"):
         await unknown.connect()
     monkeypatch.setenv("PATH", str(tmp_path))
-    bare = SlurmExecutor(settings(), "t")
+    bare = slurm_executor("t")
     with pytest.raises(ExecutorError, match="sbatch is not on PATH"):
         await bare.connect()
 

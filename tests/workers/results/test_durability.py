@@ -20,7 +20,7 @@ from workers.store.database import Store
 def make_job(job_id: int, state: JobState) -> Job:
     return Job(
         id=job_id,
-        spec=JobSpec("selftest", Action.TRAIN, {"input": "upload:a.txt"}, {"steps": 3}),
+        spec=JobSpec("selftest", Action.TRAIN, {}, {"steps": 3}, uploads={"input": "a.txt"}),
         state=state,
         created_at=1.0,
         started_at=2.0,

@@ -32,7 +32,7 @@ def test_override_keys(key: str, problem: str | None) -> None:
 def test_frames_and_source_names() -> None:
     assert check_frames("0-99") is None and check_frames("1,5,9") is None
     assert check_frames("1-3,5") is not None and check_frames("9-2") is not None
-    assert local_file_name("upload:proj.slp") == "proj.slp"
+    assert local_file_name("upload:proj.slp") is None  # uploads are named by their file name
     assert local_file_name("data/proj.pkg.slp") == "proj.pkg.slp"
     assert local_file_name("https://x/y.slp") is None and local_file_name("job:3") is None
 
