@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.loopback.drive_server import DriveServer
+from tests.loopback.drive_server import DEFAULT_ACCOUNT, DriveServer
 from workers.drive.client import DriveClient
-from workers.drive.settings import DriveSettings
+from workers.drive.settings import DriveSettings, Patience
 
 
 def make_file(path: Path, megabytes: int) -> None:
@@ -37,9 +37,8 @@ def client_for(server: DriveServer, key: Path, chunk_mb: int) -> DriveClient:
             service_account_file=key,
             api_url=server.url,
             chunk_mb=chunk_mb,
-            retries=5,
-            backoff_s=0.01,
-        )
+        ),
+        Patience(retries=5, backoff_s=0.01),
     )
     client.connect()
     return client
@@ -60,7 +59,9 @@ def main() -> None:
         make_file(source, args.mb)
         with DriveServer(tmp / "server") as server:
             client = client_for(server, server.new_service_account(tmp / "sa.json"), args.chunk_mb)
-            folder = client.ensure_folder("bench", "root").id
+            # A service account owns no storage: it writes into a shared drive it belongs to.
+            shared = server.add_shared_drive("bench", {DEFAULT_ACCOUNT: "fileOrganizer"})
+            folder = client.ensure_folder("bench", shared).id
             upload_times, copy_times = [], []
             for i in range(args.runs):
                 started = time.perf_counter()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from bot.config import (
     Config,
-    DriveConfig,
     HeartbeatConfig,
     ResultsConfig,
     TelegramConfig,
@@ -27,6 +26,7 @@ from bot.config import (
 from bot.service import Colabot
 from emulator import DEFAULT_USER_ID, BotApiEmulator
 from tests.loopback.drive_server import DriveServer
+from workers.drive.settings import DriveSettings
 
 
 async def measure(config: Config, emu: BotApiEmulator, jobs: int) -> list[float]:
@@ -70,7 +70,7 @@ async def main_async(jobs: int) -> None:
                 base,
                 worker=WorkerConfig(data_dir=tmp / "data-drive"),
                 results=ResultsConfig(backend="drive", dir=tmp / "results"),
-                drive=DriveConfig(
+                drive=DriveSettings(
                     service_account_file=key,
                     folder_id=server.add_folder("r"),
                     api_url=server.url,

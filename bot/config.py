@@ -27,6 +27,7 @@ from typing import Any, Literal
 from bot.access import AccessPolicy
 from bot.errors import ConfigError
 from bot.limits import BOT_DOWNLOAD_MB
+from workers.drive.settings import DriveSettings
 from workers.executors.settings import RaySettings, SlurmSettings
 from workers.executors.slurm_commands import extra_arg_problem, parse_time_limit
 from workers.inputs.netpolicy import FetchPolicy, is_loopback_url
@@ -75,19 +76,6 @@ class ResultsConfig:
 
 
 @dataclass(frozen=True)
-class DriveConfig:
-    """Google Drive access, shared by the results backend and input downloads."""
-
-    auth: Literal["service_account", "colab", "oauth_token_file"] = "service_account"
-    service_account_file: Path | None = None
-    token_file: Path | None = None
-    folder_id: str = ""
-    share_anyone: bool = False
-    api_url: str = ""
-    chunk_mb: int = 8
-
-
-@dataclass(frozen=True)
 class RuntimeConfig:
     """The machine's lifetime limit and when to warn about it."""
 
@@ -111,7 +99,7 @@ class Config:
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     results: ResultsConfig = field(default_factory=ResultsConfig)
-    drive: DriveConfig = field(default_factory=DriveConfig)
+    drive: DriveSettings = field(default_factory=DriveSettings)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     inputs: FetchPolicy = field(default_factory=FetchPolicy)
@@ -452,7 +440,7 @@ def _with_ray_token(config: Config, environ: Mapping[str, str]) -> Config:
     return config.replace(ray=dataclasses.replace(config.ray, token=found[0]))
 
 
-def _check_drive_credentials(drive: DriveConfig) -> None:
+def _check_drive_credentials(drive: DriveSettings) -> None:
     if drive.auth == "service_account":
         path = drive.service_account_file
         if path is None:

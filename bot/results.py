@@ -15,7 +15,6 @@ from workers.results.local import LocalResults
 
 if TYPE_CHECKING:
     from workers.drive.client import DriveClient
-    from workers.drive.settings import DriveSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +27,6 @@ class OpenedResults:
     backend: ResultsBackend
     note: str = ""
     description: str = ""
-
-
-def drive_settings(config: Config) -> DriveSettings:
-    """DriveSettings for the configured Drive access (shared with input downloads)."""
-    from workers.drive.settings import DriveSettings
-
-    drive = config.drive
-    return DriveSettings(
-        auth=drive.auth,
-        service_account_file=drive.service_account_file.expanduser()
-        if drive.service_account_file
-        else None,
-        token_file=drive.token_file.expanduser() if drive.token_file else None,
-        api_url=drive.api_url,
-        chunk_mb=drive.chunk_mb,
-    )
 
 
 def open_results(config: Config) -> OpenedResults:
@@ -59,7 +42,7 @@ def open_results(config: Config) -> OpenedResults:
     from workers.results.drive import DriveResults
 
     drive = DriveResults(
-        DriveClient(drive_settings(config)),
+        DriveClient(config.drive),
         config.drive.folder_id,
         share_anyone=config.drive.share_anyone,
     )
@@ -109,6 +92,6 @@ def drive_client_factory(
     def make() -> DriveClient:
         from workers.drive.client import DriveClient
 
-        return DriveClient(drive_settings(config))
+        return DriveClient(config.drive)
 
     return make

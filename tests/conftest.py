@@ -54,18 +54,16 @@ def drive_settings(drive_server: DriveServer, service_account_file: Path) -> Dri
         service_account_file=service_account_file,
         api_url=drive_server.url,
         chunk_mb=1,
-        retries=3,
-        backoff_s=0.001,
-        timeout_s=10.0,
     )
 
 
 @pytest.fixture
 def drive_client(drive_settings: DriveSettings) -> DriveClient:
     """A connected DriveClient."""
+    from tests.workers.drive.helpers import QUICK
     from workers.drive.client import DriveClient
 
-    client = DriveClient(drive_settings)
+    client = DriveClient(drive_settings, QUICK)
     client.connect()
     return client
 

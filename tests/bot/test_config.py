@@ -110,6 +110,7 @@ def test_defaults_need_no_file() -> None:
         ({"slurm": {"gres": "gpu:1; rm -rf ~"}}, "slurm.gres", 'must look like "gpu:1"'),
         ({"slurm": {"partition": "gpu --wrap=x"}}, "slurm.partition", "is not a Slurm"),
         ({"slurm": {"cpus_per_task": 0}}, "slurm.cpus_per_task", "must be greater than 0"),
+        ({"drive": {"chunk_mb": 0}}, "drive.chunk_mb", "must be greater than 0"),
         (
             {"slurm": {"extra_args": ["--qos=high", "--output=/tmp/x"]}},
             "slurm.extra_args[1]",

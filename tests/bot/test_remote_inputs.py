@@ -10,12 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, DriveConfig
+from bot.config import Config
 from bot.service import Colabot
 from emulator import BotApiEmulator
 from tests.bot.conftest import Person
 from tests.loopback.drive_server import DriveServer
 from tests.loopback.http_server import HttpServer
+from workers.drive.settings import DriveSettings
 from workers.inputs.netpolicy import FetchPolicy
 
 
@@ -81,7 +82,7 @@ async def test_train_from_a_drive_link(
     file_id = drive_server.add_file("notes.txt", b"from drive\n" * 10)
     config = dataclasses.replace(
         chat_config,
-        drive=DriveConfig(service_account_file=service_account_file, api_url=drive_server.url),
+        drive=DriveSettings(service_account_file=service_account_file, api_url=drive_server.url),
     )
     colabot: Colabot = await start_colabot(config)
     await person.say(

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config, DriveConfig, ResultsConfig
+from bot.config import Config, ResultsConfig
 from bot.errors import ConfigError
 from bot.service import Colabot
 from tests.bot.conftest import Person
 from tests.loopback.drive_server import DriveServer
+from workers.drive.settings import DriveSettings
 
 # Tests stop colabot themselves while the Drive server still runs: its final snapshot upload
 # would otherwise retry against a server already torn down.
@@ -25,7 +26,7 @@ def drive_config(
     return dataclasses.replace(
         config,
         results=dataclasses.replace(config.results, backend="drive", **results),
-        drive=DriveConfig(
+        drive=DriveSettings(
             service_account_file=key,
             folder_id=folder,
             share_anyone=True,

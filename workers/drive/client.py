@@ -20,7 +20,7 @@ from typing import Literal
 
 from workers.drive.metadata import DriveFile, DriveMetadata
 from workers.drive.session import DriveSession, Identity
-from workers.drive.settings import DriveSettings
+from workers.drive.settings import DriveSettings, Patience
 from workers.drive.transfers import DriveTransfers, Progress
 
 
@@ -31,8 +31,8 @@ class DriveClient:
     within five minutes of expiring. Instances may be shared between threads.
     """
 
-    def __init__(self, settings: DriveSettings) -> None:
-        self._session = DriveSession(settings)
+    def __init__(self, settings: DriveSettings, patience: Patience | None = None) -> None:
+        self._session = DriveSession(settings, patience)
         self._metadata = DriveMetadata(self._session)
         self._transfers = DriveTransfers(self._session, self._metadata)
 

@@ -161,6 +161,7 @@ def _colab_credentials() -> Any:
 def _read_json_file(path: Path | None, setting: str) -> dict[str, Any]:
     if path is None:
         raise DriveAuthError(setting, "is not set")
+    path = path.expanduser()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:

@@ -21,7 +21,7 @@ from workers.drive.credentials import (
     pydrive_settings,
 )
 from workers.drive.failures import Failure, classify, drive_error
-from workers.drive.settings import DriveSettings
+from workers.drive.settings import DriveSettings, Patience
 from workers.errors import DriveError
 
 try:
@@ -71,8 +71,9 @@ class DriveSession:
     within five minutes of expiring. Instances may be shared between threads.
     """
 
-    def __init__(self, settings: DriveSettings) -> None:
+    def __init__(self, settings: DriveSettings, patience: Patience | None = None) -> None:
         self._settings = settings
+        self.patience = patience or Patience()
         self._lock = threading.RLock()
         self._credentials: Any = None
         self._gauth: Any = None
@@ -133,7 +134,7 @@ class DriveSession:
                 credentials.token_uri = self._endpoint("token")
             self._credentials = credentials
             self._refresh_credentials()
-            gauth = GoogleAuth(settings=pydrive_settings(), http_timeout=self._settings.timeout_s)
+            gauth = GoogleAuth(settings=pydrive_settings(), http_timeout=self.patience.timeout_s)
             gauth.credentials = credentials
             if self._settings.auth == "service_account":
                 gauth.auth_method = "service"
@@ -152,12 +153,12 @@ class DriveSession:
         document = json.loads(get_static_doc("drive", "v2"))
         if self._settings.api_url:
             document["rootUrl"] = self._endpoint("")
-        builder = functools.partial(_PacedRequest, backoff_s=self._settings.backoff_s)
+        builder = functools.partial(_PacedRequest, backoff_s=self.patience.backoff_s)
         return build_from_document(document, http=http, requestBuilder=builder)
 
     def _refresh_credentials(self) -> None:
         """Exchange the credentials for a fresh access token, retrying network failures."""
-        http = httplib2.Http(timeout=self._settings.timeout_s)
+        http = httplib2.Http(timeout=self.patience.timeout_s)
         attempt = 0
         while True:
             attempt += 1
@@ -188,7 +189,7 @@ class DriveSession:
     def execute(self, request: Any) -> Any:
         """Send one API request; googleapiclient itself retries what is transient (5xx, 429,
         rate-limit 403s, dropped connections) with its randomized exponential backoff."""
-        return request.execute(http=self.http(), num_retries=self._settings.retries)
+        return request.execute(http=self.http(), num_retries=self.patience.retries)
 
     def call(self, operation: str, action: Callable[[], _T], denied: str) -> _T:
         """Run ``action`` with fresh credentials; a failure becomes the DriveError that
@@ -211,7 +212,7 @@ class DriveSession:
         failure = classify(exc)
         if failure is None:
             return None
-        attempts = self._settings.retries + 1 if failure.retryable else 1
+        attempts = self.patience.retries + 1 if failure.retryable else 1
         return self._as_drive_error(operation, failure, denied, attempts)
 
     def after_failure(self, operation: str, exc: Exception, attempt: int, denied: str) -> None:
@@ -219,16 +220,16 @@ class DriveSession:
         failure = classify(exc)
         if failure is None:
             raise exc
-        if not failure.retryable or attempt > self._settings.retries:
+        if not failure.retryable or attempt > self.patience.retries:
             raise self._as_drive_error(operation, failure, denied, attempt) from exc
-        delay = min(self._settings.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
+        delay = min(self.patience.backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
         delay *= random.uniform(0.5, 1.5)
         _logger.warning(
             "Drive %s: %s; retry %d of %d in %.1f s",
             operation,
             failure.reason or failure.message,
             attempt,
-            self._settings.retries,
+            self.patience.retries,
             delay,
         )
         time.sleep(delay)

@@ -139,7 +139,7 @@ class DriveTransfers:
             self._session.ready()
             try:
                 status, body = request.next_chunk(
-                    http=self._session.http(), num_retries=self._session.settings.retries
+                    http=self._session.http(), num_retries=self._session.patience.retries
                 )
             except Exception as exc:
                 if not restarted and session_expired(exc, request):

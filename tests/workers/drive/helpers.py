@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.loopback.drive_server import RequestRecord
 from workers.drive.client import DriveClient
-from workers.drive.settings import DriveSettings
+from workers.drive.settings import DriveSettings, Patience
 
 MIB = 1024 * 1024
 FILE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
@@ -20,10 +20,14 @@ def random_file(path: Path, size: int) -> bytes:
     return data
 
 
+QUICK = Patience(retries=3, backoff_s=0.001, timeout_s=10.0)
+"""Quick retries against the loopback server."""
+
+
 def client_with(settings: DriveSettings, **changes: object) -> DriveClient:
     """A client (not yet connected) for ``settings`` with some fields changed."""
     values = {**settings.__dict__, **changes}
-    return DriveClient(DriveSettings(**values))
+    return DriveClient(DriveSettings(**values), QUICK)
 
 
 class Recorder:

@@ -21,14 +21,14 @@ from tests.workers.drive.helpers import (
 )
 from workers.drive.client import DriveClient
 from workers.drive.metadata import DriveFile
-from workers.drive.settings import DriveSettings
+from workers.drive.settings import Patience
 
 
-def test_settings_reject_nonsense() -> None:
-    with pytest.raises(ValueError, match="chunk_mb"):
-        DriveSettings(auth="colab", chunk_mb=0)
+def test_patience_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="retries"):
-        DriveSettings(auth="colab", retries=-1)
+        Patience(retries=-1)
+    with pytest.raises(ValueError, match="timeout_s"):
+        Patience(timeout_s=0)
 
 
 def test_module_imports_without_the_drive_extra() -> None:

@@ -20,6 +20,7 @@ from tests.loopback.drive_server import (
     SPREADSHEET_MIME,
     DriveServer,
 )
+from tests.workers.drive.helpers import QUICK
 from workers.drive.client import DriveClient
 from workers.drive.metadata import DriveFile
 from workers.drive.settings import DriveSettings
@@ -39,7 +40,7 @@ POLICY = FetchPolicy(allow_private_addresses=True, timeout_seconds=5.0)
 
 
 def client_for(settings: DriveSettings, **changes: object) -> DriveClient:
-    client = DriveClient(DriveSettings(**{**settings.__dict__, **changes}))
+    client = DriveClient(DriveSettings(**{**settings.__dict__, **changes}), QUICK)
     client.connect()
     return client
 
