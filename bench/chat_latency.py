@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -54,12 +55,19 @@ async def round_trip(emu: BotApiEmulator, text: str) -> float:
 
 
 async def round_trips(
-    colabot: BotApiEmulator, echo: BotApiEmulator, count: int, pace_s: float
+    colabot: BotApiEmulator,
+    echo: BotApiEmulator,
+    count: int,
+    pace_s: float,
+    while_: Callable[[], bool] = lambda: True,
 ) -> tuple[list[float], list[float]]:
-    """Round trips to colabot and to the echo bot, in turn, one command every ``pace_s``."""
+    """Round trips to colabot and to the echo bot, in turn, one command every ``pace_s``,
+    ``count`` of each at most, while ``while_()`` holds."""
     ours: list[float] = []
     theirs: list[float] = []
     for i in range(count):
+        if not while_():
+            break
         text = "/jobs" if i % 2 else "/status 1"
         for emu, times in ((colabot, ours), (echo, theirs)):
             started = time.perf_counter()
@@ -148,10 +156,14 @@ async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
                 f"/train selftest steps=1 delay=0 flood_mb={flood_mb}", user_id=DEFAULT_USER_ID
             )
             await emu.wait_for(lambda e: "#2 selftest" in (e.text or ""), timeout=60)
-            flooding, echo_flooding = await round_trips(emu, echo_emu, commands, pace)
-            still_flooding = "#2 selftest train finished" not in " ".join(
-                e.text or "" for e in emu.events
+
+            def flooding_on() -> bool:
+                return not any("#2 selftest train finished" in (e.text or "") for e in emu.events)
+
+            flooding, echo_flooding = await round_trips(
+                emu, echo_emu, commands, pace, while_=flooding_on
             )
+            still_flooding = flooding_on()
             rss_after = psutil.Process(proc.pid).memory_info().rss / 1024**2
         finally:
             for process in (proc, echo):
@@ -185,7 +197,7 @@ def main() -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=500)
-    parser.add_argument("--flood-mb", type=int, default=3000)
+    parser.add_argument("--flood-mb", type=int, default=6000)
     parser.add_argument("--pace-ms", type=float, default=100.0)
     args = parser.parse_args()
     asyncio.run(main_async(args.commands, args.flood_mb, args.pace_ms))

@@ -27,26 +27,39 @@ ChatMoved = Callable[[int, int], None]
 
 
 class ChatBook:
-    """Allowed chats, met chats and migrations, backed by the store."""
+    """Allowed chats, met chats and migrations, backed by the store.
+
+    What every update consults (the migrations, the policy that follows them, the chats
+    already met) is also kept in memory, so that an ordinary message costs no database
+    work: only a new chat, a migration or a forgotten chat writes.
+    """
 
     def __init__(self, store: Store, policy: AccessPolicy) -> None:
         self.store = store
         self._configured = policy
         self._moved: list[ChatMoved] = []
+        self._migrations: dict[int, int] | None = None
+        self._policy: AccessPolicy | None = None
+        self._met: set[int] = set()
+        """Chats met and not forgotten since this colabot started (their rows are current)."""
 
     @property
     def migrations(self) -> dict[int, int]:
         """Old group id -> the supergroup it became."""
-        return self.store.chat_migrations()
+        if self._migrations is None:
+            self._migrations = self.store.chat_migrations()
+        return self._migrations
 
     @property
     def policy(self) -> AccessPolicy:
         """The configured policy, with migrated groups allowed under their new ids."""
-        groups = set(self._configured.groups)
-        migrations = self.migrations
-        for old in list(groups):
-            groups.add(self.current(old, migrations))
-        return AccessPolicy(self._configured.users, frozenset(groups))
+        if self._policy is None:
+            groups = set(self._configured.groups)
+            migrations = self.migrations
+            for old in list(groups):
+                groups.add(self.current(old, migrations))
+            self._policy = AccessPolicy(self._configured.users, frozenset(groups))
+        return self._policy
 
     def current(self, chat_id: int, migrations: dict[int, int] | None = None) -> int:
         """The id a chat has now, following its migrations."""
@@ -84,11 +97,16 @@ class ChatBook:
         return self.store.forgotten_chats()
 
     def met(self, chat_id: int) -> None:
-        """Remember an allowed chat someone used."""
+        """Remember an allowed chat someone used (written once, until it is forgotten)."""
+        if chat_id in self._met:
+            return
         self.store.meet_chat(chat_id, keep=MAX_KNOWN_CHATS)
+        # Meeting a new chat can push the oldest out of the list kept: those are met again.
+        self._met = {chat_id}
 
     def forget(self, chat_id: int, why: str) -> None:
         """Stop broadcasting to a chat that blocked or removed the bot."""
+        self._met.discard(chat_id)
         self.store.forget_chat(chat_id, why)
         log.info("forgot chat %s: %s", chat_id, why)
 
@@ -112,6 +130,8 @@ class ChatBook:
             log.info("ignored the migration of unknown chat %s", old)
             return False
         moved = self.store.migrate_chat(old, new)
+        self._migrations, self._policy = None, None
+        self._met.discard(old)
         log.info("chat %s became %s; moved %d jobs to it", old, new, moved)
         for callback in self._moved:
             try:
