@@ -19,7 +19,14 @@ from io import BytesIO
 from pathlib import Path
 from typing import assert_never
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    LinkPreviewOptions,
+    Message,
+)
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -37,6 +44,7 @@ from bot.schedule import needs_new_keepalive
 from bot.views import View
 from workers.engine import Engine
 from workers.events import (
+    Album,
     Cancelled,
     Event,
     Failed,
@@ -393,6 +401,8 @@ class Delivery:
                 await self._send(place, views.interrupted_view(job))
             case FileReady() as file:
                 await self._send_file(place, file, job)
+            case Album() as album:
+                await self._send_album(place, album, job)
             case Keepalive():
                 log.warning("a keepalive event names job %s; it is for the runtime", job.id)
             case _:
@@ -439,6 +449,8 @@ class Delivery:
         match event.payload:
             case FileReady() as file:
                 await self._send_file(place, file, None)
+            case Album() as album:
+                await self._send_album(place, album, None)
             case Keepalive() as keepalive:
                 view = View(keepalive.html, _view_buttons(keepalive.buttons))
                 await self._keepalive_at(place, view)
@@ -468,6 +480,15 @@ class Delivery:
                 await self.bot.send_photo(
                     place.chat_id, path, caption=caption, message_thread_id=place.thread_id
                 )
+            elif file.video and size <= limits.DOCUMENT_UPLOAD_BYTES:
+                await self.bot.send_video(
+                    place.chat_id,
+                    path,
+                    caption=caption,
+                    supports_streaming=True,
+                    filename=path.name,
+                    message_thread_id=place.thread_id,
+                )
             elif size <= limits.DOCUMENT_UPLOAD_BYTES:
                 await self.bot.send_document(
                     place.chat_id,
@@ -486,6 +507,46 @@ class Delivery:
             await self._send(place, views.file_too_large_view(path.name, size, job))
             return
         self.pacer.sent(place.chat_id, time.time())
+
+    async def _send_album(self, place: Place, album: Album, job: Job | None) -> None:
+        """Pictures as one album (2 to 10 of them, each under the photo limit); one picture
+        goes as a photo, more than ten as several albums."""
+        items = []
+        for index, name in enumerate(album.paths):
+            path = Path(name)
+            try:
+                size = (await asyncio.to_thread(path.stat)).st_size
+            except FileNotFoundError:
+                log.warning("picture %s vanished before it could be sent", path)
+                continue
+            if size > limits.PHOTO_UPLOAD_BYTES:
+                continue
+            caption = album.captions[index] if index < len(album.captions) else ""
+            items.append((path, caption))
+        for start in range(0, len(items), limits.ALBUM_MAX_ITEMS):
+            group = items[start : start + limits.ALBUM_MAX_ITEMS]
+            first = [album.title] if start == 0 and album.title else []
+            if len(group) == 1:
+                path, caption = group[0]
+                text = limits.caption(" · ".join([*first, caption]))
+                await self.bot.send_photo(
+                    place.chat_id, path, caption=text, message_thread_id=place.thread_id
+                )
+            else:
+                media = [
+                    InputMediaPhoto(
+                        path.read_bytes(),
+                        caption=limits.caption(
+                            " · ".join([*first, caption]) if i == 0 else caption
+                        ),
+                        filename=path.name,
+                    )
+                    for i, (path, caption) in enumerate(group)
+                ]
+                await self.bot.send_media_group(
+                    place.chat_id, media, message_thread_id=place.thread_id
+                )
+            self.pacer.sent(place.chat_id, time.time())
 
     # the keepalive -----------------------------------------------------------------------------
 

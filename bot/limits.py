@@ -29,6 +29,8 @@ CALLBACK_ANSWER_CHARS = 200
 """The longest text of an answer to a button press."""
 CALLBACK_DATA_BYTES = 64
 """The most bytes of data an inline button carries."""
+ALBUM_MAX_ITEMS = 10
+"""Pictures or videos in one album (sendMediaGroup takes 2 to 10)."""
 
 ELLIPSIS = "…"
 

@@ -26,6 +26,7 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
     FILE = "file"
+    ALBUM = "album"
     RESUMED = "resumed"
     KEEPALIVE = "keepalive"
 
@@ -96,11 +97,23 @@ class Interrupted:
 
 @dataclass(frozen=True)
 class FileReady:
-    """A result small enough to send in the chat (a picture when ``photo``)."""
+    """A result small enough to send in the chat (a picture when ``photo``, a video that
+    plays in the chat when ``video``)."""
 
     path: str
     caption: str = ""
     photo: bool = False
+    video: bool = False
+
+
+@dataclass(frozen=True)
+class Album:
+    """Pictures sent together as one album (Telegram's media group: 2 to 10 items, a
+    caption each); ``title`` is said once, with the first."""
+
+    paths: list[str]
+    captions: list[str] = field(default_factory=list)
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,7 @@ Payload: TypeAlias = (
     | Cancelled
     | Interrupted
     | FileReady
+    | Album
     | Keepalive
 )
 
@@ -137,6 +151,7 @@ TYPES: dict[EventType, type[Payload]] = {
     EventType.CANCELLED: Cancelled,
     EventType.INTERRUPTED: Interrupted,
     EventType.FILE: FileReady,
+    EventType.ALBUM: Album,
     EventType.KEEPALIVE: Keepalive,
 }
 _TYPE_OF = {cls: kind for kind, cls in TYPES.items()}

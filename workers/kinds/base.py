@@ -15,6 +15,7 @@ from typing import Protocol
 from workers.errors import SpecError
 from workers.jobs import Action, Job, JobSpec, ParamValue, Progress
 from workers.kinds.plans import read_json, write_json
+from workers.quality import Quality
 from workers.wandb.runs import WandbRun
 
 ProgressParser = Callable[[str, str], Progress | None]
@@ -90,7 +91,9 @@ class Output:
     """A file or folder worth keeping. ``role`` says what it is (model, predictions, ...).
 
     Small files are also sent into the chat unless ``send`` is off (checkpoints never are);
-    ``send_as_photo`` sends an image as a photo.
+    ``send_as_photo`` sends an image as a photo, ``send_as_video`` an MP4 as a video that
+    plays in the chat. Pictures that share an ``album`` name go together as one album (in
+    their order), its title the name.
     """
 
     path: Path
@@ -98,15 +101,19 @@ class Output:
     label: str = ""
     send_as_photo: bool = False
     send: bool = True
+    send_as_video: bool = False
+    album: str = ""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a finished job leaves: outputs to keep, a summary for the chat, metrics."""
+    """What a finished job leaves: outputs to keep, a summary for the chat, metrics, and for
+    a training job how good its models are on held-out data (:mod:`workers.quality`)."""
 
     outputs: list[Output] = field(default_factory=list)
     summary: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    quality: Quality | None = None
 
 
 @dataclass
@@ -195,10 +202,14 @@ class JobKind(Protocol):
         """The newest checkpoint a resumed run could continue from, if any."""
         ...
 
-    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+    def plot(
+        self, workdir: Path, python: str, dest: Path, compare: Path | None = None
+    ) -> Step | None:
         """A step that draws a training job's loss so far into ``dest`` (a PNG), from the
-        files in its folder; None when this kind draws no loss. The step exits with 2 and
-        prints :data:`PLOT_REFUSAL` and the reason when there is nothing to draw yet."""
+        files in its folder; None when this kind draws no loss. With ``compare`` (another
+        job's folder, of the same kind) both jobs' loss curves are drawn in one picture,
+        each named by its folder's name (the job id). The step exits with 2 and prints
+        :data:`PLOT_REFUSAL` and the reason when there is nothing to draw yet."""
         ...
 
 

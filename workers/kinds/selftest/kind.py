@@ -147,7 +147,9 @@ class SelftestKind:
             summary = f"selftest train: stopped early at step {done} of {steps}"
         return Outcome(outputs=outputs, summary=summary)
 
-    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+    def plot(
+        self, workdir: Path, python: str, dest: Path, compare: Path | None = None
+    ) -> Step | None:
         """Selftest jobs draw no loss."""
         return None
 

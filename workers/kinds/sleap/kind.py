@@ -217,7 +217,9 @@ class SleapKind:
         outputs = [Output(Path(o.path), o.role, o.label, o.photo) for o in result.outputs]
         return Outcome(outputs=outputs, summary=result.summary, metrics=dict(result.metrics))
 
-    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+    def plot(
+        self, workdir: Path, python: str, dest: Path, compare: Path | None = None
+    ) -> Step | None:
         """The tools' ``plot``: train and validation loss per epoch, one panel per model."""
         argv = [python, "-m", TOOLS_MODULE, "plot", str(workdir / "work"), str(dest)]
         return Step(name="plot", argv=argv, env=dict(STEP_ENV))

@@ -179,7 +179,9 @@ class SpacyKind:
             wants_gpu=wants_gpu(ctx),
         )
 
-    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+    def plot(
+        self, workdir: Path, python: str, dest: Path, compare: Path | None = None
+    ) -> Step | None:
         """The tools' ``plot``: each component's loss and the scores, by step."""
         argv = [python, "-m", TOOLS_MODULE, "plot", str(workdir / "work"), str(dest)]
         return Step("plot", argv, env=dict(STEP_ENV))
