@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from emulator.errors import ApiError
 from emulator.events import ApiCall, BotEvent, EventKind
+from emulator.flood import FloodLimits, FloodRefusal, RateReport, SentMessage, rate_report
 from emulator.server import BotApiEmulator
 from emulator.state import DEFAULT_USER_ID
 from emulator.terminal import TerminalChat
@@ -19,5 +20,10 @@ __all__ = [
     "BotApiEmulator",
     "BotEvent",
     "EventKind",
+    "FloodLimits",
+    "FloodRefusal",
+    "RateReport",
+    "SentMessage",
     "TerminalChat",
+    "rate_report",
 ]

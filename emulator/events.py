@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-EventKind = Literal["message", "edit", "delete", "document", "photo", "callback_answer"]
+EventKind = Literal["message", "edit", "delete", "document", "photo", "video", "callback_answer"]
 EventListener = Callable[["BotEvent"], None]
 _RECENT = 10
 T = TypeVar("T")

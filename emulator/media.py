@@ -30,6 +30,29 @@ def image_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+_FORMATS = {b"\x89PNG": "png", b"GIF8": "gif", b"\xff\xd8": "jpg", b"RIFF": "webp"}
+
+
+def image_format(head: bytes) -> str | None:
+    """The usual file name extension (``png``, ``jpg``, ``gif``, ``webp``) of an image, from
+    its first bytes; None when they are not an image :func:`image_size` reads."""
+    if image_size(head) is None:
+        return None
+    return next((ext for magic, ext in _FORMATS.items() if head.startswith(magic)), None)
+
+
+def photo_name(filename: str | None, head: bytes) -> str:
+    """The name a photo is kept under: the client's name when its extension fits the image,
+    else ``photo.<ext>`` from the content (a client that sent bare bytes named the part by
+    its content type, ``application.octet-stream``)."""
+    ext = image_format(head)
+    if ext is None:
+        return filename or "photo"
+    suffix = (filename or "").rsplit(".", 1)[-1].lower() if "." in (filename or "") else ""
+    fits = suffix == ext or (ext == "jpg" and suffix == "jpeg")
+    return filename if filename and fits else f"photo.{ext}"
+
+
 _JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE}
 
 

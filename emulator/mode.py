@@ -24,7 +24,6 @@ class ServerMode:
 
     ``callback_answer_window_s``: how long after a press a callback query can be answered
     (Telegram's is about ten seconds; later answers get "query is too old").
-    ``group_messages_per_minute``: messages and edits a bot may make per group per minute.
     """
 
     self_hosted: bool = False
@@ -32,7 +31,6 @@ class ServerMode:
     server_dir: str = "/var/lib/telegram-bot-api"
     """A ``--local`` server's working folder (``--dir``), as paths on its own machine."""
     callback_answer_window_s: float = 10.0
-    group_messages_per_minute: int = 20
     upload_limit: int | None = None
 
     @property

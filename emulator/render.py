@@ -63,8 +63,10 @@ def button_lines(message: dict[str, Any]) -> list[str]:
 
 
 def attachment_line(message: dict[str, Any], file_path: Path | None) -> str | None:
-    """Describe a document or photo, with where its file was saved when known."""
+    """Describe a document, photo or video (and the album it is part of), with where its
+    file was saved when known."""
     saved = f" saved at {file_path}" if file_path is not None else ""
+    album = " (album)" if message.get("media_group_id") else ""
     document = message.get("document")
     if isinstance(document, dict):
         name = document.get("file_name") or "document"
@@ -74,7 +76,14 @@ def attachment_line(message: dict[str, Any], file_path: Path | None) -> str | No
     if isinstance(photos, list) and photos:
         largest = photos[-1]
         size = format_size(int(largest.get("file_size") or 0))
-        return f"[photo {largest.get('width')}x{largest.get('height')}] ({size}){saved}"
+        shape = f"{largest.get('width')}x{largest.get('height')}"
+        return f"[photo {shape}]{album} ({size}){saved}"
+    video = message.get("video")
+    if isinstance(video, dict):
+        name = video.get("file_name") or "video"
+        size = format_size(int(video.get("file_size") or 0))
+        shape = f"{video.get('width')}x{video.get('height')}, {video.get('duration')} s"
+        return f"[video {shape}]{album} {name} ({size}){saved}"
     return None
 
 

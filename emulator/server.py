@@ -23,6 +23,15 @@ from aiohttp import web
 from emulator import users
 from emulator.errors import CONFLICT_DESCRIPTION, ApiError
 from emulator.events import ApiCall, BotEvent, EventKind, EventListener, Journal
+from emulator.flood import (
+    DEFAULT_FLOOD_LIMITS,
+    FloodGate,
+    FloodLimits,
+    FloodRefusal,
+    RateReport,
+    SentMessage,
+    rate_report,
+)
 from emulator.media import guess_mime_type
 from emulator.methods import BotApiMethods
 from emulator.mode import ServerMode
@@ -78,6 +87,10 @@ class BotApiEmulator:
     boundary (every local user reaches it), so without the token nobody else on the machine
     can read the chat or speak as the bot. Files the bot sends and files people upload are
     kept under ``files_dir``.
+
+    ``limits`` are Telegram's flood limits, enforced with its 429 answer (see
+    :mod:`emulator.flood`); ``None`` turns them off. Either way every message the bot sends
+    or edits is recorded (:attr:`sent_messages`) for :meth:`rate_report`.
     """
 
     def __init__(
@@ -89,6 +102,7 @@ class BotApiEmulator:
         clock: Callable[[], float] = time.time,
         mode: ServerMode | None = None,
         bot_id: int = DEFAULT_BOT_ID,
+        limits: FloodLimits | None = DEFAULT_FLOOD_LIMITS,
     ) -> None:
         self.files_dir = Path(files_dir)
         self.bot_id = bot_id
@@ -96,6 +110,7 @@ class BotApiEmulator:
         self.state = EmulatorState(clock=clock)
         self.journal = Journal(clock=clock)
         self.store = FileStore(self.files_dir)
+        self.flood = FloodGate(limits)
         self.api = BotApiMethods(
             self.state,
             self.store,
@@ -103,6 +118,7 @@ class BotApiEmulator:
             bot_username=bot_username,
             bot_first_name=bot_first_name,
             mode=self.mode,
+            flood=self.flood,
         )
         self._polls: dict[str, _Poll] = {}
         self._runner: web.AppRunner | None = None
@@ -454,6 +470,27 @@ class BotApiEmulator:
         return await self.journal.wait_for_call(
             method, predicate=predicate, after=after, finished=finished, timeout=timeout
         )
+
+    @property
+    def limits(self) -> FloodLimits | None:
+        """The flood limits enforced (``None``: none)."""
+        return self.flood.limits
+
+    @property
+    def flood_refusals(self) -> list[FloodRefusal]:
+        """Every call answered 429 for going over a flood limit, oldest first (failures
+        injected by a test are not among them)."""
+        return list(self.flood.refusals)
+
+    @property
+    def sent_messages(self) -> list[SentMessage]:
+        """Every message the bot sent or edited (an album: one per item), oldest first."""
+        return list(self.flood.sent)
+
+    def rate_report(self) -> RateReport:
+        """The figures of the run so far: per chat the most messages in any minute and in
+        any second, over all chats the most in any second, and the refusals."""
+        return rate_report(self.flood.sent, self.flood.refusals)
 
     @property
     def polling(self) -> bool:

@@ -78,7 +78,6 @@ class ChatRecord:
     migrated_to: int | None = None
     bot_status: str = "member"
     topics: set[int] = field(default_factory=set)
-    sent_times: list[float] = field(default_factory=list)
 
     @property
     def chat_id(self) -> int:

@@ -217,7 +217,7 @@ class TerminalChat:
             return
         text = render.render_event(event, own_chat=self.chat_id)
         self._print(text)
-        if event.kind in {"message", "document", "photo", "edit"}:
+        if event.kind in {"message", "document", "photo", "video", "edit"}:
             self._remember(event, text)
 
     def _remember(self, event: BotEvent, text: str) -> None:

@@ -29,14 +29,8 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from tests.emulator.conftest import (
-    BOT_ID,
-    BOT_USERNAME,
-    USER_ID,
-    AppStarter,
-    png_bytes,
-)
 from tests.emulator.faults import FaultyBotApi
+from tests.emulator.helpers import BOT_ID, BOT_USERNAME, USER_ID, AppStarter, png_bytes
 
 MB = 1024 * 1024
 

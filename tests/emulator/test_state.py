@@ -13,7 +13,7 @@ from emulator.formatting import FormattingError, detect_entities, parse_text, ut
 from emulator.media import image_size
 from emulator.params import Params
 from emulator.state import EmulatorState, inline_buttons
-from tests.emulator.conftest import png_bytes
+from tests.emulator.helpers import png_bytes
 
 BOT = {"id": 123, "is_bot": True, "first_name": "colabot", "username": "colabot_test_bot"}
 

@@ -26,7 +26,7 @@ from emulator.chat_input import (
     Upload,
     parse_line,
 )
-from tests.emulator.conftest import USER_ID, AppStarter, png_bytes
+from tests.emulator.helpers import USER_ID, AppStarter, png_bytes
 
 KEYBOARD = InlineKeyboardMarkup(
     [
