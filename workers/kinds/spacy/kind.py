@@ -31,6 +31,7 @@ from workers.kinds.spacy.params import (
 )
 from workers.kinds.spacy.plan import (
     BEST,
+    CARD,
     INFERENCE_STATS,
     LAST,
     LOGGER_NAME,
@@ -54,9 +55,11 @@ from workers.kinds.spacy.report import (
     inference_summary,
     main_score_keys,
     read_performance,
+    read_scores,
     read_training_log,
     training_summary,
 )
+from workers.quality import Quality
 
 TOOLS_MODULE = "workers.kinds.spacy.tools"
 STOP_FILE = "stop-early"
@@ -84,11 +87,16 @@ Progress comes at each evaluation: step, epoch, losses, scores and the best scor
 draws the losses and scores so far. wandb=yes logs the training to Weights & Biases (spaCy's \
 WandbLogger, chained with colabot's own logger).
 Results: model-best (use it with /infer spacy <job id> <texts>), model-last, the training log, \
-and a wheel with package=yes.
+a card (the curves and model-best's dev scores), and a wheel with package=yes. The summary \
+gives each component's dev scores from meta.json (ner: F, P, R; textcat: its score, P, R, \
+AUC) and each label's P, R and F, naming the weakest label.
 /resume trains again from model-last's weights. spaCy cannot resume the optimizer state, so \
 the optimizer and the step counter start again.
 Inference writes predictions.jsonl: per input its id, text, entities and cats. The id is the \
-"id" field of a .jsonl line, else the line number (.txt, .jsonl) or the position from 0 (.spacy).
+"id" field of a .jsonl line, else the line number (.txt, .jsonl) or the position from 0 (.spacy). \
+suggest=N lists the N texts the model is least sure of, to review (default 10, 0: none): by \
+the margin between the two likeliest categories when the pipeline has a textcat, else by the \
+NER's beam-search probability (approximate: greedy-trained NER is often overconfident).
 The GPU needs CuPy: pip install "spacy[cuda12x]"."""
 
 
@@ -151,6 +159,7 @@ class SpacyKind:
             stops_when="at its next evaluation, keeping model-best and model-last",
             env={**STEP_ENV, **_wandb_env(ctx, plan)},
         )
+        yield Step("training card", tools_argv(ctx, "card"), env=dict(STEP_ENV))
         if ctx.param("package"):
             yield Step("package", package_argv(ctx, plan), env=dict(STEP_ENV))
         if plan.example_texts:
@@ -182,8 +191,11 @@ class SpacyKind:
     def plot(
         self, workdir: Path, python: str, dest: Path, compare: Path | None = None
     ) -> Step | None:
-        """The tools' ``plot``: each component's loss and the scores, by step."""
+        """The tools' ``plot``: each component's loss and the scores, by step (with
+        ``compare``'s beside them, each job named by its folder)."""
         argv = [python, "-m", TOOLS_MODULE, "plot", str(workdir / "work"), str(dest)]
+        if compare is not None:
+            argv += ["--compare", str(compare / "work")]
         return Step("plot", argv, env=dict(STEP_ENV))
 
     # results ----------------------------------------------------------------------------
@@ -211,6 +223,8 @@ class SpacyKind:
         training = Path(plan.output)
         events = read_training_log(ctx.outputs_dir / TRAINING_LOG)
         summary, metrics = training_summary(events, read_performance(training / BEST), plan.device)
+        scores = read_scores(training / BEST)
+        summary += "\n" + "\n".join(scores.lines())
         if plan.resumed_from:
             summary += "\n(continued from the weights of the earlier attempt's model-last)"
         outputs = [
@@ -218,6 +232,10 @@ class SpacyKind:
             Output(training / LAST, "checkpoint", LAST),
             Output(ctx.outputs_dir / TRAINING_LOG, "metrics", "training log"),
         ]
+        if (ctx.outputs_dir / CARD).is_file():
+            outputs.append(
+                Output(ctx.outputs_dir / CARD, "plot", "training card", send_as_photo=True)
+            )
         wheels = sorted((ctx.outputs_dir / PACKAGE_DIR).glob("*/dist/*.whl"))
         if wheels:
             outputs.append(Output(wheels[-1], "package", wheels[-1].name))
@@ -226,7 +244,8 @@ class SpacyKind:
             outputs.append(Output(ctx.outputs_dir / PREDICTIONS, "predictions", PREDICTIONS))
             summary += "\n" + inference_summary(_read_json(ctx.scratch_dir / INFERENCE_STATS))
             summary += f"\nNext: /infer spacy {ctx.job.id} <your texts>"
-        return Outcome(outputs=outputs, summary=summary, metrics=metrics)
+        quality = Quality(plan.data_fingerprint, scores.models, dict(ctx.spec.params))
+        return Outcome(outputs=outputs, summary=summary, metrics=metrics, quality=quality)
 
     def _collect_project(self, ctx: JobContext, plan: TrainPlan) -> Outcome:
         root = Path(plan.project_dir)
@@ -247,16 +266,21 @@ class SpacyKind:
                 seen.add(path)
         lines = [f"spaCy project: ran {plan.workflow} ({', '.join(plan.commands)})."]
         metrics: dict[str, float] = {}
+        quality = None
         if BEST in models:
             performance = read_performance(models[BEST])
             metrics = {k: float(v) for k, v in performance.items() if is_number(v)}
             keys = main_score_keys(performance, {})
             shown = models[BEST].relative_to(root)
             lines.append(f"{shown}: {format_scores(performance, keys) or 'no scores'}")
+            scores = read_scores(models[BEST])
+            lines += scores.lines()
+            quality = Quality(plan.data_fingerprint, scores.models, dict(ctx.spec.params))
         kept = [o.label for o in outputs if o.role == "output"]
         if kept:
             lines.append("outputs: " + ", ".join(kept))
-        return Outcome(outputs=outputs, summary="\n".join(lines), metrics=metrics)
+        summary = "\n".join(lines)
+        return Outcome(outputs=outputs, summary=summary, metrics=metrics, quality=quality)
 
     def checkpoint(self, ctx: JobContext) -> Path | None:
         """model-last of this job's training, when one was saved."""
@@ -304,6 +328,7 @@ def request_of(ctx: JobContext) -> Request:
         texts=path("texts"),
         batch_size=int(ctx.param("batch_size") or INFER_PARAMS["batch_size"].default or 64),
         text_key=str(ctx.param("text_key") or INFER_PARAMS["text_key"].default),
+        suggest=number("suggest") or 0,
         wandb=dataclasses.asdict(ctx.wandb) if ctx.wandb is not None else {},
     )
 

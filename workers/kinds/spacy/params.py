@@ -56,6 +56,13 @@ INFER_PARAMS: dict[str, Param] = {
     "gpu": GPU_PARAM,
     "batch_size": Param(int, 64, "texts per batch", minimum=1, maximum=100_000),
     "text_key": Param(str, "text", "the .jsonl field that holds the text"),
+    "suggest": Param(
+        int,
+        10,
+        "list the N texts the model is least sure of, to review (0: none)",
+        minimum=0,
+        maximum=100,
+    ),
 }
 
 

@@ -27,6 +27,8 @@ TRAINING_DIR = "training"
 TRAINING_LOG = "training-log.jsonl"
 PACKAGE_DIR = "package"
 PREDICTIONS = "predictions.jsonl"
+CARD = "training-card.png"
+"""The end-of-training picture: the curves and the held-out scores per component."""
 BEST, LAST = "model-best", "model-last"
 TEXT_SUFFIXES = (".txt", ".jsonl", ".ndjson", ".spacy")
 
@@ -53,6 +55,8 @@ class Request:
     texts: str | None = None
     batch_size: int = 64
     text_key: str = "text"
+    suggest: int = 0
+    """How many of the least confident texts inference lists for review (0: none)."""
     wandb: dict[str, str] = field(default_factory=dict)
     """The job's W&B run (mode, project, entity, name); empty when it logs to none."""
 
@@ -108,6 +112,9 @@ class TrainPlan:
     """The W&B logger chained before colabot's own (empty: none)."""
     wandb_offline: bool = False
     """The online run was refused by W&B, so training logs offline."""
+    data_fingerprint: str = ""
+    """A fingerprint of the training data's content (train and dev, or a project's assets);
+    '' when there is none to take."""
 
 
 def read_plan(work: Path) -> TrainPlan:

@@ -8,15 +8,16 @@ import hashlib
 import importlib.util
 import json
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import WaitForState, wandb_history
-from tests.workers.kinds.conftest import SpacyCorpus, train_spec
+from tests.helpers.engine import WaitForState, notices
+from tests.helpers.spacy_data import SpacyCorpus, copy_spacy_corpus
+from tests.helpers.wandb_files import wandb_history
+from tests.workers.kinds.helpers import train_spec
 from workers.engine import Engine, EngineSettings
-from workers.events import Failed, Notice, Succeeded
+from workers.events import Failed, Succeeded
 from workers.jobs import Action, Job, JobSpec, JobState, Progress
 from workers.kinds.registry import default_registry
 from workers.kinds.spacy.report import (
@@ -35,12 +36,6 @@ def files_spec(corpus: SpacyCorpus, **params: object) -> JobSpec:
     """Training from the config, train and dev files."""
     inputs = {"config": str(corpus.config), "train": str(corpus.train), "dev": str(corpus.dev)}
     return train_spec(inputs, **params)
-
-
-def notices(engine: Engine, job_id: int) -> list[str]:
-    """The texts of the notices a job posted."""
-    events = engine.store.events_for(job_id)
-    return [e.payload.text for e in events if isinstance(e.payload, Notice)]
 
 
 def outputs(engine: Engine, job_id: int) -> dict[str, Path]:
@@ -68,9 +63,9 @@ async def finished(engine: Engine, wait_for_state: WaitForState, spec: JobSpec) 
 
 
 @pytest.fixture
-def corpus(spacy_copy: Callable[[Path], SpacyCorpus], input_root: Path) -> SpacyCorpus:
+def corpus(spacy_corpus: SpacyCorpus, input_root: Path) -> SpacyCorpus:
     """The test corpus inside the engine's allowed input folder."""
-    return spacy_copy(input_root / "corpus")
+    return copy_spacy_corpus(spacy_corpus, input_root / "corpus")
 
 
 @pytest.fixture

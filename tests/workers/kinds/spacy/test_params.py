@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workers.kinds.conftest import train_spec
+from tests.workers.kinds.helpers import train_spec
 from workers.errors import SpecError
 from workers.jobs import Action, JobSpec
 from workers.kinds.registry import default_registry

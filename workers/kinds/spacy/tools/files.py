@@ -147,3 +147,16 @@ def check_corpus(path: Path, what: str) -> None:
             f"the {what} data {path.name} is not a spaCy DocBin (.spacy) file; convert it "
             "with python -m spacy convert (or make it with DocBin.to_disk)"
         )
+
+
+def data_files(paths: Iterable[Path]) -> list[Path]:
+    """The files the given data paths hold, in a stable order: a file is itself, a folder
+    its files (below it, sorted by their path inside it, hidden ones left out)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = [p for p in path.rglob("*") if p.is_file() and _visible(p, path)]
+            files += sorted(inside, key=lambda p: p.relative_to(path).parts)
+        elif path.is_file():
+            files.append(path)
+    return files

@@ -18,6 +18,7 @@ from workers.kinds.spacy.plan import BEST, TEXT_SUFFIXES, Request, TrainPlan, em
 from workers.kinds.spacy.tools.device import block_torch, choose_device, needs_torch, probe_gpu
 from workers.kinds.spacy.tools.errors import ToolError
 from workers.kinds.spacy.tools.files import find_pipeline, materialise
+from workers.kinds.spacy.tools.review import Review
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def prediction_row(record: TextRecord, doc: Any) -> dict[str, Any]:
 
 
 def run_inference(request: Request, order: Inference) -> dict[str, Any]:
-    """Annotate the texts with the model; write JSONL rows; return the stats."""
+    """Annotate the texts with the model; write JSONL rows; return the stats (with the
+    texts the model is least sure of, when ``request.suggest`` asks for them)."""
     texts = order.texts
     suffix = texts.suffix.lower()
     if texts.is_dir() or suffix not in TEXT_SUFFIXES:
@@ -152,10 +154,14 @@ def run_inference(request: Request, order: Inference) -> dict[str, Any]:
     nlp = spacy.load(model)
     records, total = _records(texts, suffix, request.text_key, nlp)
     stats = PredictionStats()
+    review = Review(nlp, request.suggest)
     request.predictions.parent.mkdir(parents=True, exist_ok=True)
     with request.predictions.open("w", encoding="utf-8") as out:
-        _annotate(nlp, records, total, request.batch_size, out, stats)
-    return stats.to_dict()
+        _annotate(nlp, records, total, request.batch_size, out, stats, review)
+    result = stats.to_dict()
+    if request.suggest > 0:
+        result["review"] = review.result()
+    return result
 
 
 def _records(texts: Path, suffix: str, text_key: str, nlp: Any) -> tuple[Iterator[TextRecord], int]:
@@ -185,6 +191,7 @@ def _annotate(
     batch_size: int,
     out: IO[str],
     stats: PredictionStats,
+    review: Review,
 ) -> None:
     emit("docs", done=0, total=total)
     done, last = 0, time.monotonic()
@@ -193,6 +200,8 @@ def _annotate(
         row = prediction_row(record, doc)
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
         stats.add(row)
+        if not record.error:
+            review.add(done, record.id, doc)
         done += 1
         if time.monotonic() - last >= 0.5:
             emit("docs", done=done, total=total)

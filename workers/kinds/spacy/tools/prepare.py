@@ -28,6 +28,7 @@ from workers.kinds.spacy.tools.files import (
     TRAIN_NAMES,
     TRAIN_WORDS,
     check_corpus,
+    data_files,
     find_config,
     find_corpus,
     materialise,
@@ -41,6 +42,8 @@ from workers.kinds.spacy.tools.project import (
     override_string,
     read_project_yml,
 )
+from workers.quality import fingerprint
+from workers.safety.paths import Refused, join_inside
 from workers.wandb.login import offline_note, rejected_key
 
 
@@ -95,6 +98,7 @@ def prepare_config(request: Request, root: Path, overrides: list[tuple[str, str]
         # Relative paths in a config (vectors, code) are read from where spaCy runs.
         cwd=str(folder or config.parent),
         example_texts=str(root / "texts.txt") if request.example else "",
+        data_fingerprint=fingerprint(data_files([train, dev])),
     )
     if request.example:
         steps = parsed.get("training", {}).get("max_steps")
@@ -195,6 +199,7 @@ def prepare_project(request: Request, source: Path, overrides: list[tuple[str, s
     notes += [f"running the project's {workflow}{chosen}: {', '.join(commands)}", device_note]
     notes += warnings
     spacy_overrides = [(f"training.{key}", str(value)) for key, value in _step_settings(request)]
+    files = data_files(asset_paths(project, checked))
     return TrainPlan(
         mode="project",
         notes=notes,
@@ -209,7 +214,21 @@ def prepare_project(request: Request, source: Path, overrides: list[tuple[str, s
             "WEASEL_CONFIG_OVERRIDES": override_string(var_values.items()),
             "SPACY_CONFIG_OVERRIDES": override_string(spacy_overrides),
         },
+        # A project's data are its assets (the commands make the corpus from them).
+        data_fingerprint=fingerprint(files) if files else "",
     )
+
+
+def asset_paths(project: Mapping[str, Any], root: Path) -> list[Path]:
+    """Where a project's assets lie in its folder (those that would lie outside it left out)."""
+    paths = []
+    for asset in project.get("assets") or []:
+        if isinstance(asset, Mapping) and asset.get("dest"):
+            try:
+                paths.append(join_inside(root, str(asset["dest"])))
+            except Refused:
+                continue
+    return paths
 
 
 def _project_device(request: str, root: Path, var_values: dict[str, str]) -> tuple[int, str]:

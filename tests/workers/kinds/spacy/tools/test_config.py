@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.kinds.conftest import SpacyCorpus
+from tests.helpers.spacy_data import SpacyCorpus
 from workers.kinds.spacy.tools.config import check_config, unknown_override, write_resume_config
 from workers.kinds.spacy.tools.errors import ToolError
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.kinds.conftest import SpacyCorpus, touch
+from tests.helpers.spacy_data import SpacyCorpus
+from tests.workers.kinds.helpers import touch
 from workers.kinds.spacy.tools.errors import ToolError
 from workers.kinds.spacy.tools.files import (
     check_corpus,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.workers.kinds.conftest import SpacyCorpus
+from tests.helpers.spacy_data import SpacyCorpus
 from workers.kinds.plans import REQUEST, write_json
 from workers.kinds.spacy.kind import train_argv
 from workers.kinds.spacy.plan import PLAN_FILE, Request, read_plan

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.workers.kinds.conftest import touch
+from tests.workers.kinds.helpers import touch
 from workers.kinds.spacy.tools.errors import ToolError
 from workers.kinds.spacy.tools.project import (
     asset_problems,
