@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from workers.safety.redaction import redact
 
@@ -28,13 +29,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(*, verbose: bool = False, quiet_console: bool = False) -> None:
+LOG_FILE = "colabot.log"
+"""The log in the data folder when colabot runs in a notebook."""
+
+
+def setup_logging(
+    *, verbose: bool = False, quiet_console: bool = False, file: Path | None = None
+) -> None:
     """Log to stderr with secrets redacted; HTTP client chatter stays at WARNING.
 
     ``quiet_console`` (the offline terminal chat) shows only warnings and errors, so the
-    chat is not drowned in log lines.
+    chat is not drowned in log lines. With ``file`` (a notebook), every line goes there
+    instead (a private file), so colabot's log does not spill under whichever cell ran last.
     """
-    handler = logging.StreamHandler()
+    handler: logging.Handler
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
+        file.chmod(0o600)
+    else:
+        handler = logging.StreamHandler()
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -128,6 +129,16 @@ def _process_start() -> float:
         return time.time()
 
 
+def visible_gpu_count(environ: dict[str, str] | None = None) -> int:
+    """The GPUs a local step sees: NVML's count, narrowed by ``CUDA_VISIBLE_DEVICES``."""
+    gpus, _ = read_gpus()
+    visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return len(gpus)
+    listed = [item for item in visible.split(",") if item.strip() and item.strip() != "-1"]
+    return min(len(gpus), len(listed))
+
+
 def read_gpus() -> tuple[list[GpuInfo], str]:
     """GPUs through NVML (nvidia-ml-py); an empty list and a reason when there are none."""
     if importlib.util.find_spec("pynvml") is None:
@@ -204,3 +215,35 @@ def setup_hints(config: Config, *, drive_mount: Path = COLAB_DRIVE) -> list[str]
                 'use a folder under /content/drive/MyDrive or results.backend = "drive"'
             )
     return hints
+
+
+def drive_mount_results(config: Config, *, drive_mount: Path = COLAB_DRIVE) -> bool:
+    """Whether results go to Google Drive through Colab's mount (a local results folder
+    under /content/drive), on a Colab runtime."""
+    if config.results.backend != "local" or not is_colab():
+        return False
+    return config.results.dir.expanduser().is_relative_to(drive_mount)
+
+
+async def flush_drive_mount(config: Config) -> str | None:
+    """Make sure what colabot wrote through Colab's Drive mount has reached Drive: writes
+    land on the runtime's disk first, and Colab documents ``drive.flush_and_unmount()`` for
+    this (it blocks until they are in Drive, then unmounts). Returns a note for the chat, or
+    None when results do not go through the mount."""
+    if not drive_mount_results(config):
+        return None
+    try:
+        from google.colab import drive
+    except ImportError:
+        return None
+    try:
+        await asyncio.to_thread(drive.flush_and_unmount)
+    except Exception as exc:
+        return (
+            f"Google Drive could not be flushed ({type(exc).__name__}: {exc}); the newest "
+            "results may not be in Drive yet."
+        )
+    return (
+        "Everything colabot wrote to Google Drive has reached it (Colab's flush); the Drive "
+        "mount is now closed, so later copies go nowhere until it is mounted again."
+    )

@@ -8,6 +8,10 @@ thread with its own event loop, so synchronous clients can call it from the test
         key_file = srv.new_service_account(tmp_path / "sa.json")
         ...  # point the client at srv.url
 
+It is also the metadata server Colab's sign-in hands tokens out from (``USE_AUTH_EPHEM=1``):
+after ``srv.new_colab_user(email)``, oauth2client's GCE credentials pointed at
+``srv.metadata_host`` (``GCE_METADATA_IP`` and ``GCE_METADATA_ROOT``) act as that person.
+
 Faults can be injected (error statuses, connections dropped mid-upload or mid-download) and
 everything the server saw is counted, so tests and benchmarks can measure bytes re-sent.
 """
@@ -51,6 +55,14 @@ EXPORTS = {
 GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_ACCOUNT = "colabot-test@colabot-tests.iam.gserviceaccount.com"
+DEFAULT_PERSON = "person@example.com"
+DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+BROWSER_EXPORT_ROOT = "https://docs.google.com.invalid/"
+"""Where the ``exportLinks`` of Docs point. Real Drive points them at docs.google.com, a host
+other than the API's (they are for browsers); here the reserved ``.invalid`` domain makes a
+client that follows them fail instead of reaching Google."""
+# The exportFormat each export MIME type has in an exportLinks URL.
+_EXPORT_FORMATS = {"text/plain": "txt", "text/csv": "csv", "application/pdf": "pdf"}
 
 _READ_PIECE = 64 * 1024
 _REASON_MESSAGES = {
@@ -59,6 +71,7 @@ _REASON_MESSAGES = {
     "rateLimitExceeded": "Rate Limit Exceeded",
     "userRateLimitExceeded": "User Rate Limit Exceeded",
     "storageQuotaExceeded": "The user's Drive storage quota has been exceeded.",
+    "publishOutNotPermitted": 'Bad Request. User message: ""',
     "forbidden": "Forbidden",
     "notFound": "Not Found",
     "accessNotConfigured": (
@@ -75,7 +88,7 @@ _REASON_MESSAGES = {
 }
 SERVICE_ACCOUNT_QUOTA = (
     "Service Accounts do not have storage quota. Leverage shared drives "
-    "(https://developers.google.com/workspace/drive/api/guides/about-shareddrive), or use "
+    "(https://developers.google.com/workspace/drive/api/guides/about-shareddrives), or use "
     "OAuth delegation (http://support.google.com/a/answer/7281227) instead."
 )
 _DEFAULT_REASONS = {500: "backendError", 502: "backendError", 503: "backendError"}
@@ -136,11 +149,14 @@ class StoredFile:
 
 @dataclass
 class SharedDrive:
-    """A shared drive: its members' roles decide what they may do with the files in it."""
+    """A shared drive: its members' roles decide what they may do with the files in it;
+    ``domain_users_only`` is the Workspace policy that keeps its files inside the
+    organisation (Drive's ``restrictions.domainUsersOnly``)."""
 
     id: str
     name: str
     members: dict[str, str]
+    domain_users_only: bool = False
 
 
 @dataclass
@@ -308,6 +324,8 @@ class DriveServer:
         self._tokens: dict[str, _Token] = {}
         self._service_accounts: dict[str, rsa.RSAPublicKey] = {}
         self._refresh_tokens: dict[str, tuple[str, str, str]] = {}
+        self._expired_refresh_tokens: set[str] = set()
+        self._colab_user: str | None = None
         self._denied: dict[str, int] = {}
         self._drives: dict[str, SharedDrive] = {}
         self._token_grants = 0
@@ -351,6 +369,12 @@ class DriveServer:
         """The OAuth2 token endpoint."""
         return self.url + "token"
 
+    @property
+    def metadata_host(self) -> str:
+        """``HOST:PORT`` of the metadata server (no scheme), as ``GCE_METADATA_IP`` and
+        ``GCE_METADATA_ROOT`` take it."""
+        return f"{self._host}:{self._port}"
+
     def start(self) -> None:
         """Start serving from a background thread; returns once the socket listens."""
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -391,6 +415,8 @@ class DriveServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=1 << 30)
         route = app.router
         route.add_post("/token", self._token)
+        route.add_get("/", self._metadata)
+        route.add_get("/computeMetadata/v1/{tail:.*}", self._metadata)
         route.add_get("/drive/v2/about", self._about)
         route.add_get("/drive/v2/files", self._list)
         route.add_post("/drive/v2/files", self._insert)
@@ -426,8 +452,22 @@ class DriveServer:
         """A refresh token for an authorized-user (non-service) login by this OAuth client."""
         token = "1//" + secrets.token_urlsafe(32)
         with self._lock:
-            self._refresh_tokens[token] = (client_id, client_secret, "person@example.com")
+            self._refresh_tokens[token] = (client_id, client_secret, DEFAULT_PERSON)
         return token
+
+    def expire_refresh_tokens(self) -> None:
+        """Expire every refresh token issued so far, as Google does after 7 days for an OAuth
+        app whose publishing status is "Testing": the token endpoint answers ``invalid_grant``
+        ("Token has been expired or revoked.")."""
+        with self._lock:
+            self._expired_refresh_tokens.update(self._refresh_tokens)
+
+    def new_colab_user(self, email: str = DEFAULT_PERSON) -> str:
+        """Sign ``email`` in to "Colab": the metadata server hands out access tokens for that
+        person, as Colab's does after ``google.colab.auth.authenticate_user()``."""
+        with self._lock:
+            self._colab_user = email
+        return email
 
     def new_authorized_user(self, path: Path) -> Path:
         """Write an ``authorized_user`` credentials file (as gcloud/Colab do) to ``path``."""
@@ -490,13 +530,17 @@ class DriveServer:
         self._files[file_id].shortcut_target = target_id
         return file_id
 
-    def add_shared_drive(self, name: str, members: dict[str, str]) -> str:
+    def add_shared_drive(
+        self, name: str, members: dict[str, str], *, domain_users_only: bool = False
+    ) -> str:
         """A shared drive with these members (e-mail -> role: reader, commenter, writer,
-        fileOrganizer or organizer); returns its id, which is also its root folder's."""
+        fileOrganizer or organizer); returns its id, which is also its root folder's.
+        ``domain_users_only``: its organisation allows no sharing outside it, so sharing a
+        file with anyone who has the link is refused (``publishOutNotPermitted``)."""
         drive_id = "0A" + secrets.token_urlsafe(14)
         now = _now_rfc3339()
         with self._lock:
-            self._drives[drive_id] = SharedDrive(drive_id, name, dict(members))
+            self._drives[drive_id] = SharedDrive(drive_id, name, dict(members), domain_users_only)
             self._files[drive_id] = StoredFile(
                 drive_id, name, FOLDER_MIME, [], "shared drive", now, now, drive_id=drive_id
             )
@@ -564,6 +608,13 @@ class DriveServer:
         """Answer the next ``count`` resumable-upload chunk PUTs (not status queries) with
         ``status``; their bytes are received and thrown away."""
         self._add_fault(_Fault(f"{status} upload chunk", _is_chunk_put, count, status, reason))
+
+    def fail_status_queries(
+        self, status: int, *, count: int = 1, reason: str | None = None
+    ) -> None:
+        """Answer the next ``count`` resumable-upload status queries (an empty PUT with
+        ``Content-Range: bytes */TOTAL``, asking how much arrived) with ``status``."""
+        self._add_fault(_Fault(f"{status} status query", _is_status_query, count, status, reason))
 
     def drop_upload_after(self, nbytes: int, *, count: int = 1) -> None:
         """Close the connection of the next ``count`` upload chunks after ``nbytes`` bytes of
@@ -721,7 +772,7 @@ class DriveServer:
             domain = "usageLimits" if reason in _USAGE_LIMIT_REASONS else "global"
             return google_error(fault.status, reason, _REASON_MESSAGES.get(reason, reason), domain)
         try:
-            if request.path != "/token":
+            if request.path != "/token" and not _is_metadata(request):
                 self._authenticate(request)
             response: web.StreamResponse = await handler(request)
             return response
@@ -762,17 +813,58 @@ class DriveServer:
         if grant_type == JWT_GRANT:
             principal = self._check_assertion(str(form.get("assertion", "")))
         elif grant_type == "refresh_token":
+            with self._lock:
+                expired = str(form.get("refresh_token", "")) in self._expired_refresh_tokens
+            if expired:
+                return _oauth_error("invalid_grant", "Token has been expired or revoked.")
             principal = self._check_refresh_token(form)
         else:
             return _oauth_error("unsupported_grant_type", f"Unsupported grant: {grant_type}")
         if principal is None:
             return _oauth_error("invalid_grant", "Invalid grant: the credentials were refused.")
+        token = self._mint_token(principal)
+        return web.json_response(
+            {"access_token": token, "expires_in": self.token_lifetime_s, "token_type": "Bearer"}
+        )
+
+    def _mint_token(self, principal: str) -> str:
         token = "ya29." + secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = _Token(principal, time.monotonic() + self.token_lifetime_s)
             self._token_grants += 1
-        return web.json_response(
-            {"access_token": token, "expires_in": self.token_lifetime_s, "token_type": "Bearer"}
+        return token
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        """The GCE metadata server as oauth2client asks it: ``GET /`` to detect it, the
+        signed-in account's e-mail and scopes, then its access token (by e-mail)."""
+        flavor = {"Metadata-Flavor": "Google"}
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403, text="Missing Metadata-Flavor:Google header.")
+        if request.path == "/":
+            return web.Response(text="computeMetadata/\n", headers=flavor)
+        with self._lock:
+            email = self._colab_user
+        prefix = "/computeMetadata/v1/instance/service-accounts/"
+        who, _, leaf = request.path.removeprefix(prefix).partition("/")
+        if email is None or not request.path.startswith(prefix) or who not in ("default", email):
+            return web.Response(status=404, headers=flavor)
+        body: dict[str, Any]
+        if leaf == "" and request.query.get("recursive", "").lower() == "true":
+            body = {"aliases": ["default"], "email": email, "scopes": [DRIVE_SCOPE]}
+        elif leaf == "token":
+            body = {
+                "access_token": self._mint_token(email),
+                "expires_in": self.token_lifetime_s,
+                "token_type": "Bearer",
+            }
+        elif leaf == "email":
+            return web.Response(text=email, headers=flavor)
+        else:
+            return web.Response(status=404, headers=flavor)
+        # Exactly "application/json": oauth2client parses the body only then (web.json_response
+        # would add "; charset=utf-8").
+        return web.Response(
+            body=json.dumps(body).encode(), content_type="application/json", headers=flavor
         )
 
     def _check_assertion(self, assertion: str) -> str | None:
@@ -850,7 +942,8 @@ class DriveServer:
             kind = record.mime_type.removeprefix(GOOGLE_APPS_PREFIX)
             data["alternateLink"] = f"https://docs.google.com/{kind}/d/{record.id}/edit"
             data["exportLinks"] = {
-                mime: f"{self.url}drive/v2/files/{record.id}/export?mimeType={mime}"
+                mime: f"{BROWSER_EXPORT_ROOT}feeds/download/{kind}s/export/Export?id={record.id}"
+                f"&exportFormat={_EXPORT_FORMATS[mime]}"
                 for mime in EXPORTS.get(record.mime_type, ("application/pdf",))
             }
         else:
@@ -1202,6 +1295,12 @@ class DriveServer:
             "owner",
         ):
             raise _ApiError(400, "invalid", "Invalid permission type or role.")
+        drive = self._drives.get(record.drive_id or "")
+        if kind == "anyone" and drive is not None and drive.domain_users_only:
+            # What a Workspace policy against sharing outside the organisation answers.
+            raise _ApiError(
+                400, "publishOutNotPermitted", _REASON_MESSAGES["publishOutNotPermitted"]
+            )
         perm_id = (
             ("anyoneWithLink" if body.get("withLink") else "anyone")
             if kind == "anyone"
@@ -1374,6 +1473,19 @@ def _is_chunk_put(request: web.Request) -> bool:
         and content_range.startswith("bytes ")
         and not content_range.startswith("bytes */")
     )
+
+
+def _is_status_query(request: web.Request) -> bool:
+    return (
+        request.method == "PUT"
+        and "upload_id" in request.query
+        and request.headers.get("Content-Range", "").startswith("bytes */")
+    )
+
+
+def _is_metadata(request: web.Request) -> bool:
+    """Whether the request is for the metadata server (it takes no access token)."""
+    return request.path == "/" or request.path.startswith("/computeMetadata/")
 
 
 def _is_media_get(request: web.Request) -> bool:

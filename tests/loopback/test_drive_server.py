@@ -12,13 +12,19 @@ import httplib2
 import pytest
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
+from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseUpload
 from oauth2client.client import HttpAccessTokenRefreshError
 from oauth2client.service_account import ServiceAccountCredentials
 from pydrive2.auth import GoogleAuth
 from pydrive2.drive import GoogleDrive
 
-from tests.loopback.drive_server import DEFAULT_ACCOUNT, DriveServer
+from tests.loopback.drive_server import (
+    BROWSER_EXPORT_ROOT,
+    DEFAULT_ACCOUNT,
+    DOCUMENT_MIME,
+    DriveServer,
+)
 
 SCOPE = "https://www.googleapis.com/auth/drive"
 
@@ -163,3 +169,113 @@ def test_wait_for_request(drive_server: DriveServer, service_account_file: Path)
     assert found.status == 200
     with pytest.raises(TimeoutError):
         drive_server.wait_for_request(lambda r: r.path == "/never", timeout=0.05)
+
+
+def test_the_metadata_server_answers_as_oauth2client_asks(drive_server: DriveServer) -> None:
+    http = httplib2.Http(timeout=10)
+    root = f"http://{drive_server.metadata_host}"
+    flavor = {"Metadata-Flavor": "Google"}
+    accounts = f"{root}/computeMetadata/v1/instance/service-accounts"
+    response, _ = http.request(f"{accounts}/default/?recursive=True", headers=flavor)
+    assert response.status == 404  # nobody signed in to Colab yet
+    email = drive_server.new_colab_user()
+    response, _ = http.request(root + "/")
+    assert response.status == 403  # the header is required
+    response, _ = http.request(root + "/", headers=flavor)
+    assert (response.status, response["metadata-flavor"]) == (200, "Google")
+    response, content = http.request(f"{accounts}/default/?recursive=True", headers=flavor)
+    # Exactly this content type: oauth2client parses the body as JSON only then.
+    assert (response.status, response["content-type"]) == (200, "application/json")
+    assert json.loads(content) == {"aliases": ["default"], "email": email, "scopes": [SCOPE]}
+    response, content = http.request(f"{accounts}/{email}/token", headers=flavor)
+    token = json.loads(content)
+    assert token["expires_in"] == drive_server.token_lifetime_s
+    response, _ = http.request(f"{accounts}/other@example.com/token", headers=flavor)
+    assert response.status == 404
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    response, content = http.request(drive_server.url + "drive/v2/about", headers=auth)
+    assert json.loads(content)["user"]["emailAddress"] == email
+
+
+def test_status_query_faults_leave_chunks_alone(
+    drive_server: DriveServer, service_account_file: Path, managed_drive: str
+) -> None:
+    http = _authorized_http(drive_server, service_account_file)
+    response, _ = http.request(
+        drive_server.url + "upload/drive/v2/files?uploadType=resumable&supportsAllDrives=true",
+        "POST",
+        body=json.dumps({"title": "q.bin", "parents": [{"id": managed_drive}]}),
+        headers={"Content-Type": "application/json", "X-Upload-Content-Length": "10"},
+    )
+    session = response["location"]
+    drive_server.fail_status_queries(503, count=1)
+    response, _ = http.request(
+        session, "PUT", body=b"01234", headers={"Content-Range": "bytes 0-4/10"}
+    )
+    assert (response.status, response["range"]) == (308, "bytes=0-4")
+    response, content = http.request(session, "PUT", headers={"Content-Range": "bytes */10"})
+    assert response.status == 503
+    assert json.loads(content)["error"]["errors"][0]["reason"] == "backendError"
+    response, _ = http.request(session, "PUT", headers={"Content-Range": "bytes */10"})
+    assert (response.status, response["range"]) == (308, "bytes=0-4")
+
+
+def test_a_shared_drive_for_the_organisation_only_refuses_link_sharing(
+    drive_server: DriveServer, service_account_file: Path
+) -> None:
+    drive = drive_server.add_shared_drive(
+        "Inside", {DEFAULT_ACCOUNT: "organizer"}, domain_users_only=True
+    )
+    file_id = drive_server.add_file("r.bin", b"r", drive)
+    service = _service(drive_server, _authorized_http(drive_server, service_account_file))
+    anyone = {"type": "anyone", "value": "anyone", "role": "reader", "withLink": True}
+    with pytest.raises(HttpError) as caught:
+        service.permissions().insert(fileId=file_id, body=anyone, supportsAllDrives=True).execute()
+    assert caught.value.resp.status == 400
+    assert json.loads(caught.value.content) == {
+        "error": {
+            "code": 400,
+            "message": 'Bad Request. User message: ""',
+            "errors": [
+                {
+                    "domain": "global",
+                    "reason": "publishOutNotPermitted",
+                    "message": 'Bad Request. User message: ""',
+                }
+            ],
+        }
+    }
+    inside = {"type": "domain", "value": "example.com", "role": "reader"}
+    service.permissions().insert(fileId=file_id, body=inside, supportsAllDrives=True).execute()
+    assert [p["type"] for p in drive_server.permissions(file_id)] == ["domain"]
+
+
+def test_expired_refresh_tokens_get_googles_invalid_grant(drive_server: DriveServer) -> None:
+    refresh = drive_server.issue_refresh_token("app", "app-secret")
+    drive_server.expire_refresh_tokens()
+    form = (
+        f"grant_type=refresh_token&refresh_token={refresh}&client_id=app&client_secret=app-secret"
+    )
+    response, content = httplib2.Http().request(
+        drive_server.token_url,
+        "POST",
+        body=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status == 400
+    assert json.loads(content) == {
+        "error": "invalid_grant",
+        "error_description": "Token has been expired or revoked.",
+    }
+
+
+def test_export_links_point_away_from_the_api(
+    drive_server: DriveServer, service_account_file: Path
+) -> None:
+    doc = drive_server.add_file("notes", mime_type=DOCUMENT_MIME, text="hi")
+    service = _service(drive_server, _authorized_http(drive_server, service_account_file))
+    links = service.files().get(fileId=doc).execute()["exportLinks"]
+    assert links["text/plain"] == (
+        f"{BROWSER_EXPORT_ROOT}feeds/download/documents/export/Export?id={doc}&exportFormat=txt"
+    )
+    assert service.files().export_media(fileId=doc, mimeType="text/plain").execute() == b"hi"

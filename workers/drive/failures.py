@@ -39,6 +39,19 @@ NATIVE_DOC_MESSAGE = (
     "this is a Google Docs/Sheets/Slides file, which has no file content to download; "
     "export it (File > Download) and share the exported file instead"
 )
+SHARING_REFUSED = (
+    "the organisation that owns this shared drive does not allow sharing outside it, so the "
+    "file cannot be shared with anyone who has the link"
+)
+DAILY_UPLOAD_LIMIT = (
+    "Drive also limits each person to 750 GB of uploads a day (My Drive and shared drives "
+    "together): if that was reached, uploads work again the next day"
+)
+TESTING_APP_TOKENS = (
+    'an OAuth app whose publishing status is "Testing" gets refresh tokens that expire after '
+    "7 days: make a new token file, or publish the app (In production, on the Google Cloud "
+    "console's OAuth consent screen) for tokens that last"
+)
 
 _RATE_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 _QUOTA_REASONS = _RATE_REASONS | {
@@ -50,6 +63,12 @@ _QUOTA_REASONS = _RATE_REASONS | {
 _NETWORK_ERRNOS = frozenset(
     {errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.ECONNABORTED, errno.ETIMEDOUT}
 )
+
+
+class DriveSharingRefusedError(DriveError):
+    """Drive refused to share a file with anyone who has the link: the organisation that owns
+    the shared drive allows no sharing outside it (``publishOutNotPermitted``). The file
+    itself is there, readable by whoever may read its folder."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +124,11 @@ def drive_error(
     """
     status, reason, said = failure.status, failure.reason, failure.message
     if failure.auth or status == 401:
-        return DriveAuthError(auth_setting, f"Google refused the credentials ({said})")
+        text = f"Google refused the credentials ({said})"
+        if auth_setting == "drive.token_file" and said.startswith("invalid_grant"):
+            # Google's answer to an expired refresh token as well as a revoked one.
+            text += f"; {TESTING_APP_TOKENS}"
+        return DriveAuthError(auth_setting, text)
     if reason == "accessNotConfigured":
         return DriveSetupError(
             operation, f"the Drive API is not enabled for this Google Cloud project: {said}"
@@ -126,7 +149,14 @@ def drive_error(
             status,
         )
     if reason in _QUOTA_REASONS or status == 429:
-        return DriveQuotaError(operation, f"{reason or 'rateLimitExceeded'}: {said}", status)
+        text = f"{reason or 'rateLimitExceeded'}: {said}"
+        if operation == "upload" and reason == "userRateLimitExceeded":
+            # Reaching the daily upload limit answers the same as going too fast, and the
+            # two cannot be told apart: name the limit without claiming it was reached.
+            text += f"; {DAILY_UPLOAD_LIMIT}"
+        return DriveQuotaError(operation, text, status)
+    if reason == "publishOutNotPermitted":
+        return DriveSharingRefusedError(operation, f"{SHARING_REFUSED} ({reason}: {said})", status)
     if reason == "fileNotDownloadable":
         return DriveError(operation, NATIVE_DOC_MESSAGE, status)
     if reason in ("notFound", "insufficientFilePermissions") or (status == 404 and not reason):

@@ -170,7 +170,9 @@ class DriveMetadata:
 
     def share_anyone(self, file_id: str, role: Literal["reader", "writer"] = "reader") -> DriveFile:
         """Let anyone with the link open the file (not listed publicly); returns its metadata,
-        whose ``view_link``/``download_link`` can then be handed out."""
+        whose ``view_link``/``download_link`` can then be handed out. Raises
+        DriveSharingRefusedError where the organisation that owns the shared drive allows no
+        sharing outside it."""
 
         def share() -> DriveFile:
             service = self._session.service

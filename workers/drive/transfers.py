@@ -22,7 +22,7 @@ from workers.safety.paths import Refused, join_inside
 
 try:
     from googleapiclient.errors import HttpError
-    from googleapiclient.http import HttpRequest, MediaIoBaseUpload
+    from googleapiclient.http import MediaIoBaseUpload
 except ImportError:  # the optional "drive" extra is not installed: connecting says so
     pass
 else:
@@ -38,6 +38,25 @@ else:
         def has_stream(self) -> bool:
             """Make googleapiclient read each chunk into memory."""
             return False
+
+
+class _Watched:
+    """An authorized httplib2 object as googleapiclient uses it, remembering whether the last
+    request asked a resumable session how much arrived (``Content-Range: bytes */TOTAL``):
+    ``next_chunk`` raises the same HttpError for a failed status query, sent once, as for a
+    chunk it already sent ``num_retries`` more times."""
+
+    def __init__(self, http: Any) -> None:
+        self._http = http
+        self.asked_status = False
+
+    def request(
+        self, uri: str, method: str = "GET", body: Any = None, headers: Any = None, **kwargs: Any
+    ) -> Any:
+        """Send through the wrapped object (its credentials and timeouts)."""
+        content_range = str((headers or {}).get("Content-Range", ""))
+        self.asked_status = content_range.startswith("bytes */")
+        return self._http.request(uri, method, body=body, headers=headers, **kwargs)
 
 
 Progress = Callable[[int, int], None]
@@ -81,9 +100,10 @@ class DriveTransfers:
         file's name). A file with that title already there gets the new content as a new
         revision, keeping its id and links, rather than a duplicate beside it.
 
-        Failed chunks are retried with backoff, resuming from the offset Drive acknowledged; an
-        expired upload session is started over once. Nothing appears in the folder unless the
-        upload completes.
+        Failed chunks are retried with backoff, resuming from the offset Drive acknowledged
+        (asking again, with backoff, when the question itself fails); an expired upload
+        session is started over once. Nothing appears in the folder unless the upload
+        completes.
         """
         try:
             return self._upload(path, parent_id, title or path.name, progress)
@@ -129,7 +149,9 @@ class DriveTransfers:
     ) -> Mapping[str, Any]:
         # googleapiclient retries a refused chunk itself (num_retries). After a connection
         # broke, it marks the request as in error: its next next_chunk() first asks the session
-        # how much arrived (Content-Range: bytes */TOTAL) and resends only from there.
+        # how much arrived (Content-Range: bytes */TOTAL) and resends only from there. That
+        # question is sent once; a 5xx answer to it is retried here, as Google's guide says to
+        # resume after a 5xx, and each question counts as one attempt.
         report = _ProgressReporter(progress, total)
         report(0)
         attempt = 0
@@ -137,9 +159,10 @@ class DriveTransfers:
         while True:
             attempt += 1
             self._session.ready()
+            http = _Watched(self._session.http())
             try:
                 status, body = request.next_chunk(
-                    http=self._session.http(), num_retries=self._session.patience.retries
+                    http=http, num_retries=self._session.patience.retries
                 )
             except Exception as exc:
                 if not restarted and session_expired(exc, request):
@@ -148,7 +171,7 @@ class DriveTransfers:
                     request.resumable_progress = 0
                     continue
                 error = self._session.classified("upload", exc, denied)
-                if isinstance(exc, HttpError) and error is not None:
+                if isinstance(exc, HttpError) and error is not None and not http.asked_status:
                     # An answer googleapiclient already retried as far as it was worth it.
                     raise error from exc
                 self._session.after_failure("upload", exc, attempt, denied)
@@ -192,19 +215,19 @@ class DriveTransfers:
         return self._download(item, dest, progress, max_bytes)
 
     def export(self, item: DriveFile, mime_type: str, dest: Path) -> Path:
-        """A Google Docs/Sheets file exported as ``mime_type`` (Drive exports at most 10 MB)."""
-        links = dict(item.export_links)
-        url = links.get(mime_type)
-        if url is None:
-            offered = ", ".join(sorted(links)) or "none"
+        """A Google Docs/Sheets file exported as ``mime_type`` (Drive exports at most 10 MB),
+        through the API's ``files.export``. The file's ``exportLinks`` only say which formats
+        are offered: they are for browsers, on another host than the API's."""
+        offered = sorted(dict(item.export_links))
+        if mime_type not in offered:
             raise DriveError(
-                "export", f"{item.title} cannot be exported as {mime_type} ({offered})"
+                "export",
+                f"{item.title} cannot be exported as {mime_type} ({', '.join(offered) or 'none'})",
             )
 
         def fetch() -> bytes:
-            request = HttpRequest(
-                self._session.http(), lambda _response, content: content, url, method="GET"
-            )
+            files = self._session.service.files()
+            request = files.export_media(fileId=item.id, mimeType=mime_type)
             request.headers.update(key_headers(item))
             return bytes(self._session.execute(request))
 

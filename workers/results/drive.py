@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.drive.client import DriveClient
-from workers.drive.failures import SERVICE_ACCOUNT_STORAGE
+from workers.drive.failures import SERVICE_ACCOUNT_STORAGE, DriveSharingRefusedError
 from workers.drive.metadata import DriveFile
 from workers.drive.session import Identity
 from workers.errors import DriveError, DriveSetupError, ResultsError
@@ -52,7 +52,7 @@ class DriveResults:
         self.client = client
         self.folder_id = folder_id
         self.share_anyone = share_anyone
-        self._folders: dict[str, str] = {}
+        self._folders: dict[str, DriveFile] = {}
 
     def check(self) -> DriveSetup:
         """Sign in, and make sure the results folder can be written: by a service account
@@ -79,37 +79,48 @@ class DriveResults:
             log.warning("could not move the write check %s to the trash: %s", written.id, exc)
         return DriveSetup(identity, folder.title, shared_drive=folder.drive_id is not None)
 
-    def _folder(self, *names: str) -> str:
-        parent = self.folder_id
-        path = ""
-        for name in names:
-            path = f"{path}/{name}"
-            if path not in self._folders:
-                self._folders[path] = self.client.ensure_folder(name, parent).id
-            parent = self._folders[path]
-        return parent
+    def _folder(self, name: str, *more: str) -> str:
+        return self._folder_item(name, *more).id
 
-    def _link(self, item: DriveFile, label: str) -> Link:
-        if self.share_anyone:
-            item = self.client.share_anyone(item.id)
-        return Link(
-            label=label, url=item.view_link or item.download_link or item.id, size=item.size
-        )
+    def _folder_item(self, name: str, *more: str) -> DriveFile:
+        """The folder ``name/more...`` inside the results folder, created where missing."""
+        parent, path = self.folder_id, ""
+        for part in (name, *more):
+            path = f"{path}/{part}"
+            if path not in self._folders:
+                self._folders[path] = self.client.ensure_folder(part, parent)
+            parent = self._folders[path].id
+        return self._folders[path]
 
     def publish(
         self, job_id: int, files: list[tuple[Path, str]], progress: UploadProgress | None
     ) -> list[Link]:
-        """Upload each file into the job's folder; links open in Drive."""
-        folder = self._folder(f"job-{job_id}")
+        """Upload each file into the job's folder; links open in Drive.
+
+        With ``share_anyone``, anyone with a link may open it; where the shared drive's
+        organisation refuses that, the files stay with their own links (open to whoever may
+        read the folder) and a last link, to the job's folder, says why.
+        """
+        folder = self._folder_item(f"job-{job_id}")
         links = []
+        share = self.share_anyone
+        refused: DriveSharingRefusedError | None = None
         for path, label in files:
 
             def report(sent: int, total: int, name: str = path.name) -> None:
                 if progress is not None:
                     progress(name, sent, total)
 
-            item = self.client.upload(path, folder, progress=report)
-            links.append(self._link(item, label))
+            item = self.client.upload(path, folder.id, progress=report)
+            if share:
+                try:
+                    item = self.client.share_anyone(item.id)
+                except DriveSharingRefusedError as exc:
+                    refused, share = exc, False  # the policy holds for every file here
+            links.append(_link(item, label))
+        if refused is not None:
+            log.warning("the results of job %s keep private links: %s", job_id, refused)
+            links.append(Link(label=private_links_note(folder.title), url=_url(folder)))
         return links
 
     def sync_checkpoint(self, job_id: int, path: Path) -> str:
@@ -173,6 +184,23 @@ class DriveResults:
                 return self.client.download(item.id, Path(tmp) / SNAPSHOT_NAME).read_bytes()
             except DriveError as exc:
                 raise ResultsError("drive", f"could not read the state snapshot: {exc}") from None
+
+
+def private_links_note(folder_title: str) -> str:
+    """What the last link of a job's results says when sharing by link was refused."""
+    return (
+        f"{folder_title} folder: the links above open only for people who may read it, since "
+        "the organisation that owns this shared drive does not allow sharing outside it "
+        "(drive.share_anyone could not share them with anyone who has the link)"
+    )
+
+
+def _link(item: DriveFile, label: str) -> Link:
+    return Link(label=label, url=_url(item), size=item.size)
+
+
+def _url(item: DriveFile) -> str:
+    return item.view_link or item.download_link or item.id
 
 
 def _as_file(path: Path, tmp: Path) -> Path:

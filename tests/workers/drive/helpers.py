@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.loopback.drive_server import RequestRecord
+from tests.loopback.drive_server import DriveServer, RequestRecord
 from workers.drive.client import DriveClient
 from workers.drive.settings import DriveSettings, Patience
 
@@ -51,3 +51,38 @@ class Recorder:
 def is_status_query(record: RequestRecord) -> bool:
     """Whether the request asked a resumable session how many bytes arrived."""
     return record.method == "PUT" and (record.content_range or "").startswith("bytes */")
+
+
+COLAB_AUTH = '''"""Stands in for Colab's google.colab.auth: the person consented in the browser."""
+
+
+def authenticate_user(clear_output=True):
+    return None
+'''
+
+
+def colab_environment(base: dict[str, str], folder: Path, server: DriveServer) -> dict[str, str]:
+    """``base`` as the environment of a process on today's Colab, as far as signing in goes:
+    ``USE_AUTH_EPHEM=1``, tokens from the metadata server (the loopback server's, after
+    ``server.new_colab_user()``), no application-default credentials file, and Colab's
+    ``google.colab.auth`` (a stand-in written under ``folder``, first on PYTHONPATH)."""
+    package = folder / "google" / "colab"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "auth.py").write_text(COLAB_AUTH)
+    home = folder / "home"
+    home.mkdir()
+    env = {
+        k: v
+        for k, v in base.items()
+        if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG")
+    }
+    env.update(
+        USE_AUTH_EPHEM="1",
+        GCE_METADATA_IP=server.metadata_host,
+        GCE_METADATA_ROOT=server.metadata_host,
+        NO_GCE_CHECK="False",
+        HOME=str(home),
+        PYTHONPATH=os.pathsep.join(p for p in (str(folder), base.get("PYTHONPATH", "")) if p),
+    )
+    return env

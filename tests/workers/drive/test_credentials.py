@@ -5,13 +5,12 @@ no secret reaches an error message."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
 from tests.loopback.drive_server import (
+    DEFAULT_PERSON,
     DriveServer,
     write_service_account_key,
 )
@@ -112,20 +111,15 @@ def test_colab_auth_outside_colab_says_so(drive_settings: DriveSettings) -> None
 def test_colab_sign_in_uses_application_default_credentials(
     drive_server: DriveServer,
     drive_settings: DriveSettings,
+    colab_sign_in: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Stands in for the Colab runtime only: its sign-in leaves an authorized-user file behind
-    # for application-default credentials; everything after that is the real libraries.
+    # Colab's older sign-in: it leaves an authorized-user file behind for application-default
+    # credentials; everything after that is the real libraries.
     adc_file = drive_server.new_authorized_user(tmp_path / "adc.json")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc_file))
-    sign_ins: list[str] = []
-    colab_auth = types.ModuleType("google.colab.auth")
-    colab_auth.authenticate_user = lambda: sign_ins.append("signed in")  # type: ignore[attr-defined]
-    colab = types.ModuleType("google.colab")
-    colab.auth = colab_auth  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "google.colab", colab)
-    monkeypatch.setitem(sys.modules, "google.colab.auth", colab_auth)
+    sign_ins = colab_sign_in
     drive_server.token_lifetime_s = 60
     client = client_with(drive_settings, auth="colab")
     folder = client.ensure_folder("from-colab", "root")
@@ -136,6 +130,34 @@ def test_colab_sign_in_uses_application_default_credentials(
     assert drive_server.file(folder.id).owner == "person@example.com"
     assert drive_server.token_grants >= grants + 2
     assert all(record.status != 401 for record in drive_server.requests())
+
+
+def test_colab_sign_in_through_the_metadata_server(
+    drive_server: DriveServer,
+    drive_settings: DriveSettings,
+    colab_metadata: str,
+    colab_sign_in: list[str],
+) -> None:
+    # Colab's sign-in today: tokens come from a metadata server, which oauth2client sees as a
+    # Compute Engine machine's (AppAssertionCredentials) and asks for the person's token.
+    drive_server.token_lifetime_s = 60  # inside the refresh margin: every call asks again
+    client = client_with(drive_settings, auth="colab")
+    folder = client.ensure_folder("from-colab", "root")
+    grants = drive_server.token_grants
+    client.list_folder(folder.id)
+    assert colab_sign_in == ["signed in"]
+    assert client.identity().email == colab_metadata == DEFAULT_PERSON
+    assert client.identity().kind == "user"
+    assert client.account is None  # the person's own Drive: nothing to share with
+    assert drive_server.file(folder.id).owner == DEFAULT_PERSON
+    assert drive_server.token_grants > grants
+    asked = [(r.path, r.query, r.status) for r in drive_server.requests()]
+    assert asked[:3] == [
+        ("/", {}, 200),
+        ("/computeMetadata/v1/instance/service-accounts/default/", {"recursive": "True"}, 200),
+        (f"/computeMetadata/v1/instance/service-accounts/{DEFAULT_PERSON}/token", {}, 200),
+    ]
+    assert all(r.status != 401 for r in drive_server.requests())
 
 
 def test_authorized_user_token_file(
@@ -217,6 +239,25 @@ def test_refresh_token_refused_names_the_setting(
     with pytest.raises(DriveAuthError, match="refused") as caught:
         client.connect()
     assert caught.value.setting == "drive.token_file"
+
+
+def test_an_expired_refresh_token_says_testing_apps_get_seven_days(
+    drive_server: DriveServer, drive_settings: DriveSettings, tmp_path: Path
+) -> None:
+    token_file = drive_server.new_authorized_user(tmp_path / "token.json")
+    client_with(drive_settings, auth="oauth_token_file", token_file=token_file).connect()
+    drive_server.expire_refresh_tokens()  # a week later, for an OAuth app in "Testing"
+    client = client_with(drive_settings, auth="oauth_token_file", token_file=token_file)
+    with pytest.raises(DriveAuthError) as caught:
+        client.connect()
+    assert caught.value.setting == "drive.token_file"
+    assert str(caught.value) == (
+        "Drive authentication failed: drive.token_file: Google refused the credentials "
+        "(invalid_grant: Token has been expired or revoked.); an OAuth app whose publishing "
+        'status is "Testing" gets refresh tokens that expire after 7 days: make a new token '
+        "file, or publish the app (In production, on the Google Cloud console's OAuth consent "
+        "screen) for tokens that last"
+    )
 
 
 def test_tokens_close_to_expiry_are_refreshed_before_each_operation(

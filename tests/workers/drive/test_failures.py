@@ -16,7 +16,7 @@ from tests.workers.drive.helpers import (
     random_file,
 )
 from workers.drive.client import DriveClient
-from workers.drive.failures import Failure, drive_error
+from workers.drive.failures import DriveSharingRefusedError, Failure, drive_error
 from workers.drive.metadata import DriveFile
 from workers.errors import (
     DriveAuthError,
@@ -95,6 +95,11 @@ def test_a_service_account_cannot_store_files_outside_a_shared_drive(
     text = str(caught.value)
     assert "a service account has no storage of its own" in text and "shared drive" in text
     assert "Service Accounts do not have storage quota" in text  # Google's own words too
+    # The page Google's own error links to (plural), as in docs/real-services.md.
+    shared_drives = "https://developers.google.com/workspace/drive/api/guides/about-shareddrives"
+    assert f"Leverage shared drives ({shared_drives}), or use OAuth delegation" in text
+    docs = (Path(__file__).parents[3] / "docs" / "real-services.md").read_text()
+    assert f"]({shared_drives})" in docs
     assert drive_server.children(folder) == []
 
 
@@ -119,8 +124,25 @@ def test_rate_limit_that_persists_is_a_quota_error(
 ) -> None:
     random_file(tmp_path / "x.bin", 10)
     drive_server.fail_next("POST", "^/upload/", 403, reason="userRateLimitExceeded", count=100)
-    with pytest.raises(DriveQuotaError, match="userRateLimitExceeded"):
+    with pytest.raises(DriveQuotaError) as caught:
         drive_client.upload(tmp_path / "x.bin", drive_root_folder.id)
+    # Too fast, or the 750 GB a day: Drive answers both alike, so both are named.
+    assert str(caught.value) == (
+        "Drive upload failed: userRateLimitExceeded: User Rate Limit Exceeded; Drive also "
+        "limits each person to 750 GB of uploads a day (My Drive and shared drives together): "
+        "if that was reached, uploads work again the next day"
+    )
+
+
+def test_a_rate_limit_that_persists_outside_uploads_names_no_daily_limit(
+    drive_server: DriveServer, drive_client: DriveClient, drive_root_folder: DriveFile
+) -> None:
+    drive_server.fail_next(
+        "GET", "^/drive/v2/files$", 403, reason="userRateLimitExceeded", count=100
+    )
+    with pytest.raises(DriveQuotaError) as caught:
+        drive_client.list_folder(drive_root_folder.id)
+    assert str(caught.value) == "Drive list failed: userRateLimitExceeded: User Rate Limit Exceeded"
 
 
 def test_upload_into_a_folder_without_access(
@@ -202,6 +224,25 @@ def test_download_folder_of_an_unreadable_folder(
             "Drive get failed: Backend Error; gave up after 6 attempts",
         ),
         (Failure(400, "", "Bad Request", False), DriveError, "Bad Request (HTTP 400)"),
+        (
+            Failure(400, "publishOutNotPermitted", 'Bad Request. User message: ""', False),
+            DriveSharingRefusedError,
+            "Drive get failed: the organisation that owns this shared drive does not allow "
+            "sharing outside it, so the file cannot be shared with anyone who has the link "
+            '(publishOutNotPermitted: Bad Request. User message: "")',
+        ),
+        (
+            Failure(None, "tokenRefresh", "invalid_grant: Bad Request", False, auth=True),
+            DriveAuthError,
+            "drive.token_file: Google refused the credentials (invalid_grant: Bad Request); "
+            'an OAuth app whose publishing status is "Testing" gets refresh tokens that expire '
+            "after 7 days",
+        ),
+        (
+            Failure(403, "userRateLimitExceeded", "User Rate Limit Exceeded", True),
+            DriveQuotaError,
+            "Drive get failed: userRateLimitExceeded: User Rate Limit Exceeded",
+        ),
     ],
 )
 def test_each_failure_becomes_the_error_that_names_its_cause(
@@ -217,3 +258,21 @@ def test_each_failure_becomes_the_error_that_names_its_cause(
     )
     assert type(error) is kind
     assert message in str(error)
+    if failure.reason == "userRateLimitExceeded":
+        assert "750 GB" not in str(error)  # named only when an upload is refused
+
+
+def test_invalid_grant_for_other_sign_ins_says_nothing_of_testing_apps() -> None:
+    failure = Failure(None, "tokenRefresh", "invalid_grant: Bad Request", False, auth=True)
+    error = drive_error(
+        "authentication",
+        failure,
+        "",
+        1,
+        auth_setting="drive.service_account_file",
+        account=None,
+    )
+    assert str(error) == (
+        "Drive authentication failed: drive.service_account_file: Google refused the "
+        "credentials (invalid_grant: Bad Request)"
+    )

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.loopback.drive_server import (
+    BROWSER_EXPORT_ROOT,
+    DOCUMENT_MIME,
     DriveServer,
 )
 from tests.workers.drive.helpers import (
     MIB,
+    QUICK,
     Recorder,
     is_status_query,
     random_file,
@@ -161,6 +164,54 @@ def test_upload_resumes_after_a_connection_broken_mid_chunk(
     resent = drive_server.upload_bytes_received(uploaded.id) - size
     assert 0 <= resent <= drive_client.settings.chunk_bytes
     progress.assert_monotonic_to(size)
+
+
+def test_upload_asks_again_when_the_status_query_gets_a_503(
+    drive_server: DriveServer,
+    drive_client: DriveClient,
+    drive_root_folder: DriveFile,
+    tmp_path: Path,
+) -> None:
+    # Google's guide: after an interrupted chunk or a 5xx, resume; a 5xx answered to the
+    # question "how much arrived?" is no reason to give the upload up.
+    size = 3 * MIB + 5
+    data = random_file(tmp_path / "frames.h5", size)
+    drive_server.drop_upload_after(300_000)
+    drive_server.fail_status_queries(503, count=2)
+    progress = Recorder()
+    uploaded = drive_client.upload(tmp_path / "frames.h5", drive_root_folder.id, progress=progress)
+    assert drive_server.content(uploaded.id) == data
+    puts = [(r.content_range, r.status) for r in drive_server.requests() if r.method == "PUT"]
+    assert puts[:5] == [
+        (f"bytes 0-{MIB - 1}/{size}", None),
+        (f"bytes */{size}", 503),
+        (f"bytes */{size}", 503),
+        (f"bytes */{size}", 308),
+        (f"bytes 300000-{300_000 + MIB - 1}/{size}", 308),
+    ]
+    progress.assert_monotonic_to(size)
+
+
+def test_upload_gives_up_when_the_status_query_keeps_failing(
+    drive_server: DriveServer,
+    drive_client: DriveClient,
+    drive_root_folder: DriveFile,
+    tmp_path: Path,
+) -> None:
+    random_file(tmp_path / "doomed.bin", 2 * MIB)
+    drive_server.drop_upload_after(300_000)
+    drive_server.fail_status_queries(503, count=1000)
+    with pytest.raises(DriveError) as caught:
+        drive_client.upload(tmp_path / "doomed.bin", drive_root_folder.id)
+    retries = QUICK.retries  # the drive_client's patience
+    # One chunk sent (its connection broke), then one question for each retry.
+    assert str(caught.value) == (
+        f"Drive upload failed: Backend Error; gave up after {retries + 1} attempts"
+    )
+    assert type(caught.value) is DriveError and caught.value.status == 503
+    puts = [r for r in drive_server.requests() if r.method == "PUT"]
+    assert [r.fault for r in puts] == ["drop upload"] + ["503 status query"] * retries
+    assert drive_client.list_folder(drive_root_folder.id) == []
 
 
 def test_upload_survives_a_token_revoked_between_chunks(
@@ -380,3 +431,35 @@ def test_download_folder_keeps_structure_and_contains_hostile_titles(
     assert not (tmp_path / "x").exists()
     assert all(path.resolve().is_relative_to(dest.resolve()) for path in paths)
     progress.assert_monotonic_to(sum(len(data) for data in got.values()))
+
+
+# -------------------------------------------------------------------------------- exports
+
+
+def test_export_goes_through_the_api_not_the_browser_links(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    doc = drive_server.add_file("notes", mime_type=DOCUMENT_MIME, text="One text.\n")
+    item = drive_client.get(doc)
+    # Real Drive's exportLinks point at docs.google.com, not at the API (here: .invalid).
+    assert all(url.startswith(BROWSER_EXPORT_ROOT) for _, url in item.export_links)
+    dest = drive_client.export(item, "text/plain", tmp_path / "notes.txt")
+    assert dest.read_text() == "One text.\n"
+    (export,) = [r for r in drive_server.requests() if r.path.endswith("/export")]
+    assert (export.path, export.query["mimeType"], export.status) == (
+        f"/drive/v2/files/{doc}/export",
+        "text/plain",
+        200,
+    )
+
+
+def test_export_of_a_format_drive_does_not_offer(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    doc = drive_server.add_file("notes", mime_type=DOCUMENT_MIME, text="x")
+    with pytest.raises(DriveError) as caught:
+        drive_client.export(drive_client.get(doc), "text/csv", tmp_path / "notes.csv")
+    assert str(caught.value) == (
+        "Drive export failed: notes cannot be exported as text/csv (application/pdf, text/plain)"
+    )
+    assert not [r for r in drive_server.requests() if r.path.endswith("/export")]

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.loopback.drive_server import DriveServer
+from tests.loopback.drive_server import DEFAULT_ACCOUNT, DriveServer
 from workers.drive.client import DriveClient
 from workers.errors import DriveQuotaError
+from workers.jobs import Link
 from workers.results.drive import DriveResults
 
 
@@ -89,3 +90,41 @@ def test_a_quota_error_is_raised_as_such(
     path.write_bytes(b"x" * 1000)
     with pytest.raises(DriveQuotaError, match=r"storageQuotaExceeded|quota"):
         backend.publish(1, [(path, "big")], None)
+
+
+def test_a_shared_drive_that_allows_no_sharing_outside_keeps_private_links(
+    drive_server: DriveServer, drive_client: DriveClient, tmp_path: Path
+) -> None:
+    # A Workspace policy: files in this shared drive may not be shared with anyone who has
+    # the link. The results are uploaded before sharing is asked for: they stay, with their
+    # own links, and a last link to the job's folder says why.
+    drive = drive_server.add_shared_drive(
+        "Lab (organisation only)", {DEFAULT_ACCOUNT: "fileOrganizer"}, domain_users_only=True
+    )
+    folder = drive_server.add_folder("colabot-results", drive)
+    backend = DriveResults(drive_client, folder, share_anyone=True)
+    backend.check()
+    model, log = tmp_path / "model.zip", tmp_path / "job.log"
+    model.write_bytes(b"z" * 1000)
+    log.write_text("done\n")
+    links = backend.publish(3, [(model, "model"), (log, "log")], None)
+    job_folder = next(f for f in drive_server.children(folder) if f.title == "job-3")
+    files = {f.title: f for f in drive_server.children(job_folder.id)}
+    assert drive_server.content(files["model.zip"].id) == model.read_bytes()
+    assert all(drive_server.permissions(f.id) == [] for f in files.values())
+    assert links == [
+        Link(
+            "model",
+            f"https://drive.google.com/file/d/{files['model.zip'].id}/view?usp=drivesdk",
+            1000,
+        ),
+        Link("log", f"https://drive.google.com/file/d/{files['job.log'].id}/view?usp=drivesdk", 5),
+        Link(
+            "job-3 folder: the links above open only for people who may read it, since the "
+            "organisation that owns this shared drive does not allow sharing outside it "
+            "(drive.share_anyone could not share them with anyone who has the link)",
+            f"https://drive.google.com/drive/folders/{job_folder.id}",
+        ),
+    ]
+    refused = [r for r in drive_server.requests() if r.path.endswith("/permissions")]
+    assert [r.status for r in refused] == [400]  # asked once, not once per file
