@@ -4,12 +4,20 @@ By default colabot answers allowed users in their private chats only. A group (o
 supergroup) is served only when it is listed in ``telegram.allowed_chats``, and then only to
 allowed users in it: every member of an opted-in group sees the job lists, logs and results
 posted there.
+
+In a lab's bot each job has an owner (who started it): only its owner and the admins
+(``telegram.admins``) look at it or act on it, and the runtime's warnings go to the people
+whose jobs it concerns and to the admins. A job from before owners were recorded is open to
+every allowed user.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from workers.sharing.owners import Owner, may_act
 
 PRIVATE = "private"
 
@@ -28,6 +36,25 @@ class AccessPolicy:
 
     users: frozenset[int]
     groups: frozenset[int] = frozenset()
+    admins: frozenset[int] = frozenset()
+
+    def may_act(self, owner: Owner | None, user_id: int | None) -> bool:
+        """Whether ``user_id`` may look at or act on a job ``owner`` started."""
+        return may_act(owner, user_id, self.admins)
+
+    def runtime_recipients(
+        self, owners: Iterable[int], job_groups: Iterable[int], met_groups: Iterable[int]
+    ) -> list[int]:
+        """Where a runtime warning goes: the private chats of the admins and of the owners
+        of the jobs it concerns, and the opted-in groups those jobs were started in. When
+        nobody is concerned (no admins, no owned jobs), every allowed user's private chat
+        and every opted-in group colabot has met: someone must hear it."""
+        people = [u for u in (*sorted(self.admins), *owners) if u in self.users]
+        groups = [g for g in job_groups if g in self.groups]
+        if not people and not groups:
+            people = sorted(self.users)
+            groups = [g for g in met_groups if g in self.groups]
+        return list(dict.fromkeys([*people, *groups]))
 
     def verdict(self, user_id: int | None, chat_id: int | None, chat_type: str | None) -> Verdict:
         """Whether an update from ``user_id`` in ``chat_id`` may reach any command or button."""

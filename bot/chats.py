@@ -14,7 +14,7 @@ colabot runs, in the store, so a restart remembers it:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from bot.access import AccessPolicy, Verdict
 from workers.store.database import Store
@@ -58,7 +58,9 @@ class ChatBook:
             migrations = self.migrations
             for old in list(groups):
                 groups.add(self.current(old, migrations))
-            self._policy = AccessPolicy(self._configured.users, frozenset(groups))
+            self._policy = AccessPolicy(
+                self._configured.users, frozenset(groups), self._configured.admins
+            )
         return self._policy
 
     def current(self, chat_id: int, migrations: dict[int, int] | None = None) -> int:
@@ -110,14 +112,18 @@ class ChatBook:
         self.store.forget_chat(chat_id, why)
         log.info("forgot chat %s: %s", chat_id, why)
 
-    def broadcast_chats(self) -> list[int]:
-        """Where runtime warnings and lost-job notices go: every allowed user's private chat
-        and the opted-in groups colabot has met, minus those that blocked or removed it."""
+    def broadcast_chats(
+        self, owners: Iterable[int] = (), job_groups: Iterable[int] = ()
+    ) -> list[int]:
+        """Where runtime warnings and keepalives go (:meth:`AccessPolicy.runtime_recipients`):
+        the admins and the owners of the jobs concerned, and the groups those jobs came from,
+        minus chats that blocked or removed colabot."""
         policy = self.policy
         forgotten = self.forgotten()
-        groups = [chat for chat in self.known() if chat in policy.groups]
-        candidates = [*sorted(policy.users), *groups]
-        return [chat for chat in dict.fromkeys(candidates) if chat not in forgotten]
+        met = [chat for chat in self.known() if chat in policy.groups]
+        groups = [self.current(chat) for chat in job_groups]
+        chats = policy.runtime_recipients(owners, groups, met)
+        return [chat for chat in chats if chat not in forgotten]
 
     # migrations ---------------------------------------------------------------------------
 

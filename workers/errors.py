@@ -34,6 +34,11 @@ class JobStateError(ColabotError):
         self.operation = operation
 
 
+class QuotaError(ColabotError):
+    """A job its owner may not start now: a quota (``[quotas]``) is used up; the message
+    says which, and when it resets."""
+
+
 class StopEarlyError(ColabotError):
     """A running job's training cannot be stopped early now; ``reason`` says why."""
 
@@ -49,6 +54,17 @@ class PlotError(ColabotError):
     def __init__(self, job_id: int, reason: str) -> None:
         super().__init__(f"no loss picture for job {job_id}: {reason}")
         self.job_id = job_id
+        self.reason = reason
+
+
+class CompareError(ColabotError):
+    """Two jobs that cannot be compared; ``reason`` says why (a job still running, not a
+    finished training, or jobs of different kinds)."""
+
+    def __init__(self, first: int, second: int, reason: str) -> None:
+        super().__init__(f"cannot compare job {first} with job {second}: {reason}")
+        self.first = first
+        self.second = second
         self.reason = reason
 
 

@@ -15,6 +15,7 @@ from workers.errors import (
     PlotError,
     StopEarlyError,
 )
+from workers.sharing.owners import Owner
 
 ParamValue = str | int | float | bool
 
@@ -219,6 +220,8 @@ class Job:
     attempt: int = 1
     checkpoint: str | None = None
     summary: str = ""
+    owner: Owner | None = None
+    """Who started it (None: a job from before owners were recorded, open to everyone)."""
 
     @property
     def finished(self) -> bool:
@@ -288,3 +291,5 @@ class StepRecord:
     """Bytes of the step's output already in the job log."""
     log_length: int = -1
     """How long the job log was when ``output_offset`` was recorded (-1: not known)."""
+    gpus: float = 0.0
+    """The GPUs the step holds, for accounting (0: it runs on CPUs)."""

@@ -37,10 +37,12 @@ from workers.kinds.base import (
 )
 from workers.live import LiveChannel
 from workers.outputs import Packed, files_for_chat, inside_job, package_outputs, publish
+from workers.quality import comparison
 from workers.results.base import ResultsBackend
 from workers.safety.environment import step_environment
 from workers.safety.files import open_to_change, touch_private
 from workers.safety.names import label
+from workers.sharing.quotas import QuotaSettings
 from workers.steprun import StepResult, StepRun, open_job_log
 from workers.store.database import Store
 from workers.store.disk import DiskGuard, trim_log
@@ -78,6 +80,11 @@ class EngineSettings:
     min_free_disk_mb: float = 0.0
     use_cgroups: bool = True
     wandb: WandbSettings = field(default_factory=WandbSettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
+    quota_exempt: frozenset[int] = frozenset()
+    local_gpus: int = 0
+    """The GPUs this machine gives a step that wants one (for accounting)."""
+    """User ids the quotas do not bind (admins, when ``quotas.admins_exempt``)."""
 
     @property
     def jobs_dir(self) -> Path:
@@ -496,22 +503,31 @@ class JobRunner:
                 # connected): say it again until the step ends.
                 self._channel.send(step.live.stop_command)
 
+        channel = self._open_channel(step, on_live) if reattach is None else None
+        launch = self._launch(ctx, step, index, channel)
+
         def on_start(handle: StepHandle) -> None:
             parts.timings.spawned = time.time()
             if reattach is None:
+                gpus = parts.executor.gpus_held(launch)
                 record = StepRecord(
-                    job_id, index, step.name, parts.executor.name, handle.ref, time.time()
+                    job_id,
+                    index,
+                    step.name,
+                    parts.executor.name,
+                    handle.ref,
+                    time.time(),
+                    gpus=gpus,
                 )
                 store.start_step(record)
 
         def on_consumed(count: int, log_length: int) -> None:
             store.set_step_output(job_id, index, count, log_length)
 
-        channel = self._open_channel(step, on_live) if reattach is None else None
         timeout = ctx.param("timeout")
         run = StepRun(
             parts.executor,
-            self._launch(ctx, step, index, channel),
+            launch,
             log_path=log_path,
             on_line=on_line,
             watch=step.watch,
@@ -599,7 +615,14 @@ class JobRunner:
         present = inside_job(ctx.workdir, existing, notes.append)
         store.set_outputs(job_id, [KeptOutput(o.role, str(o.path)) for o in present])
         packed = await asyncio.to_thread(package_outputs, ctx.workdir, present, notes.append)
-        summary = "\n".join([outcome.summary, *notes]).strip()
+        compared: list[str] = []
+        if outcome.quality is not None:
+            # Kept with the job; compared with the newest earlier run on the same data.
+            store.set_quality(job_id, ctx.spec.kind, outcome.quality)
+            earlier = store.earlier_on_same_data(job_id, ctx.spec.kind, outcome.quality.data)
+            if earlier is not None:
+                compared = comparison(outcome.quality, earlier[1], earlier[0])
+        summary = "\n".join([outcome.summary, *compared, *notes]).strip()
         links: list[Link] = []
         if results is not None and packed:
             try:

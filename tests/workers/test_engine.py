@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.workers.conftest import WaitForState
+from tests.helpers.engine import WaitForState, selftest
 from workers.engine import Engine, EngineSettings
-from workers.errors import JobStateError, SpecError, UnknownJobError
+from workers.errors import JobStateError, QuotaError, SpecError, UnknownJobError
 from workers.events import EventType, Failed
+from workers.executors.base import Placement
 from workers.jobs import Action, JobSpec, JobState
 from workers.kinds.base import JobContext, Param, Step
 from workers.kinds.registry import KindRegistry, default_registry
 from workers.kinds.selftest.kind import SelftestKind
+from workers.sharing.owners import Owner
+from workers.sharing.quotas import QuotaSettings
 from workers.store.database import Store
-
-
-def selftest(action: Action = Action.TRAIN, **params: object) -> JobSpec:
-    inputs = {"model": str(params.pop("model"))} if "model" in params else {}
-    return JobSpec("selftest", action, inputs, {k: str(v) for k, v in params.items()})
 
 
 async def test_a_job_runs_to_success_with_progress_outputs_and_events(
@@ -355,3 +355,76 @@ async def test_infer_with_a_finished_training_job_as_model(
     assert done.state is JobState.SUCCEEDED
     result = json.loads((engine.workdir(job.id) / "outputs" / "result.json").read_text())
     assert result["models"] == [str(engine.workdir(trained.id) / "outputs" / "model")]
+
+
+# ------------------------------------------------------------------- a lab: owners and quotas
+
+ALICE, BOB = Owner(101, "@alice"), Owner(202, "@bob")
+LONG = selftest(steps=1000, delay=1)
+
+
+async def lab_engine(
+    settings: EngineSettings, store: Store, **changes: Any
+) -> AsyncIterator[Engine]:
+    eng = Engine(dataclasses.replace(settings, **changes), store, default_registry())
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+
+
+async def test_a_freed_slot_goes_to_the_person_with_fewer_running_jobs(
+    engine_settings: EngineSettings, store: Store, wait_for_state: WaitForState
+) -> None:
+    async for engine in lab_engine(engine_settings, store, max_parallel_jobs=2):
+        first = engine.submit(LONG, owner=ALICE)
+        second = engine.submit(LONG, owner=ALICE)
+        await wait_for_state(engine, second.id, {JobState.RUNNING})
+        third = engine.submit(LONG, owner=ALICE)
+        bobs = engine.submit(LONG, owner=BOB)
+        await engine.cancel(first.id)
+        await wait_for_state(engine, bobs.id, {JobState.RUNNING})
+        assert engine.job(third.id).state is JobState.QUEUED
+        assert [j.id for j in engine.jobs(owner_id=BOB.user_id)] == [bobs.id]
+        assert {j.owner for j in engine.jobs()} == {ALICE, BOB}
+
+
+async def test_a_person_at_the_running_limit_waits_and_the_status_says_why(
+    engine_settings: EngineSettings, store: Store, wait_for_state: WaitForState
+) -> None:
+    quotas = QuotaSettings(running_per_user=1)
+    async for engine in lab_engine(engine_settings, store, quotas=quotas):
+        first = engine.submit(LONG, owner=ALICE)
+        await wait_for_state(engine, first.id, {JobState.RUNNING})
+        held = engine.submit(LONG, owner=ALICE)
+        bobs = engine.submit(LONG, owner=BOB)
+        await wait_for_state(engine, bobs.id, {JobState.RUNNING})
+        where = engine.placement(held.id)
+        assert where is not None
+        assert where.waiting == "waiting: @alice has 1 running job, the limit is 1"
+        await engine.cancel(first.id)
+        await wait_for_state(engine, held.id, {JobState.RUNNING})
+        assert (engine.placement(held.id) or Placement()).waiting is None
+
+
+async def test_gpu_hours_are_counted_and_a_used_up_week_refuses_new_jobs(
+    engine_settings: EngineSettings, store: Store, wait_for_state: WaitForState
+) -> None:
+    # 0.0001 GPU-hours is 0.36 s on the one GPU a gpu=yes step holds here.
+    quotas = QuotaSettings(gpu_hours_per_user_per_week=0.0001)
+    exempt = frozenset({BOB.user_id})
+    async for engine in lab_engine(
+        engine_settings, store, quotas=quotas, quota_exempt=exempt, local_gpus=1
+    ):
+        job = engine.submit(selftest(steps=2, delay=0.3, gpu="yes"), owner=ALICE)
+        assert (await wait_for_state(engine, job.id)).state is JobState.SUCCEEDED
+        cpu = engine.submit(selftest(steps=1, delay=0), owner=BOB)
+        assert (await wait_for_state(engine, cpu.id)).state is JobState.SUCCEEDED
+        used = {u.owner_id: u for u in engine.usage()}
+        assert used[ALICE.user_id].gpu_hours >= 0.6 / 3600
+        assert used[BOB.user_id].gpu_hours == 0 and used[BOB.user_id].cpu_hours > 0
+        with pytest.raises(QuotaError, match=r"@alice has used 0\.0 of 0\.0001 GPU-hours .*resets"):
+            engine.submit(selftest(steps=1, delay=0), owner=ALICE)
+        engine.submit(selftest(steps=1, delay=0, gpu="yes"), owner=BOB)
+        engine.submit(selftest(steps=1, delay=0))

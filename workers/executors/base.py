@@ -163,6 +163,10 @@ class Executor(Protocol):
         """What the executor's machines offer now; None when it has nothing to say."""
         ...
 
+    def gpus_held(self, launch: Launch) -> float:
+        """How many GPUs the step holds while it runs, for accounting (0: CPUs only)."""
+        ...
+
     async def close(self) -> None:
         """Release the executor's connections."""
         ...

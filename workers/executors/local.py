@@ -37,8 +37,14 @@ class LocalExecutor:
     survives_restart = False
     runs_here = True
 
-    def __init__(self, cgroup_root: Path | None = None) -> None:
+    def __init__(self, cgroup_root: Path | None = None, gpus: int = 0) -> None:
         self.cgroup_root = cgroup_root
+        self.gpus = gpus
+        """The GPUs this machine gives its steps (each step that wants one sees them all)."""
+
+    def gpus_held(self, launch: Launch) -> float:
+        """This machine's GPUs, for a step that wants one."""
+        return float(self.gpus) if launch.wants_gpu else 0.0
 
     async def start(self, launch: Launch) -> LocalStep:
         """Start the step's argv; raise StartError when it cannot start."""

@@ -268,6 +268,10 @@ class RayExecutor:
         data = await self._get("/api/v0/nodes?detail=1")
         return list(data["data"]["result"]["result"])
 
+    def gpus_held(self, launch: Launch) -> float:
+        """The GPUs the settings reserve for a step that wants one."""
+        return self.settings.gpus_per_job if launch.wants_gpu else 0.0
+
     async def capacity(self) -> Capacity:
         """Nodes, CPUs and GPUs, total and free, and the Ray version."""
         await self.connect()

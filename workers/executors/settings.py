@@ -9,6 +9,7 @@ runs) is an argument of the executor itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -40,3 +41,19 @@ class SlurmSettings:
     time_limit: str = "12:00:00"
     extra_args: tuple[str, ...] = ()
     poll_seconds: float = 10.0
+
+    @property
+    def gpus_per_step(self) -> int:
+        """The GPUs ``gres`` asks for, for a step that wants one."""
+        return gres_gpus(self.gres)
+
+
+def gres_gpus(text: str) -> int:
+    """GPUs in a Slurm GRES text: ``gpu:2`` -> 2, ``gpu:a100:1`` -> 1, ``gpu`` -> 1, and in
+    ``sinfo``'s words ``gpu:a100:2(S:0-1),gpu:1`` -> 3; ``(null)`` and '' -> 0."""
+    total = 0
+    for item in filter(None, text.split(",")):
+        name, *rest = re.sub(r"\(.*?\)", "", item.strip()).split(":")
+        if name == "gpu":
+            total += int(rest[-1]) if rest and rest[-1].isdigit() else 1
+    return total

@@ -198,6 +198,10 @@ class SlurmExecutor:
         :meth:`connect` found it)."""
         return self._partition
 
+    def gpus_held(self, launch: Launch) -> float:
+        """The GPUs the settings reserve for a step that wants one."""
+        return float(self.settings.gpus_per_step) if launch.wants_gpu else 0.0
+
     async def capacity(self) -> Capacity:
         """The partition's nodes, CPUs and GPUs, and how many are free."""
         if not self._partition:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from workers.executors.base import Capacity, Exit, Launch, Placement
-from workers.executors.settings import SlurmSettings
+from workers.executors.settings import SlurmSettings, gres_gpus
 from workers.safety.names import has_control, label, word
 
 # sbatch options colabot passes on from slurm.extra_args: what a site may need to pick nodes,
@@ -388,18 +388,6 @@ class NodeLine:
     state: str
 
 
-def _gres_gpus(text: str) -> int:
-    """``gpu:a100:2(S:0-1),gpu:1`` -> 3."""
-    total = 0
-    for item in text.split(","):
-        item = re.sub(r"\(.*?\)", "", item.strip())
-        if not item.startswith("gpu"):
-            continue
-        count = item.rsplit(":", 1)[-1]
-        total += int(count) if count.isdigit() else 0
-    return total
-
-
 def parse_sinfo_nodes(stdout: str) -> list[NodeLine]:
     """``sinfo -h -N -O NodeList:|,Partition:|,Gres:|,GresUsed:|,CPUsState:|,StateLong:|``."""
     nodes = []
@@ -416,8 +404,8 @@ def parse_sinfo_nodes(stdout: str) -> list[NodeLine]:
             NodeLine(
                 name=parts[0],
                 partition=parts[1].rstrip("*"),
-                gpus=_gres_gpus(parts[2]),
-                gpus_used=_gres_gpus(parts[3]),
+                gpus=gres_gpus(parts[2]),
+                gpus_used=gres_gpus(parts[3]),
                 cpus_idle=idle,
                 cpus_total=total,
                 state=parts[5],

@@ -27,6 +27,7 @@ from workers.jobs import CheckpointNote, Job, JobSpec, JobState, Link, Progress
 from workers.results.base import ResultsBackend
 from workers.safety.names import is_plain_name
 from workers.safety.paths import copy_folder
+from workers.sharing.owners import Owner
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def _record_to_dict(record: JobRecord) -> dict[str, Any]:
         "attempt": job.attempt,
         "checkpoint": job.checkpoint,
         "summary": job.summary,
+        "owner": asdict(job.owner) if job.owner is not None else None,
         "kept_inputs": record.kept_inputs,
         "checkpoint_note": asdict(record.checkpoint_note) if record.checkpoint_note else None,
     }
@@ -118,6 +120,7 @@ def _record_from_dict(raw: dict[str, Any]) -> JobRecord:
         attempt=int(raw.get("attempt", 1)),
         checkpoint=raw.get("checkpoint"),
         summary=str(raw.get("summary", "")),
+        owner=_owner(raw.get("owner")),
     )
     note = raw.get("checkpoint_note")
     return JobRecord(
@@ -125,6 +128,13 @@ def _record_from_dict(raw: dict[str, Any]) -> JobRecord:
         kept_inputs={str(k): str(v) for k, v in (raw.get("kept_inputs") or {}).items()},
         checkpoint_note=CheckpointNote(**note) if note else None,
     )
+
+
+def _owner(raw: Any) -> Owner | None:
+    """A job's owner as the snapshot kept it (None for a snapshot from before owners)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("user_id"), int):
+        return None
+    return Owner(int(raw["user_id"]), str(raw.get("name", "")))
 
 
 def lost_jobs(snapshot: Snapshot, known: Callable[[int], bool]) -> list[JobRecord]:

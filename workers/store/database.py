@@ -1,5 +1,6 @@
 """SQLite record of jobs: their state and its transitions, their steps, the outputs they
-left, the inputs kept off the machine and their checkpoints.
+left, the inputs kept off the machine, their checkpoints, and how good a training job's
+models are (its :class:`~workers.quality.Quality`).
 
 :class:`Store` is the one store colabot has: these job tables, with the outbox's
 (:class:`~workers.store.outbox.Outbox`: events and what was delivered where) on the same
@@ -19,6 +20,7 @@ from typing import Any
 from workers.errors import InvalidTransitionError, UnknownJobError
 from workers.events import Interrupted, Payload, Queued
 from workers.jobs import (
+    Action,
     CheckpointNote,
     Job,
     JobSpec,
@@ -29,10 +31,17 @@ from workers.jobs import (
     StepRecord,
     check_transition,
 )
+from workers.quality import Quality
+from workers.sharing.accounting import StepSpan
+from workers.sharing.owners import Owner
 from workers.store.connection import scrubbed, translated
 from workers.store.outbox import Outbox
 
 INTERRUPTED_REASON = "colabot stopped while the job was running"
+
+
+def _owner_columns(owner: Owner | None) -> tuple[int | None, str]:
+    return (None, "") if owner is None else (owner.user_id, owner.name)
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
@@ -50,6 +59,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         attempt=row["attempt"],
         checkpoint=row["checkpoint"],
         summary=row["summary"],
+        owner=None if row["owner_id"] is None else Owner(row["owner_id"], row["owner_name"]),
     )
 
 
@@ -71,6 +81,7 @@ class Store(Outbox):
         now: float | None = None,
         job_id: int | None = None,
         state: JobState = JobState.QUEUED,
+        owner: Owner | None = None,
     ) -> Job:
         """Insert a job (queued unless told otherwise) and its QUEUED event; return it.
 
@@ -79,8 +90,16 @@ class Store(Outbox):
         now = time.time() if now is None else now
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO jobs (id, spec, state, created_at, origin) VALUES (?, ?, ?, ?, ?)",
-                (job_id, json.dumps(spec.to_dict()), state.value, now, json.dumps(origin or {})),
+                "INSERT INTO jobs (id, spec, state, created_at, origin, owner_id, owner_name) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    json.dumps(spec.to_dict()),
+                    state.value,
+                    now,
+                    json.dumps(origin or {}),
+                    *_owner_columns(owner),
+                ),
             )
             new_id = int(cur.lastrowid or 0)
             if state is JobState.QUEUED:
@@ -93,8 +112,8 @@ class Store(Outbox):
         with self._tx() as db:
             db.execute(
                 "INSERT INTO jobs (id, spec, state, created_at, started_at, finished_at, "
-                "progress, links, error, origin, attempt, checkpoint, summary) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "progress, links, error, origin, attempt, checkpoint, summary, owner_id, "
+                "owner_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     json.dumps(job.spec.to_dict()),
@@ -109,6 +128,7 @@ class Store(Outbox):
                     job.attempt,
                     job.checkpoint,
                     scrubbed(job.summary),
+                    *_owner_columns(job.owner),
                 ),
             )
         self.reserve_ids_above(job.id)
@@ -130,31 +150,28 @@ class Store(Outbox):
 
     @translated
     def list_jobs(
-        self, *, limit: int | None = None, states: Iterable[JobState] | None = None
+        self,
+        *,
+        limit: int | None = None,
+        states: Iterable[JobState] | None = None,
+        owner_id: int | None = None,
     ) -> list[Job]:
-        """Jobs, newest first, optionally only in ``states``."""
-        sql = "SELECT * FROM jobs"
+        """Jobs, newest first, optionally only in ``states``, and only ``owner_id``'s (with
+        the jobs nobody owns)."""
+        sql = "SELECT * FROM jobs WHERE 1"
         args: list[Any] = []
         if states is not None:
             wanted = [s.value for s in states]
-            sql += f" WHERE state IN ({','.join('?' * len(wanted))})"
+            sql += f" AND state IN ({','.join('?' * len(wanted))})"
             args.extend(wanted)
+        if owner_id is not None:
+            sql += " AND (owner_id = ? OR owner_id IS NULL)"
+            args.append(owner_id)
         sql += " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
         return [_job_from_row(r) for r in self._db.execute(sql, args)]
-
-    @translated
-    def next_queued(self, exclude: Iterable[int] = ()) -> Job | None:
-        """The oldest queued job not in ``exclude``."""
-        skip = list(exclude)
-        sql = "SELECT * FROM jobs WHERE state = ?"
-        if skip:
-            sql += f" AND id NOT IN ({','.join('?' * len(skip))})"
-        row = self._db.execute(sql + " ORDER BY id LIMIT 1", [JobState.QUEUED.value, *skip])
-        found = row.fetchone()
-        return None if found is None else _job_from_row(found)
 
     @translated
     def transition(
@@ -262,8 +279,8 @@ class Store(Outbox):
     def start_step(self, record: StepRecord) -> None:
         """Record a step that started (replacing an earlier record of the same step)."""
         self._db.execute(
-            "INSERT OR REPLACE INTO job_steps (job_id, idx, name, executor, ref, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO job_steps "
+            "(job_id, idx, name, executor, ref, started_at, gpus) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 record.job_id,
                 record.index,
@@ -271,6 +288,7 @@ class Store(Outbox):
                 record.executor,
                 json.dumps(record.ref),
                 record.started_at,
+                record.gpus,
             ),
         )
 
@@ -299,6 +317,32 @@ class Store(Outbox):
                 started_at=float(row["started_at"]),
                 output_offset=int(row["output_offset"]),
                 log_length=int(row["log_length"]),
+                gpus=float(row["gpus"]),
+            )
+            for row in rows
+        ]
+
+    @translated
+    def step_spans(self, since: float = 0.0) -> list[StepSpan]:
+        """Every step that ran after ``since``, with its job's owner, for accounting. A step
+        of a job that ended without the step's own end recorded (colabot stopped) ends with
+        its job."""
+        rows = self._db.execute(
+            "SELECT jobs.owner_id, jobs.owner_name, job_steps.started_at, job_steps.gpus, "
+            "COALESCE(job_steps.ended_at, jobs.finished_at, "
+            "CASE WHEN jobs.state = 'running' THEN NULL ELSE job_steps.started_at END) AS ended "
+            "FROM job_steps JOIN jobs ON jobs.id = job_steps.job_id "
+            "WHERE COALESCE(job_steps.ended_at, jobs.finished_at) IS NULL "
+            "OR COALESCE(job_steps.ended_at, jobs.finished_at) >= ?",
+            (since,),
+        )
+        return [
+            StepSpan(
+                owner_id=row["owner_id"],
+                owner_name=str(row["owner_name"]),
+                started_at=float(row["started_at"]),
+                ended_at=None if row["ended"] is None else float(row["ended"]),
+                gpus=float(row["gpus"]),
             )
             for row in rows
         ]
@@ -381,3 +425,50 @@ class Store(Outbox):
         if row is None or row["signature"] is None:
             return None
         return [float(v) for v in json.loads(row["signature"])]
+
+    # quality ---------------------------------------------------------------------------------
+
+    @translated
+    def set_quality(self, job_id: int, kind: str, quality: Quality) -> None:
+        """Keep how good a training job's models are, with its kind and the fingerprint of
+        its training data (replacing what an earlier attempt kept)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO job_quality (job_id, kind, data, quality) VALUES (?, ?, ?, ?)",
+            (job_id, kind, quality.data, json.dumps(scrubbed(quality.to_dict()))),
+        )
+
+    @translated
+    def quality(self, job_id: int) -> Quality | None:
+        """How good a job's models are, as kept (None: nothing was kept)."""
+        row = self._db.execute(
+            "SELECT quality FROM job_quality WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else _quality_from(row["quality"])
+
+    @translated
+    def earlier_on_same_data(self, job_id: int, kind: str, data: str) -> tuple[int, Quality] | None:
+        """The newest succeeded training job before ``job_id`` of the same kind, trained on
+        the same data (the same non-empty fingerprint), with its quality; None when there is
+        none."""
+        if not data:
+            return None
+        rows = self._db.execute(
+            "SELECT q.job_id, q.quality, j.spec FROM job_quality q JOIN jobs j ON j.id = q.job_id "
+            "WHERE q.kind = ? AND q.data = ? AND q.job_id < ? AND j.state = ? "
+            "ORDER BY q.job_id DESC",
+            (kind, data, job_id, JobState.SUCCEEDED.value),
+        )
+        for row in rows:
+            spec = JobSpec.from_dict(json.loads(row["spec"]))
+            if spec.action is Action.TRAIN:
+                return int(row["job_id"]), _quality_from(row["quality"])
+        return None
+
+
+def _quality_from(raw: str) -> Quality:
+    """A kept quality record; one that cannot be read is an empty Quality (nothing to show)."""
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError):
+        return Quality()
+    return Quality.from_dict(data) if isinstance(data, dict) else Quality()

@@ -4,7 +4,11 @@ date.
 The version lives in SQLite's ``user_version``. Version 1 (no version set) kept job and chat
 metadata as JSON values in a key-value table; version 2 gives each of them a table of its
 own; version 3 records, with a step's output offset, how long the job log was at that
-point. A database newer than this colabot is refused rather than misread.
+point; version 4 keeps how good each training job's models are (``job_quality``: its kind,
+a fingerprint of its training data and the held-out scores); version 5 records who started
+each job (``owner_id``, ``owner_name``: empty for older jobs, which stay open to every
+allowed user) and how many GPUs each step held (0 for older steps). A database newer than this
+colabot is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from workers.errors import StoreError
 
-VERSION = 3
+VERSION = 5
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -32,7 +36,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     origin TEXT NOT NULL DEFAULT '{}',
     attempt INTEGER NOT NULL DEFAULT 1,
     checkpoint TEXT,
-    summary TEXT NOT NULL DEFAULT ''
+    summary TEXT NOT NULL DEFAULT '',
+    owner_id INTEGER,
+    owner_name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS job_steps (
     ended_at REAL,
     output_offset INTEGER NOT NULL DEFAULT 0,
     log_length INTEGER NOT NULL DEFAULT -1,
+    gpus REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS job_outputs (
@@ -105,6 +112,22 @@ CREATE TABLE IF NOT EXISTS warnings_sent (
 );
 """
 
+QUALITY_TABLE = """
+CREATE TABLE IF NOT EXISTS job_quality (
+    job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
+    kind TEXT,
+    data TEXT,
+    quality TEXT
+);
+CREATE INDEX IF NOT EXISTS job_quality_data ON job_quality (kind, data, job_id);
+"""
+"""Per training job: its kind, the fingerprint of its training data, and its
+:class:`~workers.quality.Quality` as JSON (added in version 4)."""
+
+
+def _all_tables() -> str:
+    return TABLES + QUALITY_TABLE
+
 
 def version_of(db: sqlite3.Connection) -> int:
     """The schema version of an open database: 0 for an empty one, 1 for the first layout."""
@@ -127,7 +150,7 @@ def prepare(db: sqlite3.Connection, where: str) -> int:
         )
     db.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _statements(TABLES):
+        for statement in _statements(_all_tables()):
             db.execute(statement)
         for version in range(max(found, 1), VERSION):
             MIGRATIONS[version](db)
@@ -303,5 +326,34 @@ def _from_v2(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE job_steps ADD COLUMN log_length INTEGER NOT NULL DEFAULT -1")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _from_v1, 2: _from_v2}
+# ------------------------------------------------------------------------- 3 -> 4
+
+
+def _from_v3(db: sqlite3.Connection) -> None:
+    """Add the table of each training job's held-out scores (empty: older jobs have none)."""
+    for statement in _statements(QUALITY_TABLE):
+        db.execute(statement)
+
+
+# ------------------------------------------------------------------------- 4 -> 5
+
+
+def _from_v4(db: sqlite3.Connection) -> None:
+    """Add each job's owner (none for older jobs) and each step's GPUs (0 for older steps)."""
+    jobs = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "owner_id" not in jobs:
+        db.execute("ALTER TABLE jobs ADD COLUMN owner_id INTEGER")
+    if "owner_name" not in jobs:
+        db.execute("ALTER TABLE jobs ADD COLUMN owner_name TEXT NOT NULL DEFAULT ''")
+    steps = {row[1] for row in db.execute("PRAGMA table_info(job_steps)")}
+    if "gpus" not in steps:
+        db.execute("ALTER TABLE job_steps ADD COLUMN gpus REAL NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _from_v1,
+    2: _from_v2,
+    3: _from_v3,
+    4: _from_v4,
+}
 """``MIGRATIONS[n]`` brings a version ``n`` database to version ``n + 1``."""

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import WaitForState
+from tests.helpers.engine import WaitForState
 from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, CheckpointNote, Job, JobSpec, JobState, Progress
 from workers.kinds.registry import default_registry
 from workers.results.durability import JobRecord, Keeper, Snapshot, lost_jobs
 from workers.results.local import LocalResults
+from workers.sharing.owners import Owner
 from workers.store.database import Store
 
 
@@ -27,6 +28,7 @@ def make_job(job_id: int, state: JobState) -> Job:
         progress=Progress(step=2, total=3, message="step 2 of 3"),
         origin={"chat_id": 5},
         checkpoint="job-1/checkpoint/step-2.json",
+        owner=Owner(5, "@alice") if job_id == 1 else None,
     )
 
 
@@ -38,7 +40,8 @@ def test_snapshot_round_trip() -> None:
                 make_job(1, JobState.RUNNING),
                 {"a.txt": "loc"},
                 CheckpointNote("loc2", 9.0, "step 2 of 3"),
-            )
+            ),
+            JobRecord(make_job(2, JobState.FAILED), {}, None),
         ],
     )
     assert Snapshot.from_bytes(snapshot.to_bytes()) == snapshot

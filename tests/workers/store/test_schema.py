@@ -10,7 +10,8 @@ import pytest
 
 from workers.errors import StoreError
 from workers.events import Failed
-from workers.jobs import CheckpointNote, KeptOutput
+from workers.jobs import Action, CheckpointNote, JobSpec, KeptOutput, StepRecord
+from workers.quality import ModelScores, Quality, Score
 from workers.store.connection import DB_NAME
 from workers.store.database import Store
 from workers.store.outbox import StatusRecord
@@ -141,3 +142,46 @@ def test_a_version_2_database_gains_the_log_length_of_each_open_step(tmp_path: P
     assert (step.output_offset, step.log_length, step.ref) == (120, -1, {"slurm_job": "77"})
     again.set_step_output(4, 0, 150, 900)
     assert again.open_steps(4)[0].log_length == 900
+
+
+def test_a_version_3_database_gains_the_quality_table_and_keeps_its_jobs(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    job = store.add_job(JobSpec("selftest", Action.TRAIN, {}, {"steps": 2}))
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript("DROP TABLE job_quality; PRAGMA user_version = 3;")
+    db.close()
+    again = Store(tmp_path)
+    assert again.upgraded_from == 3
+    assert again.get_job(job.id).spec.params == {"steps": 2}
+    assert again.quality(job.id) is None
+    kept = Quality(data="abc", models=(ModelScores("m", "val", (Score("F1", 0.5),)),))
+    again.set_quality(job.id, "selftest", kept)
+    assert again.quality(job.id) == kept
+    again.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(job_quality)")]
+    assert columns == ["job_id", "kind", "data", "quality"]
+    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    db.close()
+
+
+def test_a_version_4_database_gains_owners_and_step_gpus_and_its_jobs_stay_open(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path)
+    job = store.add_job(JobSpec("selftest", Action.TRAIN, {}, {"steps": 2}))
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    # A version 4 database, as colabot wrote it before owners: no owner nor GPU columns.
+    db.executescript(
+        "ALTER TABLE jobs DROP COLUMN owner_id; ALTER TABLE jobs DROP COLUMN owner_name; "
+        "ALTER TABLE job_steps DROP COLUMN gpus; PRAGMA user_version = 4;"
+    )
+    db.close()
+    again = Store(tmp_path)
+    assert again.upgraded_from == 4
+    assert again.get_job(job.id).owner is None
+    again.start_step(StepRecord(job.id, 0, "train", "local", {}, 1.0, gpus=1.0))
+    assert again.open_steps(job.id)[0].gpus == 1.0
+    again.close()

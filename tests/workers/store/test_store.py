@@ -18,7 +18,9 @@ from workers.jobs import (
     Progress,
     StepRecord,
 )
+from workers.quality import ModelScores, Quality, Score
 from workers.safety.redaction import register_secret
+from workers.sharing.owners import Owner
 from workers.store.connection import DB_NAME
 from workers.store.database import Store
 from workers.store.outbox import StatusRecord
@@ -144,9 +146,32 @@ def test_list_jobs_newest_first_and_by_state(store: Store) -> None:
     store.transition(ids[1], JobState.RUNNING)
     assert [j.id for j in store.list_jobs()] == ids[::-1]
     assert [j.id for j in store.list_jobs(states=[JobState.RUNNING])] == [ids[1]]
-    first, third = store.next_queued(), store.next_queued(exclude=[ids[0]])
-    assert first is not None and first.id == ids[0]
-    assert third is not None and third.id == ids[2]
+    queued = store.list_jobs(states=[JobState.QUEUED])
+    assert [j.id for j in queued] == [ids[2], ids[0]]
+
+
+def test_jobs_keep_their_owner_and_lists_filter_by_it(store: Store) -> None:
+    alice, bob = Owner(11, "@alice"), Owner(22, "Bob")
+    mine = store.add_job(SPEC, owner=alice)
+    theirs = store.add_job(SPEC, owner=bob)
+    nobody = store.add_job(SPEC)
+    assert store.get_job(mine.id).owner == alice and store.get_job(nobody.id).owner is None
+    assert [j.id for j in store.list_jobs(owner_id=alice.user_id)] == [nobody.id, mine.id]
+    assert [j.id for j in store.list_jobs(owner_id=bob.user_id)] == [nobody.id, theirs.id]
+
+
+def test_step_spans_carry_the_owner_gpus_and_end_with_their_job(store: Store) -> None:
+    alice = Owner(11, "@alice")
+    job = store.add_job(SPEC, owner=alice)
+    store.transition(job.id, JobState.RUNNING, now=100.0)
+    store.start_step(StepRecord(job.id, 0, "train", "ray", {}, 100.0, gpus=2.0))
+    store.start_step(StepRecord(job.id, 1, "package", "ray", {}, 200.0))
+    store.end_step(job.id, 0, now=200.0)
+    spans = sorted(store.step_spans(), key=lambda s: s.started_at)
+    assert [(s.owner_id, s.gpus, s.ended_at) for s in spans] == [(11, 2.0, 200.0), (11, 0.0, None)]
+    store.transition(job.id, JobState.SUCCEEDED, now=250.0)
+    assert sorted(s.ended_at or 0 for s in store.step_spans()) == [200.0, 250.0]
+    assert store.step_spans(since=300.0) == []
 
 
 STORED_SECRET = "a-registered-secret-0123456789"
@@ -188,3 +213,72 @@ def test_text_entering_the_store_is_redacted_but_specs_and_locations_are_kept(
     holding = [text for text in texts if STORED_SECRET in text]
     assert len(holding) == 2 and "selftest" in holding[0] and "jobs/1/" in holding[1]
     assert not [text for text in texts if "abcdef123456" in text]
+
+
+def scored(data: str, value: float, **params: str) -> Quality:
+    """A quality record of one model with one score."""
+    return Quality(data, (ModelScores("m", "val", (Score("F1", value),)),), params)
+
+
+def finished_training(
+    store: Store,
+    kind: str = "selftest",
+    *,
+    action: Action = Action.TRAIN,
+    state: JobState = JobState.SUCCEEDED,
+) -> int:
+    """A job that ran and ended in ``state``; its id."""
+    job = store.add_job(JobSpec(kind, action, {}, {}))
+    store.transition(job.id, JobState.RUNNING)
+    store.transition(job.id, state)
+    return job.id
+
+
+def test_quality_is_kept_per_job_and_replaced_by_a_later_attempt(store: Store) -> None:
+    job = finished_training(store)
+    assert store.quality(job) is None
+    store.set_quality(job, "selftest", scored("d1", 0.5, epochs="3"))
+    assert store.quality(job) == scored("d1", 0.5, epochs="3")
+    store.set_quality(job, "selftest", scored("d1", 0.7))
+    assert store.quality(job) == scored("d1", 0.7)
+
+
+def test_the_earlier_run_is_the_newest_succeeded_training_of_the_kind_on_the_same_data(
+    store: Store,
+) -> None:
+    oldest = finished_training(store)
+    store.set_quality(oldest, "selftest", scored("d1", 0.1))
+    newer = finished_training(store)
+    store.set_quality(newer, "selftest", scored("d1", 0.2))
+    other_data = finished_training(store)
+    store.set_quality(other_data, "selftest", scored("d2", 0.3))
+    other_kind = finished_training(store, "spacy")
+    store.set_quality(other_kind, "spacy", scored("d1", 0.4))
+    failed = finished_training(store, state=JobState.FAILED)
+    store.set_quality(failed, "selftest", scored("d1", 0.5))
+    inference = finished_training(store, action=Action.INFER)
+    store.set_quality(inference, "selftest", scored("d1", 0.6))
+    now = finished_training(store)
+    store.set_quality(now, "selftest", scored("d1", 0.9))
+    later = finished_training(store)
+    store.set_quality(later, "selftest", scored("d1", 0.95))
+
+    assert store.earlier_on_same_data(now, "selftest", "d1") == (newer, scored("d1", 0.2))
+    assert store.earlier_on_same_data(newer, "selftest", "d1") == (oldest, scored("d1", 0.1))
+    assert store.earlier_on_same_data(oldest, "selftest", "d1") is None
+    assert store.earlier_on_same_data(now, "selftest", "d3") is None
+    assert store.earlier_on_same_data(now, "spacy", "d1") == (other_kind, scored("d1", 0.4))
+    # No fingerprint (the kind could not tell what it trained on): never compared.
+    blank = finished_training(store)
+    store.set_quality(blank, "selftest", scored("", 0.3))
+    assert store.earlier_on_same_data(later + 10, "selftest", "") is None
+
+
+def test_an_unreadable_quality_record_reads_as_empty(store: Store) -> None:
+    job = finished_training(store)
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "INSERT INTO job_quality (job_id, kind, data, quality) VALUES (?, 'selftest', 'd', ?)",
+            (job, "{not json"),
+        )
+    assert store.quality(job) == Quality()
