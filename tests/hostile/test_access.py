@@ -14,8 +14,9 @@ import pytest
 
 from bot.config import Config
 from bot.service import Colabot
-from tests.bot.conftest import STRANGER, USER, Person, eventually
 from tests.emulator.faults import FaultyBotApi
+from tests.helpers.chat import STRANGER, USER, Person
+from tests.helpers.waiting import eventually
 
 GROUP = -100_200_300
 OTHER_GROUP = -100_999_999

@@ -13,7 +13,7 @@ import pytest
 
 from bot.service import Colabot
 from emulator import BotApiEmulator
-from tests.bot.conftest import USER, Person
+from tests.helpers.chat import USER, Person
 from workers.errors import ArchiveError
 from workers.inputs.archives import ExtractLimits, safe_extract
 

@@ -21,6 +21,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,12 +30,12 @@ from bot.errors import ConfigError
 from bot.executor import build_executor
 from tests.clusters.ray_head import RayHead
 from tests.clusters.slurm_cluster import SlurmCluster
-from tests.hostile.conftest import colabot_env, run_cli
+from tests.helpers.cli import colabot_env, run_cli
+from tests.helpers.clusters import ray_client, ray_executor, slurm_executor
 from tests.hostile.plants import plant, ran
 from workers.errors import StepLostError
 from workers.executors.base import Launch
-from workers.executors.settings import RaySettings, SlurmSettings
-from workers.executors.slurm import SlurmExecutor
+from workers.executors.settings import RaySettings
 from workers.safety.environment import step_environment
 from workers.safety.redaction import redact
 from workers.steprun import StepRun
@@ -72,11 +73,6 @@ def online_step_environment() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------- Slurm
-
-
-def slurm_executor(instance: str) -> SlurmExecutor:
-    settings = SlurmSettings(cpus_per_task=1, mem="100M", time_limit="10", poll_seconds=0.3)
-    return SlurmExecutor(settings, instance, python=sys.executable)
 
 
 async def saved_job_files(cluster: SlurmCluster, job: str) -> tuple[str, dict[str, str]]:
@@ -238,15 +234,9 @@ def test_a_token_ray_would_use_is_found_redacted_and_kept_from_local_steps(
     assert "RAY_AUTH_TOKEN" not in step_environment(base={"RAY_AUTH_TOKEN": from_env})
 
 
-ray_submission = pytest.importorskip(
+pytest.importorskip(
     "ray.job_submission", reason="SKIPPED LOUDLY: Ray is not installed (colabot[ray])"
 )
-from workers.executors.ray import RayExecutor  # noqa: E402
-
-
-def ray_executor(head: RayHead, instance: str) -> RayExecutor:
-    settings = RaySettings(head.address, head.token)
-    return RayExecutor(settings, instance, python=sys.executable, poll_s=0.25)
 
 
 async def test_on_ray_the_wandb_key_reaches_the_step_but_never_the_jobs_api(
@@ -274,15 +264,14 @@ async def test_on_ray_the_wandb_key_reaches_the_step_but_never_the_jobs_api(
     assert result.ok, log
     # colabot's own WANDB_API_KEY (the same value) still reached the online run.
     assert f"key {digest(WANDB_KEY)}" in log
-    client = ray_submission.JobSubmissionClient(
-        ray_head.address, headers={"Authorization": f"Bearer {ray_head.token}"}
-    )
+    client = ray_client(ray_head)
     info = client.get_job_info(started[0])
     shown = repr(info) + repr(client.list_jobs())
     assert WANDB_KEY not in shown and BOT_TOKEN not in shown and RAY_TOKEN not in shown
-    env_vars = (info.runtime_env or {}).get("env_vars", {})
+    runtime_env: dict[str, Any] = info.runtime_env or {}
+    env_vars: dict[str, str] = runtime_env.get("env_vars") or {}
     assert env_vars["PYTHONSAFEPATH"] == "1" and "WANDB_API_KEY" not in env_vars
-    assert info.metadata["colabot_instance"] == instance
+    assert (info.metadata or {}).get("colabot_instance") == instance
     assert list((tmp_path / "job" / ".ray").iterdir()) == []
 
 
@@ -308,9 +297,7 @@ async def test_ray_reattach_follows_only_this_colabots_job_attempt_and_step(
     with pytest.raises(StepLostError, match="is not this step's"):
         await ray_executor(ray_head, "another1").reattach(handle.ref, launch)
     # A job someone else submitted under a name like colabot's is not followed either.
-    client = ray_submission.JobSubmissionClient(
-        ray_head.address, headers={"Authorization": f"Bearer {ray_head.token}"}
-    )
+    client = ray_client(ray_head)
     planted = f"colabot-{instance}-job4-a1-s1-00000000"
     client.submit_job(entrypoint="true", submission_id=planted, metadata={"colabot_job": "4"})
     with pytest.raises(StepLostError, match="is not this step's"):

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import cli_command, colabot_env
+from tests.helpers.cli import cli_command, colabot_env
+from tests.helpers.engine import WaitForState, notices
+from tests.helpers.spacy_data import SpacyCorpus, copy_spacy_corpus
 from tests.hostile.plants import plant, planted_zip, ran
 from tests.loopback.wandb_server import WandbServer
-from tests.workers.conftest import WaitForState
-from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
 from workers.engine import Engine
-from workers.events import Notice
 from workers.jobs import Action, Job, JobSpec, JobState
 from workers.kinds.spacy.plan import PLAN_FILE
 
@@ -138,9 +137,7 @@ async def test_a_spacy_projects_commands_run_as_documented_but_weasel_is_never_s
     job = await finished(engine, wait_for_state, spec, marks)
     report = engine.workdir(job.id) / "work" / "project" / "results" / "report.txt"
     assert report.read_text() == "helper ran; safe path False"
-    said = [
-        e.payload.text for e in engine.store.events_for(job.id) if isinstance(e.payload, Notice)
-    ]
+    said = notices(engine, job.id)
     assert any("running the project's all" in text for text in said)
 
 

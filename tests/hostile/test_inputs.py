@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.service import Colabot
-from tests.bot.conftest import Person
+from tests.helpers.chat import Person
 from workers.errors import InputError
 from workers.inputs.resolve import InputResolver
 from workers.jobs import Action, JobSpec
@@ -42,11 +42,11 @@ async def test_a_typed_upload_marker_is_refused(
 
 
 async def test_a_nul_byte_or_an_endless_name_gets_a_clear_message(
-    colabot: Colabot, person: Person, inputs_dir: Path
+    colabot: Colabot, person: Person, input_root: Path
 ) -> None:
-    nul = await person.say(f"/train selftest {inputs_dir}/a\x00b")
+    nul = await person.say(f"/train selftest {input_root}/a\x00b")
     assert "holds a NUL character" in (nul.text or "")
-    long = await person.say(f"/train selftest {inputs_dir}/{'x' * 300}")
+    long = await person.say(f"/train selftest {input_root}/{'x' * 300}")
     assert "is longer than 255 bytes" in (long.text or "")
     param = await person.say("/train selftest steps=1\x00")
     assert "holds a NUL character" in (param.text or "")
@@ -56,10 +56,10 @@ async def test_a_nul_byte_or_an_endless_name_gets_a_clear_message(
 
 @pytest.mark.parametrize("char", ["\u2028", "\u202e", "\x1b", "\x85"])
 async def test_a_typed_path_with_a_control_character_is_refused(
-    colabot: Colabot, person: Person, inputs_dir: Path, char: str
+    colabot: Colabot, person: Person, input_root: Path, char: str
 ) -> None:
-    (inputs_dir / f"clip{char}4pm.exe").write_bytes(b"x")
-    reply = await person.say(f"/train selftest {inputs_dir}/clip{char}4pm.exe steps=1")
+    (input_root / f"clip{char}4pm.exe").write_bytes(b"x")
+    reply = await person.say(f"/train selftest {input_root}/clip{char}4pm.exe steps=1")
     text = reply.text or ""
     assert "the path holds control characters" in text
     assert char not in text and "Something went wrong" not in text
@@ -67,9 +67,9 @@ async def test_a_typed_path_with_a_control_character_is_refused(
 
 
 async def test_a_symlink_out_of_the_input_folder_is_refused(
-    colabot: Colabot, person: Person, inputs_dir: Path
+    colabot: Colabot, person: Person, input_root: Path
 ) -> None:
-    (inputs_dir / "passwd").symlink_to("/etc/passwd")
+    (input_root / "passwd").symlink_to("/etc/passwd")
     reply = await person.say("/train selftest passwd steps=1")
     assert "outside the allowed input folders" in (reply.text or "")
     assert colabot.engine is not None and colabot.engine.jobs() == []

@@ -16,13 +16,13 @@ import json
 import shlex
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import WaitForState
-from tests.workers.kinds.sleap.test_kind import notices
+from tests.helpers.engine import WaitForState, notices
+from tests.helpers.waiting import eventually
 from workers.engine import Engine, EngineSettings
 from workers.jobs import Action, JobSpec, JobState, Progress
 from workers.kinds.base import (
@@ -117,7 +117,9 @@ class LiveKind:
     def checkpoint(self, ctx: JobContext) -> Path | None:
         return None
 
-    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+    def plot(
+        self, workdir: Path, python: str, dest: Path, compare: Path | None = None
+    ) -> Step | None:
         return None
 
 
@@ -267,7 +269,6 @@ class Trainer:
 async def test_a_stranger_command_never_runs_and_only_the_exact_stop_stops(
     tmp_path: Path,
     sleap_data: dict[str, Path],
-    wait_until: Callable[..., Awaitable[None]],
 ) -> None:
     job = tmp_path / "job"
     work = job / "work"
@@ -313,7 +314,7 @@ async def test_a_stranger_command_never_runs_and_only_the_exact_stop_stops(
         def heard() -> bool:
             return IGNORED_NOTE in log_path.read_text() or any(m.exists() for m in markers)
 
-        await wait_until(heard, timeout=60, what="the wrapper to read a hostile command")
+        await eventually(heard, timeout=60, what="the wrapper to read a hostile command")
         assert not any(m.exists() for m in markers)
         await trainer.batches_after(4, timeout=60)
         trainer.answer = lambda: None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bot.service import Colabot
 from emulator import BotApiEmulator
-from tests.bot.conftest import Person
+from tests.helpers.chat import Person
 from workers.inputs.archives import zip_folder
 from workers.kinds.base import Output
 from workers.outputs import package_outputs
@@ -68,10 +68,10 @@ def bot_user_files(tmp_path: Path) -> Path:
 
 
 async def test_links_a_job_plants_among_its_outputs_are_not_published(
-    colabot: Colabot, person: Person, emu: BotApiEmulator, inputs_dir: Path, tmp_path: Path
+    colabot: Colabot, person: Person, emu: BotApiEmulator, input_root: Path, tmp_path: Path
 ) -> None:
     secret = bot_user_files(tmp_path)
-    project = planting_project(inputs_dir / "plant", secret)
+    project = planting_project(input_root / "plant", secret)
     await person.say(f"/train spacy {project}")
     finished = await person.next_message("#1 spacy train finished", timeout=180)
     assert "spaCy project: ran all (plant)" in (finished.text or "")

@@ -21,11 +21,11 @@ import pytest
 
 from bot.config import Config
 from bot.service import Colabot
-from tests.bot.conftest import USER, Person
-from tests.hostile.conftest import colabot_env, run_cli
+from tests.helpers.chat import USER, Person
+from tests.helpers.cli import colabot_env, run_cli
+from tests.helpers.engine import WaitForState, local_run
+from tests.helpers.spacy_data import SpacyCorpus, copy_spacy_corpus
 from tests.loopback.http_server import HttpServer
-from tests.workers.conftest import WaitForState, local_run
-from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
 from workers.engine import Engine
 from workers.inputs.netpolicy import FetchPolicy
 from workers.jobs import Action, JobSpec, JobState

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import local_run
+from tests.helpers.engine import local_run
+from tests.helpers.processes import alive
 from workers.engine import Engine, EngineSettings
 from workers.executors.base import Grace
 from workers.executors.containment import find_cgroup_root
@@ -38,15 +39,6 @@ time.sleep(0.3)
 if "--wait" in sys.argv:
     time.sleep(600)
 """
-
-
-def alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def daemon_pid(log: Path) -> int:
@@ -138,7 +130,9 @@ class ScriptKind:
     def checkpoint(self, ctx: JobContext) -> Path | None:
         return None
 
-    def plot(self, workdir: Path, python: str, dest: Path) -> Step | None:
+    def plot(
+        self, workdir: Path, python: str, dest: Path, compare: Path | None = None
+    ) -> Step | None:
         return None
 
 

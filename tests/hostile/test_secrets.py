@@ -20,9 +20,9 @@ from bot import notebook
 from bot.config import Config, parse_config
 from bot.errors import ConfigError
 from bot.service import Colabot
-from tests.bot.conftest import STRANGER, USER, Person, secret_of
 from tests.emulator.faults import FaultyBotApi
-from tests.hostile.conftest import colabot_env, finish_cli, start_cli, stop_cli
+from tests.helpers.chat import STRANGER, USER, Person, secret_of
+from tests.helpers.cli import colabot_env, finish_cli, start_cli, stop_cli
 from tests.loopback.http_server import serve_on_loopback
 from workers.inputs.netpolicy import FetchPolicy
 from workers.safety.redaction import Redactor

@@ -18,8 +18,8 @@ from bot import notebook
 from bot.config import Config, WorkerConfig
 from bot.service import Colabot
 from emulator import BotApiEmulator
-from tests.bot.conftest import USER, Person
-from tests.hostile.conftest import colabot_env, finish_cli, run_cli, start_cli
+from tests.helpers.chat import USER, Person
+from tests.helpers.cli import colabot_env, finish_cli, run_cli, start_cli
 from workers.errors import DataDirLockedError
 from workers.jobs import JobState
 

@@ -15,7 +15,7 @@ import pytest
 
 from bot.config import Config
 from bot.service import Colabot
-from tests.bot.conftest import Person
+from tests.helpers.chat import Person
 from tests.loopback.http_server import HttpServer
 from workers.errors import InputError
 from workers.inputs.netpolicy import FetchPolicy, check_address, check_url

@@ -9,6 +9,7 @@ import pytest
 
 from workers.events import (
     TYPES,
+    Album,
     Cancelled,
     EventType,
     Failed,
@@ -40,6 +41,8 @@ EXAMPLES: list[Payload] = [
     Cancelled(),
     Interrupted("the cluster went away"),
     FileReady("/tmp/loss.png", "loss curve", photo=True),
+    FileReady("/tmp/clip.mp4", "predictions", video=True),
+    Album(["/tmp/a.png", "/tmp/b.png"], ["frame 1", "frame 2"], "frames to check"),
     Keepalive("<i>alive</i>", [[NoticeButton("Status", "st:1")]]),
 ]
 

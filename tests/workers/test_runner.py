@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import until
+from tests.helpers.waiting import eventually
 from workers.events import Cancelled, Failed, Notice, Payload, Started, Succeeded
 from workers.executors.local import LocalExecutor
 from workers.inputs.resolve import InputResolver
@@ -125,7 +125,9 @@ async def test_a_cancelled_runner_ends_its_job_as_cancelled(tmp_path: Path) -> N
     job = store.add_job(JobSpec("selftest", Action.TRAIN, {}, {"steps": 50, "delay": 0.2}))
     runner = JobRunner(parts_for(tmp_path, store, sink), job.id)
     runner.start()
-    await until(lambda: runner.live is not None and (runner.live.step or 0) >= 2, 30, "2 steps")
+    await eventually(
+        lambda: runner.live is not None and (runner.live.step or 0) >= 2, 30, "2 steps", every=0.1
+    )
     await asyncio.wait_for(runner.cancel(), 30)
     assert store.get_job(job.id).state is JobState.CANCELLED
     assert isinstance(sink.events[-1], Cancelled)

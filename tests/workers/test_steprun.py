@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import local_run
+from tests.helpers.engine import local_run
+from tests.helpers.processes import alive
 from workers.executors.base import Grace, describe_exit, format_seconds
 from workers.logfile import tail_lines
 
@@ -130,19 +130,6 @@ async def test_cancel_reaches_the_whole_process_group(tmp_path: Path) -> None:
     while alive(child_pid[0]) and loop.time() < deadline:
         await asyncio.sleep(0.02)
     assert not alive(child_pid[0])
-
-
-def alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie waiting to be reaped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    try:
-        return "\tZ" not in status.read_text().split("State:", 1)[1].splitlines()[0]
-    except OSError:
-        return False
 
 
 async def test_timeout_stops_the_process_and_says_so(tmp_path: Path) -> None:

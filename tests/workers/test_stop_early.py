@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import WaitForState
+from tests.helpers.engine import WaitForState, selftest
+from tests.helpers.waiting import eventually
 from workers.engine import Engine
 from workers.errors import PlotError, StopEarlyError
-from workers.jobs import Action, JobSpec, JobState
+from workers.jobs import Action, JobState
 from workers.kinds.base import STOPPED_EARLY
-
-
-def selftest(action: Action = Action.TRAIN, model: str = "", **params: str) -> JobSpec:
-    """A selftest spec, parameters as the chat gives them."""
-    inputs = {"model": model} if action is Action.INFER else {}
-    return JobSpec("selftest", action, inputs, dict(params))
 
 
 async def test_a_training_stopped_early_keeps_its_model_and_succeeds(
     engine: Engine,
     wait_for_state: WaitForState,
-    wait_until: Callable[..., Awaitable[None]],
 ) -> None:
     job = engine.submit(selftest(steps="100000", delay="0.02"))
-    await wait_until(lambda: (engine.job(job.id).progress.step or 0) >= 3, what="three steps")
+    await eventually(lambda: (engine.job(job.id).progress.step or 0) >= 3, what="three steps")
     assert engine.stop_early(job.id, dry_run=True).name == "selftest train"
     assert not (engine.workdir(job.id) / "work" / "stop-early").exists()
     step = engine.stop_early(job.id)
@@ -47,7 +40,7 @@ async def test_only_a_running_training_stops_early(
     await wait_for_state(engine, done.id)
     with pytest.raises(StopEarlyError, match="it is succeeded, not training"):
         engine.stop_early(done.id)
-    inferring = engine.submit(selftest(Action.INFER, str(done.id), steps="1"))
+    inferring = engine.submit(selftest(Action.INFER, model=str(done.id), steps="1"))
     with pytest.raises(StopEarlyError, match="only training stops early"):
         engine.stop_early(inferring.id)
     await wait_for_state(engine, inferring.id)

@@ -1,108 +1,45 @@
-"""Steps on a real Ray head (token auth, one logical GPU) through the engine: success, GPU
-scheduling, cancel, a colabot that restarts mid-step, a head that goes away, and refusals."""
+"""Steps on a real Ray head (token auth, one logical GPU) through the engine: GPU scheduling,
+cancel, a colabot that restarts mid-step, a head that goes away, and refusals. A step that
+succeeds and is listed is in test_clusters.py, as on Slurm."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import secrets
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from tests.clusters.ray_head import RayHead
-from tests.workers.conftest import WaitForState, until
-from workers.engine import Engine, EngineSettings
+from tests.helpers.clusters import EngineOn, ray_executor, ray_jobs
+from tests.helpers.engine import WaitForState, selftest
+from tests.helpers.waiting import eventually
+from workers.engine import Engine
 from workers.errors import ExecutorError
 from workers.events import EventType
 from workers.executors.base import Placement
-from workers.jobs import Action, JobSpec, JobState
-from workers.kinds.registry import default_registry
-from workers.store.database import Store
+from workers.jobs import JobState
 
 pytestmark = pytest.mark.timeout(300)
 
-ray_job_submission = pytest.importorskip(
+pytest.importorskip(
     "ray.job_submission", reason="SKIPPED LOUDLY: Ray is not installed (colabot[ray])"
 )
 from workers.executors.ray import RayExecutor  # noqa: E402
 from workers.executors.settings import RaySettings  # noqa: E402
 
 
-def executor_for(
-    head: RayHead, *, token: str | None = None, lost_after_s: float = 20.0, instance: str = ""
-) -> RayExecutor:
-    settings = RaySettings(address=head.address, token=head.token if token is None else token)
-    return RayExecutor(
-        settings,
-        instance or secrets.token_hex(4),
-        python=sys.executable,
-        poll_s=0.25,
-        lost_after_s=lost_after_s,
-    )
-
-
-def selftest(**params: object) -> JobSpec:
-    return JobSpec("selftest", Action.TRAIN, {}, {k: str(v) for k, v in params.items()})
-
-
 @pytest.fixture
-def short_data_dir(tmp_path: Path) -> Path:
-    """The data folder (the Ray node sees the same disk)."""
-    return tmp_path / "data"
-
-
-@pytest.fixture
-async def ray_engine(
-    ray_head: RayHead, short_data_dir: Path
-) -> AsyncIterator[Callable[..., Awaitable[Engine]]]:
+def ray_engine(ray_head: RayHead, engine_on: EngineOn) -> Callable[..., Awaitable[Engine]]:
     """``await ray_engine()`` -> a started engine whose steps run on the session's head."""
-    engines: list[Engine] = []
     instance = secrets.token_hex(4)  # one colabot (one data folder), restarted
 
     async def make(head: RayHead = ray_head, lost_after_s: float = 20.0) -> Engine:
-        settings = EngineSettings(data_dir=short_data_dir, max_parallel_jobs=2)
-        executor = executor_for(head, lost_after_s=lost_after_s, instance=instance)
-        await executor.connect()
-        engine = Engine(settings, Store(short_data_dir), default_registry(), executor=executor)
-        await engine.start()
-        engines.append(engine)
-        return engine
+        return await engine_on(ray_executor(head, instance, lost_after_s=lost_after_s))
 
-    yield make
-    for engine in engines:
-        await engine.stop()
-        engine.store.close()
-
-
-def ray_jobs(head: RayHead) -> dict[str, tuple[str, dict[str, str]]]:
-    """Ray's own job list: submission id -> (status, metadata)."""
-    client = ray_job_submission.JobSubmissionClient(
-        head.address, headers={"Authorization": f"Bearer {head.token}"}
-    )
-    return {
-        str(job.submission_id): (str(job.status), dict(job.metadata or {}))
-        for job in client.list_jobs()
-    }
-
-
-async def test_a_job_runs_on_ray_and_ray_lists_it(
-    ray_engine: Callable[..., Awaitable[Engine]], ray_head: RayHead, wait_for_state: WaitForState
-) -> None:
-    engine = await ray_engine()
-    job = engine.submit(selftest(steps=3, delay=0.05))
-    done = await wait_for_state(engine, job.id, timeout=120)
-    assert done.state is JobState.SUCCEEDED, done.error
-    assert done.progress.message == "step 3 of 3", engine.log_path(job.id).read_text()
-    log = engine.log_path(job.id).read_text()
-    assert "progress 3/3" in log and "selftest: wrote" in log
-    assert engine.store.open_steps(job.id) == []  # the step ended
-    listed = ray_jobs(ray_head)
-    ours = {sid: meta for sid, (status, meta) in listed.items() if meta.get("colabot_job") == "1"}
-    assert any(status == "SUCCEEDED" for status, _ in listed.values())
-    assert ours and all(meta["colabot_step"] == "selftest train" for meta in ours.values())
+    return make
 
 
 async def test_two_gpu_jobs_on_one_gpu_the_second_waits_and_says_so(
@@ -116,7 +53,7 @@ async def test_two_gpu_jobs_on_one_gpu_the_second_waits_and_says_so(
         return place is not None and place.node is not None
 
     # Ray starts either one first; the other must then wait for the only GPU.
-    await until(lambda: any(on_node(j.id) for j in jobs), 90, "one job to run")
+    await eventually(lambda: any(on_node(j.id) for j in jobs), 90, "one job to run", every=0.1)
     running, other = jobs if on_node(jobs[0].id) else jobs[::-1]
     waiting = engine.placement(other.id)
     assert waiting is not None and waiting.node is None
@@ -132,12 +69,16 @@ async def test_cancel_stops_the_ray_job(
 ) -> None:
     engine = await ray_engine()
     job = engine.submit(selftest(steps=400, delay=0.25))
-    await until(lambda: engine.job(job.id).progress.step is not None, 90, "progress")
+    await eventually(
+        lambda: engine.job(job.id).progress.step is not None, 90, "progress", every=0.1
+    )
     submission = (engine.placement(job.id) or Placement()).job
     assert submission.startswith("colabot-")
     cancelled = await asyncio.wait_for(engine.cancel(job.id), 30)
     assert cancelled.state is JobState.CANCELLED
-    await until(lambda: ray_jobs(ray_head)[submission][0] == "STOPPED", 30, "Ray to stop it")
+    await eventually(
+        lambda: ray_jobs(ray_head)[submission][0] == "STOPPED", 30, "Ray to stop it", every=0.1
+    )
 
 
 async def test_a_restarted_engine_follows_the_step_again_and_events_come_once(
@@ -145,7 +86,9 @@ async def test_a_restarted_engine_follows_the_step_again_and_events_come_once(
 ) -> None:
     first = await ray_engine()
     job = first.submit(selftest(steps=16, delay=0.25))
-    await until(lambda: (first.job(job.id).progress.step or 0) >= 3, 90, "a few steps")
+    await eventually(
+        lambda: (first.job(job.id).progress.step or 0) >= 3, 90, "a few steps", every=0.1
+    )
     await first.stop()  # a cluster's steps outlive colabot: this one detaches
     assert first.store.get_job(job.id).state is JobState.RUNNING
     first.store.close()
@@ -167,7 +110,9 @@ async def test_a_head_that_goes_away_interrupts_the_job_and_resume_finishes_it(
     doomed = start_ray_head()
     engine = await ray_engine(doomed, lost_after_s=3.0)
     job = engine.submit(selftest(steps=40, delay=0.25))
-    await until(lambda: engine.job(job.id).progress.step is not None, 90, "progress")
+    await eventually(
+        lambda: engine.job(job.id).progress.step is not None, 90, "progress", every=0.1
+    )
     await asyncio.to_thread(doomed.stop)
     lost = await wait_for_state(engine, job.id, {JobState.INTERRUPTED}, timeout=60)
     assert lost.state is JobState.INTERRUPTED
@@ -187,10 +132,10 @@ async def test_refusals_are_one_line(ray_head: RayHead) -> None:
         ExecutorError, match=r"cannot reach the Ray cluster at http://127\.0\.0\.1:9"
     ):
         await nothing.connect()
-    wrong = executor_for(ray_head, token="wrong-token")
+    wrong = ray_executor(ray_head, token="wrong-token")
     with pytest.raises(ExecutorError, match="refused the token"):
         await wrong.connect()
-    missing = executor_for(ray_head, token="")
+    missing = ray_executor(ray_head, token="")
     with pytest.raises(ExecutorError, match="needs a token"):
         await missing.connect()
 
@@ -203,7 +148,7 @@ async def test_a_cluster_that_does_not_see_the_data_folder_is_refused(
     folder = tmp_path / "not-shared"
     folder.mkdir()
     apart = start_ray_head(hide=folder)
-    blind = executor_for(apart)
+    blind = ray_executor(apart)
     with pytest.raises(ExecutorError, match="does not share colabot's data folder") as caught:
         await blind.probe_shared(folder)
     assert str(folder) in caught.value.reason

@@ -1,89 +1,39 @@
-"""Steps on a real one-machine Slurm cluster (one dummy GPU) through the engine: success
-with the output redacted and the raw file removed, a pending step cancelled, a restarted
-engine that re-attaches (also to a step that ended while it was away), a job Slurm forgot,
-and refusals."""
+"""Steps on a real one-machine Slurm cluster (one dummy GPU) through the engine: a pending
+step cancelled, a restarted engine that re-attaches (also to a step that ended while it was
+away), a job Slurm forgot, refusals, and a node that fails. A step that succeeds (its output
+redacted, the raw file removed) is in test_clusters.py, as on Ray."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import secrets
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from tests.clusters.slurm_cluster import SlurmCluster
-from tests.workers.conftest import WaitForState, until
-from workers.engine import Engine, EngineSettings
+from tests.helpers.clusters import EngineOn, slurm_executor
+from tests.helpers.engine import WaitForState, selftest
+from tests.helpers.waiting import eventually
+from workers.engine import Engine
 from workers.errors import ExecutorError, StepLostError
 from workers.events import EventType
 from workers.executors.base import Launch, Placement
-from workers.executors.settings import SlurmSettings
-from workers.executors.slurm import SlurmExecutor
-from workers.jobs import Action, JobSpec, JobState
-from workers.kinds.registry import default_registry
-from workers.safety.redaction import register_secret
-from workers.store.database import Store
+from workers.jobs import JobState
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def slurm_executor(instance: str, **changes: object) -> SlurmExecutor:
-    """An executor whose steps fit the test node: one CPU, 100 MB, polled often."""
-    base = SlurmSettings(cpus_per_task=1, mem="100M", time_limit="10", poll_seconds=0.3)
-    settings = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
-    return SlurmExecutor(settings, instance, python=sys.executable)
-
-
-def selftest(**params: object) -> JobSpec:
-    return JobSpec("selftest", Action.TRAIN, {}, {k: str(v) for k, v in params.items()})
-
-
 @pytest.fixture
-async def slurm_engine(
-    on_slurm: SlurmCluster, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[Engine]]]:
-    """``await slurm_engine()`` -> a started engine whose steps run on the test cluster."""
-    engines: list[Engine] = []
-    data_dir = tmp_path / "data"
+def slurm_engine(on_slurm: SlurmCluster, engine_on: EngineOn) -> Callable[..., Awaitable[Engine]]:
+    """``await slurm_engine(**changes)`` -> a started engine whose steps run on the test
+    cluster (``changes`` to its settings)."""
 
     async def make(**changes: object) -> Engine:
-        executor = slurm_executor(secrets.token_hex(4), **changes)
-        await executor.connect()
-        engine = Engine(
-            EngineSettings(data_dir=data_dir, max_parallel_jobs=2),
-            Store(data_dir),
-            default_registry(),
-            executor=executor,
-        )
-        await engine.start()
-        engines.append(engine)
-        return engine
+        return await engine_on(slurm_executor(secrets.token_hex(4), **changes))
 
-    yield make
-    for engine in engines:
-        await engine.stop()
-        engine.store.close()
-
-
-async def test_a_step_runs_as_a_batch_job_its_output_redacted_and_the_raw_file_removed(
-    slurm_engine: Callable[..., Awaitable[Engine]],
-    on_slurm: SlurmCluster,
-    wait_for_state: WaitForState,
-) -> None:
-    secret = "train with 7 steps"  # what the step prints first, made a secret
-    register_secret(secret)
-    engine = await slurm_engine()
-    job = engine.submit(selftest(steps=7, delay=0.05))
-    done = await wait_for_state(engine, job.id, timeout=120)
-    assert done.state is JobState.SUCCEEDED, done.error
-    log = engine.log_path(job.id).read_text()
-    assert "progress 7/7" in log and "selftest: " in log and secret not in log
-    names = [name for _, name, _ in on_slurm.jobs()]
-    assert any(name.endswith(f"-job{job.id}-a1-s1-selftest-train") for name in names), names
-    assert list((engine.workdir(job.id) / ".slurm").glob("*.out")) == []  # raw output gone
+    return make
 
 
 async def test_a_step_still_pending_is_cancelled_at_once(
@@ -96,11 +46,13 @@ async def test_a_step_still_pending_is_cancelled_at_once(
         place = engine.placement(job_id)
         return (place.waiting, place.node) if place is not None else (None, None)
 
-    await until(lambda: where(first.id)[1] == "node1", 60, "the first job to run")
+    await eventually(lambda: where(first.id)[1] == "node1", 60, "the first job to run", every=0.1)
     place = engine.placement(first.id)
     assert place is not None and place.ends_at is not None
     second = engine.submit(selftest(steps=3, gpu="yes"))
-    await until(lambda: where(second.id)[0] == "waiting: Resources", 60, "the second job to wait")
+    await eventually(
+        lambda: where(second.id)[0] == "waiting: Resources", 60, "the second job to wait", every=0.1
+    )
     slurm_job = (engine.placement(second.id) or Placement()).job
     cancelled = await asyncio.wait_for(engine.cancel(second.id), 30)
     assert cancelled.state is JobState.CANCELLED
@@ -117,18 +69,23 @@ async def test_a_restarted_engine_follows_its_steps_again_even_one_that_ended_me
     first = await slurm_engine()
     long = first.submit(selftest(steps=16, delay=0.25))
     short = first.submit(selftest(steps=2, delay=0.25))
-    await until(lambda: (first.job(long.id).progress.step or 0) >= 3, 90, "a few steps")
-    await until(
+    await eventually(
+        lambda: (first.job(long.id).progress.step or 0) >= 3, 90, "a few steps", every=0.1
+    )
+    await eventually(
         lambda: bool((first.placement(short.id) or Placement()).job),
         30,
         "the short one to be submitted",
+        every=0.1,
     )
     short_slurm_job = (first.placement(short.id) or Placement()).job
     await first.stop()  # a cluster's steps outlive colabot: these detach
     assert first.store.get_job(short.id).state is JobState.RUNNING
     first.store.close()
     # The short one ends on the cluster while no colabot watches.
-    await until(lambda: on_slurm.state(short_slurm_job) == "COMPLETED", 60, "it to end")
+    await eventually(
+        lambda: on_slurm.state(short_slurm_job) == "COMPLETED", 60, "it to end", every=0.1
+    )
     second = await slurm_engine()
     for job in (long, short):
         done = await wait_for_state(second, job.id, timeout=120)
@@ -166,7 +123,9 @@ async def test_a_step_whose_node_fails_interrupts_the_job_and_resume_finishes_it
 ) -> None:
     engine = await slurm_engine()
     job = engine.submit(selftest(steps=40, delay=0.25))
-    await until(lambda: (engine.job(job.id).progress.step or 0) >= 2, 60, "progress")
+    await eventually(
+        lambda: (engine.job(job.id).progress.step or 0) >= 2, 60, "progress", every=0.1
+    )
     down = on_slurm.run("scontrol", "update", "nodename=node1", "state=down", "reason=test")
     assert down.returncode == 0, down.stderr
     try:
@@ -175,7 +134,9 @@ async def test_a_step_whose_node_fails_interrupts_the_job_and_resume_finishes_it
         assert "the node it ran on (node1) failed" in lost.error
     finally:
         on_slurm.run("scontrol", "update", "nodename=node1", "state=resume")
-    await until(lambda: on_slurm.node_state() == "idle", 30, "the node to come back")
+    await eventually(
+        lambda: on_slurm.node_state() == "idle", 30, "the node to come back", every=0.1
+    )
     engine.resume(job.id)
     done = await wait_for_state(engine, job.id, timeout=120)
     assert done.state is JobState.SUCCEEDED and done.attempt == 2, done.error
