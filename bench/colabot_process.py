@@ -1,25 +1,13 @@
-"""The environment for running ``colabot run`` as its own process against the emulator."""
+"""The environment for running ``colabot run`` as its own process against the emulator.
+
+It is the tests' own: ``colabot_env(home, emu.url, emu.token, COLABOT_...="...")`` gives this
+process's environment without COLABOT_* settings, a bot for the emulator's user (``token``:
+the emulator's, made at its start), data and results under ``home``, and the extra settings
+(see :func:`tests.helpers.cli.colabot_env`).
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from tests.helpers.cli import colabot_env
 
-from emulator import DEFAULT_USER_ID
-
-
-def colabot_env(home: Path, api_url: str, token: str, **settings: str) -> dict[str, str]:
-    """This process's environment without COLABOT_* settings, plus a bot for the emulator's
-    user (``token``: the emulator's, made at its start), data and results under ``home``,
-    and any extra ``COLABOT_*`` ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-    env.update(
-        HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=token,
-        COLABOT_TELEGRAM_API_URL=api_url,
-        COLABOT_TELEGRAM_ALLOWED_USERS=str(DEFAULT_USER_ID),
-        COLABOT_WORKER_DATA_DIR=str(home / "data"),
-        COLABOT_RESULTS_DIR=str(home / "results"),
-    )
-    env.update(settings)
-    return env
+__all__ = ["colabot_env"]

@@ -43,9 +43,15 @@ class SubmitRequest:
 
 @dataclass(frozen=True)
 class JobsRequest:
-    """/jobs [n]: recent jobs."""
+    """/jobs [all] [n]: the caller's recent jobs, or everyone's."""
 
     limit: int = DEFAULT_JOB_LIST
+    everyone: bool = False
+
+
+@dataclass(frozen=True)
+class UsageRequest:
+    """/usage: GPU-hours this week and in total."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,14 @@ class PlotRequest:
 
 
 @dataclass(frozen=True)
+class CompareRequest:
+    """/compare <id> <id>: two finished trainings side by side."""
+
+    first: int
+    second: int
+
+
+@dataclass(frozen=True)
 class ResultsRequest:
     """/results <id>."""
 
@@ -138,10 +152,12 @@ Request = (
     | StopEarlyRequest
     | StopEarlyDeclined
     | PlotRequest
+    | CompareRequest
     | ResultsRequest
     | ResumeRequest
     | RuntimeRequest
     | ReleaseRequest
+    | UsageRequest
 )
 
 USAGE = {
@@ -149,15 +165,17 @@ USAGE = {
     "help": "/help [command or kind]",
     "train": "/train <kind> <input> [key=value ...]",
     "infer": "/infer <kind> <model> <input> [key=value ...]",
-    "jobs": "/jobs [how many]",
+    "jobs": "/jobs [all] [how many]",
     "status": "/status <job id>",
     "logs": "/logs <job id> [lines]",
     "cancel": "/cancel <job id>",
     "stop": "/stop <job id>",
     "plot": "/plot <job id>",
+    "compare": "/compare <job id> <job id>",
     "results": "/results <job id>",
     "resume": "/resume <job id>",
     "runtime": "/runtime",
+    "usage": "/usage",
 }
 
 SUMMARY = {
@@ -165,15 +183,18 @@ SUMMARY = {
     "help": "this help, or help on one command or job kind",
     "train": "start a training job",
     "infer": "run a trained model on new data",
-    "jobs": "list recent jobs",
+    "jobs": "list your recent jobs (/jobs all: everyone's, with their owners)",
     "status": "state, progress, time left and last log lines of a job",
     "logs": "the last lines of a job's log (a file when long)",
     "cancel": "stop a job now, keeping nothing new (asks to confirm)",
     "stop": "end a training early and keep its model; later steps still run (asks to confirm)",
     "plot": "a picture of a training job's loss so far",
+    "compare": "two finished trainings side by side: held-out scores, differing parameters "
+    "and both loss curves",
     "results": "links to a job's results",
     "resume": "continue an interrupted or failed job from its last checkpoint",
     "runtime": "GPU, CPU, memory, disk and the runtime's age and time left",
+    "usage": "GPU-hours used this week and in total (admins see everyone's)",
 }
 
 
@@ -208,6 +229,16 @@ def _one_job_id(name: str, args: list[str]) -> int:
     if len(args) > 1:
         raise UsageError(f"/{name} takes one job id, got {len(args)} arguments", usage)
     return parse_job_id(args[0], usage)
+
+
+def _compare(args: list[str]) -> CompareRequest:
+    usage = USAGE["compare"]
+    if len(args) != 2:
+        raise UsageError(f"/compare takes two job ids, got {len(args)}", usage)
+    first, second = (parse_job_id(arg, usage) for arg in args)
+    if first == second:
+        raise UsageError("name two different jobs", usage)
+    return CompareRequest(first, second)
 
 
 def kind_usage(
@@ -290,11 +321,17 @@ def parse_command(text: str, registry: KindRegistry, *, has_document: bool = Fal
     if name in ("train", "infer"):
         return parse_submit(Action(name), args, registry, has_document=has_document)
     if name == "jobs":
+        everyone = bool(args) and args[0].lower() == "all"
+        args = args[1:] if everyone else args
         if len(args) > 1:
-            raise UsageError("/jobs takes at most one number", USAGE["jobs"])
+            raise UsageError("/jobs takes 'all' and at most one number", USAGE["jobs"])
         if args and (not args[0].isdigit() or not 1 <= int(args[0]) <= 50):
             raise UsageError(f"{args[0]!r} is not a count from 1 to 50", USAGE["jobs"])
-        return JobsRequest(int(args[0]) if args else DEFAULT_JOB_LIST)
+        return JobsRequest(int(args[0]) if args else DEFAULT_JOB_LIST, everyone)
+    if name == "usage":
+        if args:
+            raise UsageError("/usage takes nothing after it", USAGE["usage"])
+        return UsageRequest()
     if name == "logs":
         if not args or len(args) > 2:
             raise UsageError("/logs needs a job id and, optionally, a line count", USAGE["logs"])
@@ -307,6 +344,8 @@ def parse_command(text: str, registry: KindRegistry, *, has_document: bool = Fal
                 )
             lines = int(args[1])
         return LogsRequest(job_id, lines)
+    if name == "compare":
+        return _compare(args)
     if name == "runtime":
         if args:
             raise UsageError("/runtime takes no arguments", USAGE["runtime"])
@@ -340,6 +379,27 @@ class Verb(StrEnum):
     RESUME = "rs"
     RESULTS = "rr"
     RELEASE = "rl"
+
+
+def named_jobs(request: Request) -> tuple[int, ...]:
+    """The jobs a request looks at or acts on, whose owners decide who may make it."""
+    match request:
+        case CompareRequest():
+            return (request.first, request.second)
+        case (
+            StatusRequest()
+            | LogsRequest()
+            | CancelRequest()
+            | CancelDeclined()
+            | StopEarlyRequest()
+            | StopEarlyDeclined()
+            | PlotRequest()
+            | ResultsRequest()
+            | ResumeRequest()
+        ):
+            return (request.job_id,)
+        case _:
+            return ()
 
 
 def button_data(verb: Verb, job_id: int) -> str:

@@ -31,6 +31,7 @@ from workers.drive.settings import DriveSettings
 from workers.executors.settings import RaySettings, SlurmSettings
 from workers.executors.slurm_commands import extra_arg_problem, parse_time_limit
 from workers.inputs.netpolicy import FetchPolicy, is_loopback_url
+from workers.sharing.quotas import QuotaSettings
 from workers.wandb.runs import MODES as WANDB_MODES
 from workers.wandb.runs import WandbSettings
 
@@ -50,6 +51,11 @@ class TelegramConfig:
     max_download_mb: int = BOT_DOWNLOAD_MB
     local_mode: bool = False
     local_files_dir: Path | None = None
+    start_jobs: bool = True
+    """Whether /train and /infer from the chat start jobs (false: companion mode, where jobs
+    start from the notebook and the chat follows them)."""
+    admins: tuple[int, ...] = ()
+    """Allowed users who may act on everyone's jobs and hear every runtime warning."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class Config:
     ray: RaySettings = field(default_factory=RaySettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     wandb: WandbSettings = field(default_factory=WandbSettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
     source: Path | None = None
 
     @property
@@ -133,7 +140,14 @@ SECTIONS: dict[str, type[Any]] = {
 def access_policy(config: Config) -> AccessPolicy:
     """Who may use the bot, and in which group chats."""
     tg = config.telegram
-    return AccessPolicy(frozenset(tg.allowed_users), frozenset(tg.allowed_chats))
+    return AccessPolicy(
+        frozenset(tg.allowed_users), frozenset(tg.allowed_chats), frozenset(tg.admins)
+    )
+
+
+def quota_exempt(config: Config) -> frozenset[int]:
+    """The users quotas do not bind: the admins, when ``quotas.admins_exempt``."""
+    return frozenset(config.telegram.admins) if config.quotas.admins_exempt else frozenset()
 
 
 def mask_token(token: str) -> str:
@@ -304,6 +318,17 @@ def validate(config: Config) -> None:
         raise ConfigError(
             "telegram.allowed_users",
             "required when telegram.token is set (a list of Telegram user ids)",
+        )
+    for admin in tg.admins:
+        if admin not in tg.allowed_users:
+            raise ConfigError(
+                "telegram.admins",
+                f"{admin} is not in telegram.allowed_users: an admin must be an allowed user",
+            )
+    _not_negative("quotas.running_per_user", config.quotas.running_per_user)
+    if config.quotas.gpu_hours_per_user_per_week is not None:
+        _not_negative(
+            "quotas.gpu_hours_per_user_per_week", config.quotas.gpu_hours_per_user_per_week
         )
     if tg.api_url and not re.match(r"^https?://[^/\s]+", tg.api_url):
         raise ConfigError("telegram.api_url", f"must be an http(s) URL, got {tg.api_url!r}")

@@ -30,3 +30,7 @@ class UploadError(ColabotError):
         super().__init__(f"{name}: {problem}")
         self.name = name
         self.problem = problem
+
+
+class NotYoursError(ColabotError):
+    """A request names a job the caller neither owns nor administers."""

@@ -108,7 +108,7 @@ async def check_executor(
                 f"{'s' if largest != 1 else ''}: a step asking for that would wait for ever",
             )
     if config.worker.executor == "slurm" and capacity is not None:
-        wanted = _gres_gpus(config.slurm.gres)
+        wanted = config.slurm.gpus_per_step
         largest = capacity.largest_node_gpus or 0
         if wanted > largest:
             raise ConfigError(
@@ -120,16 +120,6 @@ async def check_executor(
     if probe and prober is not None:
         await prober(config.data_dir)
     return capacity
-
-
-def _gres_gpus(gres: str) -> int:
-    """``gpu:2`` -> 2, ``gpu:a100:1`` -> 1, ``gpu`` -> 1, '' -> 0."""
-    total = 0
-    for item in filter(None, gres.split(",")):
-        name, *rest = item.split(":")
-        if name == "gpu":
-            total += int(rest[-1]) if rest and rest[-1].isdigit() else 1
-    return total
 
 
 def capacity_lines(capacity: Capacity) -> list[str]:

@@ -27,13 +27,14 @@ from telegram.ext import (
     filters,
 )
 
-from bot import limits, views
+from bot import limits, report_views, runtime_views, views
 from bot.access import Verdict
 from bot.chats import ChatBook
 from bot.commands import (
     USAGE,
     CancelDeclined,
     CancelRequest,
+    CompareRequest,
     HelpRequest,
     JobsRequest,
     LogsRequest,
@@ -47,20 +48,24 @@ from bot.commands import (
     StopEarlyDeclined,
     StopEarlyRequest,
     SubmitRequest,
+    UsageRequest,
     command_name,
     kind_usage,
+    named_jobs,
     parse_button,
     parse_command,
 )
 from bot.config import Config
 from bot.delivery import ChatPositions, send_view
 from bot.downloads import Attachment, Downloads, attachment_name, attachment_of
-from bot.errors import UsageError
+from bot.errors import NotYoursError, UsageError
 from bot.executor import capacity_lines
 from bot.runtime import RuntimeClock, read_facts
 from workers.engine import Engine
 from workers.errors import ColabotError, SpecError, StoreError
-from workers.jobs import Action, JobSpec, Operation, require
+from workers.jobs import Action, Job, JobSpec, Operation, require
+from workers.sharing.owners import Owner, not_yours
+from workers.sharing.quotas import week_start
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +247,12 @@ class ChatHandlers:
         attachment = attachment_of(message) or attachment_of(message.reply_to_message)
         reply = reply_to(message)
         try:
+            if command_name(text) in ("train", "infer") and not self.config.telegram.start_jobs:
+                # Companion mode: whatever follows /train, it starts nothing here.
+                await self._say(
+                    update.get_bot(), reply, views.View(views.esc(views.COMPANION_MODE))
+                )
+                return
             request = parse_command(
                 text,
                 self.registry,
@@ -307,21 +318,24 @@ class ChatHandlers:
             with contextlib.suppress(TelegramError):
                 await context.bot.send_message(update.effective_chat.id, INTERNAL_ERROR)
 
+    def problem_view(self, exc: Exception, text: str) -> views.View:
+        """What the chat (or a notebook cell) is told when a command fails: a usage error
+        with the right form, a refused value, or a clear error; never a traceback."""
+        if isinstance(exc, UsageError):
+            return views.usage_view(exc.problem, exc.usage)
+        if isinstance(exc, SpecError):
+            return views.usage_view(str(exc), self._usage_for(text))
+        if isinstance(exc, StoreError):
+            return views.error_view(exc.reason)
+        if isinstance(exc, ColabotError):
+            return views.error_view(str(exc))
+        log.error("error while handling a command", exc_info=exc)
+        return views.error_view(INTERNAL_ERROR)
+
     async def _report(
         self, exc: Exception, reply: Reply, context: ContextTypes.DEFAULT_TYPE, text: str
     ) -> None:
-        if isinstance(exc, UsageError):
-            view = views.usage_view(exc.problem, exc.usage)
-        elif isinstance(exc, SpecError):
-            view = views.usage_view(str(exc), self._usage_for(text))
-        elif isinstance(exc, StoreError):
-            view = views.error_view(exc.reason)
-        elif isinstance(exc, ColabotError):
-            view = views.error_view(str(exc))
-        else:
-            log.error("error while handling a command", exc_info=exc)
-            view = views.error_view(INTERNAL_ERROR)
-        await self._say(context.bot, reply, view)
+        await self._say(context.bot, reply, self.problem_view(exc, text))
 
     async def _say(self, bot: Any, reply: Reply, view: views.View) -> None:
         await send_view(
@@ -344,23 +358,40 @@ class ChatHandlers:
     async def dispatch(
         self, request: Request, reply: Reply, update: Update, attachment: Attachment | None
     ) -> None:
-        """Carry out one request."""
+        """Carry out one request (one that names someone else's job is refused)."""
         bot = update.get_bot()
+        self._check_owner(request, update)
         match request:
             case HelpRequest():
-                view = views.help_view(request.topic, self.registry, welcome=request.welcome)
+                view = views.help_view(
+                    request.topic,
+                    self.registry,
+                    welcome=request.welcome,
+                    companion=not self.config.telegram.start_jobs,
+                )
                 await self._say(bot, reply, view)
             case SubmitRequest():
+                if not self.config.telegram.start_jobs:
+                    await self._say(bot, reply, views.View(views.esc(views.COMPANION_MODE)))
+                    return
                 await self._submit(request, reply, update, attachment)
             case JobsRequest():
-                jobs = self.engine.jobs(request.limit)
+                mine = None if request.everyone else _user_id(update)
+                jobs = self.engine.jobs(request.limit, owner_id=mine)
                 places = {j.id: p for j in jobs if (p := self.engine.placement(j.id))}
-                await self._say(bot, reply, views.jobs_view(jobs, places=places))
+                view = views.jobs_view(jobs, places=places, owners=request.everyone)
+                await self._say(bot, reply, view)
+            case UsageRequest():
+                await self._usage(reply, update)
             case StatusRequest():
                 job = self.engine.job(request.job_id)
                 tail = await asyncio.to_thread(self.engine.log_tail, job.id, 8)
                 view = views.status_view(
-                    job, self.engine.current_step(job.id), tail, where=self.engine.placement(job.id)
+                    job,
+                    self.engine.current_step(job.id),
+                    tail,
+                    where=self.engine.placement(job.id),
+                    quality=self.engine.quality(job.id),
                 )
                 await self._say(bot, reply, view)
             case LogsRequest():
@@ -376,13 +407,19 @@ class ChatHandlers:
             case PlotRequest():
                 await self._plot(request, reply, update)
             case ResultsRequest():
-                await self._say(bot, reply, views.results_view(self.engine.job(request.job_id)))
+                job = self.engine.job(request.job_id)
+                view = views.results_view(job, self.engine.quality(job.id))
+                await self._say(bot, reply, view)
+            case CompareRequest():
+                await self._compare(request, reply, update)
             case ResumeRequest():
                 self.engine.resume(request.job_id)
             case RuntimeRequest():
                 facts = await asyncio.to_thread(read_facts, self.config.data_dir)
                 cluster = await self._cluster_lines()
-                await self._say(bot, reply, views.runtime_view(facts, self.clock, cluster=cluster))
+                await self._say(
+                    bot, reply, runtime_views.runtime_view(facts, self.clock, cluster=cluster)
+                )
             case ReleaseRequest():
                 note = "nothing to release"
                 if self.on_release is not None:
@@ -390,6 +427,39 @@ class ChatHandlers:
                 await self._edit_button_message(update, note)
             case _:
                 assert_never(request)
+
+    def _check_owner(self, request: Request, update: Update) -> None:
+        """Refuse (NotYoursError) a request that names a job neither the caller nor an admin
+        may touch; jobs that do not exist are left for the request to report."""
+        user_id = _user_id(update)
+        policy = self.chats.policy
+        for job_id in named_jobs(request):
+            job = self.engine.store.find_job(job_id)
+            if job is not None and job.owner is not None and not policy.may_act(job.owner, user_id):
+                raise NotYoursError(not_yours(job.id, job.owner))
+
+    async def _usage(self, reply: Reply, update: Update) -> None:
+        """/usage: the caller's GPU-hours this week and in total; an admin sees everyone's,
+        with a bar chart."""
+        now = time.time()
+        week = self.engine.usage(since=week_start(now), now=now)
+        total = self.engine.usage(now=now)
+        user_id = _user_id(update)
+        admin = user_id is not None and user_id in self.chats.policy.admins
+        quota = self.config.quotas.gpu_hours_per_user_per_week
+        view = report_views.gpu_usage_view(week, total, user_id, everyone=admin, quota=quota)
+        await self._say(update.get_bot(), reply, view)
+        if admin and any(u.gpu_hours or u.cpu_hours for u in week):
+            picture = await self.engine.usage_chart(week, "GPU-hours this week")
+            if picture is not None:
+                with picture.open("rb") as handle:
+                    await update.get_bot().send_photo(
+                        reply.chat_id,
+                        handle,
+                        filename=picture.name,
+                        caption="GPU-hours this week",
+                        message_thread_id=reply.thread_id,
+                    )
 
     async def _edit_button_message(self, update: Update, text: str) -> None:
         query = update.callback_query
@@ -403,32 +473,55 @@ class ChatHandlers:
     async def _submit(
         self, request: SubmitRequest, reply: Reply, update: Update, attachment: Attachment | None
     ) -> None:
-        spec = JobSpec(request.kind, request.action, dict(request.inputs), dict(request.params))
         slot = request.document_slot if attachment is not None else None
         names = {slot: attachment_name(attachment)} if slot and attachment else {}
         # Refuse a bad request, the attached file included, before anything is downloaded.
-        self.engine.check(spec, names)
-        self.engine.disk.check_room()
+        spec = self.check_submit(request, names)
+        self.engine.check_quota(owner_of(update))
         uploads: dict[str, Path] = {}
         if slot and attachment is not None:
             self.downloads.check_size(attachment, names[slot])
             await self._video_note(update.get_bot(), reply.chat_id, attachment, reply)
             uploads[slot] = await self.downloads.fetch(attachment, names[slot])
+        owner = owner_of(update)
         origin = {
             "chat_id": reply.chat_id,
             "message_id": reply.message_id,
-            "user_id": update.effective_user.id if update.effective_user else None,
+            "user_id": owner.user_id if owner is not None else None,
         }
         if reply.thread_id is not None:
             origin["thread_id"] = reply.thread_id
         try:
-            job = self.engine.submit(spec, origin, uploads=uploads)
+            self.submit(spec, origin, uploads, owner=owner)
         finally:
             for path in uploads.values():
                 if path.exists():
                     path.unlink()
+
+    def check_submit(self, request: SubmitRequest, upload_names: dict[str, str]) -> JobSpec:
+        """The job a /train or /infer request asks for, checked (SpecError, DiskSpaceError)."""
+        spec = JobSpec(request.kind, request.action, dict(request.inputs), dict(request.params))
+        self.engine.check(spec, upload_names)
+        self.engine.disk.check_room()
+        return spec
+
+    def submit(
+        self,
+        spec: JobSpec,
+        origin: dict[str, Any],
+        uploads: dict[str, Path] | None = None,
+        *,
+        owner: Owner | None = None,
+    ) -> Job:
+        """Queue a checked job, as the chat or a notebook cell asked for it; its owner is
+        ``owner``, else the user the origin names (a notebook's user)."""
+        user_id = origin.get("user_id")
+        if owner is None and isinstance(user_id, int):
+            owner = Owner(user_id)
+        job = self.engine.submit(spec, origin, owner=owner, uploads=uploads or {})
         if self.on_submit is not None:
             self.on_submit(job.id)
+        return job
 
     async def _video_note(
         self, bot: Any, chat_id: int, attachment: Attachment, reply: Reply
@@ -501,13 +594,33 @@ class ChatHandlers:
         job = self.engine.job(request.job_id)
         await bot.send_photo(
             reply.chat_id,
-            picture.read_bytes(),
+            picture,
             caption=limits.caption(views.plot_caption(job)),
             reply_to_message_id=reply.message_id,
             allow_sending_without_reply=True,
             message_thread_id=reply.thread_id,
         )
         picture.unlink(missing_ok=True)
+
+    async def _compare(self, request: CompareRequest, reply: Reply, update: Update) -> None:
+        """Both trainings side by side; then, when it could be drawn, the picture of both
+        loss curves (the text comes either way)."""
+        bot = update.get_bot()
+        both = await self.engine.compare(request.first, request.second)
+        await self._say(bot, reply, report_views.compare_view(both))
+        if both.picture is None:
+            return
+        try:
+            await bot.send_photo(
+                reply.chat_id,
+                both.picture,
+                caption=limits.caption(report_views.compare_caption(both)),
+                reply_to_message_id=reply.message_id,
+                allow_sending_without_reply=True,
+                message_thread_id=reply.thread_id,
+            )
+        finally:
+            both.picture.unlink(missing_ok=True)
 
 
 async def _answer(query: Any, text: str | None) -> None:
@@ -543,3 +656,16 @@ def _thread_of(message: Any) -> int | None:
     if isinstance(message, Message) and message.is_topic_message:
         return message.message_thread_id
     return None
+
+
+def owner_of(update: Update) -> Owner | None:
+    """Who sent an update, as a job's owner: ``@username``, else their first name."""
+    user = update.effective_user
+    if user is None:
+        return None
+    name = f"@{user.username}" if user.username else (user.first_name or "")
+    return Owner(user.id, name)
+
+
+def _user_id(update: Update) -> int | None:
+    return update.effective_user.id if update.effective_user is not None else None

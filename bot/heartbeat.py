@@ -17,10 +17,10 @@ from typing import Any
 
 from telegram.ext import ContextTypes, JobQueue
 
-from bot import views
+from bot import runtime_views
 from bot.config import Config
 from bot.delivery import Delivery, keepalive_event, view_notice
-from bot.runtime import RuntimeClock, is_colab, read_facts
+from bot.runtime import RuntimeClock, flush_drive_mount, is_colab, read_facts
 from bot.schedule import (
     cluster_limit_due,
     due_warning,
@@ -109,9 +109,12 @@ class Heartbeat:
         await self.keeper.sync_checkpoints()
         if is_last_warning(warning, self.minutes):
             await self.keeper.snapshot_now()
+            flushed = await flush_drive_mount(self.config)
+            if flushed is not None:
+                self.engine.notice(None, flushed)
         running = self.engine.running_jobs()
         saved = {job.id: self.keeper.checkpoint_note(job.id) for job in running}
-        view = views.warning_view(
+        view = runtime_views.warning_view(
             warning.minutes,
             self.clock,
             now,
@@ -137,7 +140,7 @@ class Heartbeat:
             self.limit_warned.add(key)
             await self.keeper.sync_checkpoints()
             cluster = self.engine.executor.name.capitalize()
-            text = views.cluster_limit_text(
+            text = runtime_views.cluster_limit_text(
                 cluster, where.ends_at - now, eta, self.keeper.checkpoint_note(job.id)
             )
             self.engine.notice(job.id, text)
@@ -152,7 +155,7 @@ class Heartbeat:
             return
         self.last_keepalive = now
         facts = await asyncio.to_thread(read_facts, self.config.data_dir)
-        view = views.keepalive_view(self.clock, now, running, queued, facts)
+        view = runtime_views.keepalive_view(self.clock, now, running, queued, facts)
         self.engine.post(None, keepalive_event(view))
 
     # disk space ------------------------------------------------------------------------------
@@ -164,7 +167,9 @@ class Heartbeat:
         if low and not self.disk_warned:
             self.disk_warned = True
             free = await asyncio.to_thread(disk.free_mb)
-            self.engine.notice(None, views.low_disk_text(free, disk.folder, disk.min_free_mb))
+            self.engine.notice(
+                None, runtime_views.low_disk_text(free, disk.folder, disk.min_free_mb)
+            )
         elif not low:
             self.disk_warned = False
             await asyncio.to_thread(disk.keep_reserve)
@@ -181,7 +186,7 @@ class Heartbeat:
         minutes = self.config.runtime.idle_release_minutes
         if idle_release_due(now, self.idle_since, minutes, self.idle_offered):
             self.idle_offered = True
-            self.engine.post(None, view_notice(views.idle_offer_view(minutes, is_colab())))
+            self.engine.post(None, view_notice(runtime_views.idle_offer_view(minutes, is_colab())))
 
     async def release(self, confirmed: bool, chat_id: int) -> str:
         """Answer the idle-release offer."""
@@ -208,7 +213,7 @@ class Heartbeat:
         guess = estimate(job.spec, self.engine.store.list_jobs(limit=100))
         left = self.clock.left(now)
         if guess is not None and guess > left:
-            self.engine.notice(job_id, views.long_job_text(guess, left))
+            self.engine.notice(job_id, runtime_views.long_job_text(guess, left))
 
 
 def _unassign_colab_runtime() -> None:

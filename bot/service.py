@@ -18,11 +18,11 @@ from typing import Any, TextIO
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.ext import Application
 
-from bot import views
+from bot import runtime_views
 from bot.app import build_application
 from bot.chats import ChatBook
 from bot.cli import register_secrets, say
-from bot.config import Config, access_policy
+from bot.config import Config, access_policy, quota_exempt
 from bot.delivery import ChatPositions, Delivery, view_notice
 from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
@@ -31,7 +31,7 @@ from bot.handlers import ChatHandlers
 from bot.heartbeat import Heartbeat
 from bot.limits import DOCUMENT_UPLOAD_BYTES, MB
 from bot.results import drive_client_factory, open_results
-from bot.runtime import RuntimeClock, runtime_clock
+from bot.runtime import RuntimeClock, runtime_clock, visible_gpu_count
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError, StoreError
 from workers.executors.base import Executor
@@ -129,6 +129,9 @@ class Colabot:
             ),
             min_free_disk_mb=config.worker.min_free_disk_mb,
             wandb=config.wandb,
+            quotas=config.quotas,
+            quota_exempt=quota_exempt(config),
+            local_gpus=await asyncio.to_thread(visible_gpu_count),
         )
         self.engine = Engine(
             settings,
@@ -190,7 +193,9 @@ class Colabot:
                 self.engine.notice(None, note)
         if snapshot is not None:
             for record in lost:
-                view = views.lost_job_view(record.job, snapshot.saved_at, record.checkpoint_note)
+                view = runtime_views.lost_job_view(
+                    record.job, snapshot.saved_at, record.checkpoint_note
+                )
                 self.engine.post(record.job.id, view_notice(view))
         log.info(
             "colabot is running (bot api: %s; results: %s; jobs run on: %s)",

@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workers.errors import (
     ColabotError,
+    CompareError,
     JobStateError,
     PlotError,
+    QuotaError,
     SpecError,
     StepLostError,
     StopEarlyError,
@@ -30,10 +34,11 @@ from workers.executors.base import Capacity, Executor, Launch, Placement
 from workers.executors.containment import find_cgroup_root
 from workers.executors.local import LocalExecutor, run_briefly
 from workers.inputs.resolve import InputResolver
-from workers.jobs import Job, JobSpec, JobState, Operation, Progress, require
+from workers.jobs import Action, Job, JobSpec, JobState, Operation, Progress, require
 from workers.kinds.base import PLOT_REFUSAL, Step
 from workers.kinds.registry import KindRegistry
 from workers.logfile import tail_lines
+from workers.quality import Quality
 from workers.results.base import ResultsBackend
 from workers.runner import (
     BeforeRun,
@@ -46,16 +51,56 @@ from workers.runner import (
 )
 from workers.safety.environment import step_environment
 from workers.safety.names import is_plain_name, shown
+from workers.sharing.accounting import Usage, usage, used_gpu_hours
+from workers.sharing.fairshare import pick_next
+from workers.sharing.owners import Owner
+from workers.sharing.quotas import submit_refusal, week_start
 from workers.store.database import INTERRUPTED_REASON, Store
 from workers.store.disk import DiskGuard
 from workers.wandb.runs import WandbRun
 
-__all__ = ["Engine", "EngineSettings", "JobTimings"]
+__all__ = ["Comparison", "Engine", "EngineSettings", "JobTimings", "compare_refusal"]
 
 log = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_S = 1.0
 PLOT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two finished trainings of one kind, for ``/compare``: each job with the held-out
+    scores it kept (None: it kept none), and the picture of both loss curves (None, with
+    ``picture_note`` saying why, when it could not be drawn)."""
+
+    first: Job
+    second: Job
+    first_quality: Quality | None
+    second_quality: Quality | None
+    picture: Path | None = None
+    picture_note: str = ""
+
+
+def compare_refusal(first: Job, second: Job) -> str | None:
+    """Why two jobs cannot be compared (None: they can): each must be a training that
+    finished well, and both of the same kind."""
+    if first.id == second.id:
+        return "that is the same job twice; name two different trainings"
+    for job in (first, second):
+        if job.state in (JobState.QUEUED, JobState.RUNNING):
+            return f"job {job.id} is {job.state.value}; compare it once it has finished"
+        if job.spec.action is not Action.TRAIN:
+            return f"job {job.id} is an inference, not a training: only trainings are compared"
+        if job.state is not JobState.SUCCEEDED:
+            return (
+                f"job {job.id} is {job.state.value}: only trainings that finished well are compared"
+            )
+    if first.spec.kind != second.spec.kind:
+        return (
+            f"job {first.id} is a {first.spec.kind} training and job {second.id} a "
+            f"{second.spec.kind} training: only jobs of the same kind are compared"
+        )
+    return None
 
 
 class Engine:
@@ -75,7 +120,7 @@ class Engine:
         self.registry = registry
         self.results = results
         cgroup_root = find_cgroup_root() if settings.use_cgroups else None
-        self.executor: Executor = executor or LocalExecutor(cgroup_root)
+        self.executor: Executor = executor or LocalExecutor(cgroup_root, settings.local_gpus)
         self.inputs = InputResolver(
             settings.input_roots,
             self._job_outputs,
@@ -85,6 +130,7 @@ class Engine:
         self.timings: OrderedDict[int, JobTimings] = OrderedDict()
         self._runners: dict[int, JobRunner] = {}
         self._flushed: dict[int, float] = {}
+        self._held: dict[int, str] = {}
         self._wake = asyncio.Event()
         self._events = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -183,9 +229,10 @@ class Engine:
         """Call ``callback`` whenever new outbox events are stored."""
         self._event_listeners.append(callback)
 
-    def on_state(self, callback: Callable[[Job], None]) -> None:
-        """Call ``callback`` with the job after every state change."""
+    def on_state(self, callback: Callable[[Job], None]) -> Callable[[], None]:
+        """Call ``callback`` with the job after every state change; returns what stops it."""
         self._state_listeners.append(callback)
+        return lambda: _remove(self._state_listeners, callback)
 
     def before_run(self, callback: Callable[[Job, Path], Awaitable[None]]) -> None:
         """Await ``callback(job, workdir)`` when a job starts, before its inputs are resolved."""
@@ -196,9 +243,11 @@ class Engine:
         runner = self._runners.get(job_id)
         return runner.checkpoint() if runner is not None else None
 
-    def on_progress(self, callback: Callable[[int, Progress], None]) -> None:
-        """Call ``callback`` with (job id, progress) whenever a running job reports progress."""
+    def on_progress(self, callback: Callable[[int, Progress], None]) -> Callable[[], None]:
+        """Call ``callback`` with (job id, progress) whenever a running job reports progress;
+        returns what stops it."""
         self._progress_listeners.append(callback)
+        return lambda: _remove(self._progress_listeners, callback)
 
     def _notify_events(self) -> None:
         self._events.set()
@@ -277,10 +326,12 @@ class Engine:
         spec: JobSpec,
         origin: dict[str, Any] | None = None,
         *,
+        owner: Owner | None = None,
         uploads: dict[str, Path] | None = None,
     ) -> Job:
-        """Validate and queue a job; raise SpecError naming the bad field, or DiskSpaceError
-        when the data folder is too full to start one.
+        """Validate and queue a job for ``owner``; raise SpecError naming the bad field,
+        QuotaError when the owner has used this week's GPU-hours, or DiskSpaceError when
+        the data folder is too full to start one.
 
         ``uploads`` maps input slots to files delivered with the request; they are moved into
         the job's folder.
@@ -288,8 +339,9 @@ class Engine:
         submitted = time.time()
         uploads = uploads or {}
         clean = self.check(spec, {slot: path.name for slot, path in uploads.items()})
+        self.check_quota(owner, now=submitted)
         self.disk.check_room()
-        job = self.store.add_job(clean, origin, now=submitted)
+        job = self.store.add_job(clean, origin, now=submitted, owner=owner)
         for path in uploads.values():
             target = self.workdir(job.id) / "inputs" / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +351,42 @@ class Engine:
         self._notify_events()
         self._wake.set()
         return job
+
+    def check_quota(self, owner: Owner | None, *, now: float | None = None) -> None:
+        """Raise QuotaError when ``owner`` may not queue a job now: they have used this
+        week's GPU-hours (``quotas.gpu_hours_per_user_per_week``)."""
+        quotas = self.settings.quotas
+        if owner is None or quotas.gpu_hours_per_user_per_week is None:
+            return
+        if owner.user_id in self.settings.quota_exempt:
+            return
+        now = time.time() if now is None else now
+        since = week_start(now)
+        used = used_gpu_hours(self.store.step_spans(since), owner.user_id, since=since, now=now)
+        refusal = submit_refusal(owner.label, used, quotas, now)
+        if refusal is not None:
+            raise QuotaError(refusal)
+
+    def usage(self, *, since: float = 0.0, now: float | None = None) -> list[Usage]:
+        """Each person's GPU-hours and CPU wall-hours since ``since``, most first."""
+        now = time.time() if now is None else now
+        return usage(self.store.step_spans(since), since=since, now=now)
+
+    async def usage_chart(self, rows: list[Usage], title: str) -> Path | None:
+        """A bar chart of each person's GPU-hours (None when it could not be drawn)."""
+        dest = self.settings.data_dir / "usage" / "usage.png"
+        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+        data = json.dumps([[u.name or f"user {u.owner_id}", round(u.gpu_hours, 3)] for u in rows])
+        argv = [self.settings.python, "-m", "workers.sharing.chart", str(dest), title, data]
+        ended = await run_briefly(argv, step_environment({}), PLOT_TIMEOUT_S)
+        if ended.returncode == 0 and await asyncio.to_thread(dest.is_file):
+            return dest
+        log.warning("the usage chart failed: %s", " | ".join(ended.lines[-5:]))
+        return None
+
+    def held(self, job_id: int) -> str | None:
+        """Why a queued job waits although a slot is free (a quota), or None."""
+        return self._held.get(job_id)
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job; raise UnknownJobError or JobStateError."""
@@ -327,15 +415,50 @@ class Engine:
         """Draw a training job's loss so far (running or finished) into a PNG in its folder
         and return it; raise UnknownJobError, or PlotError saying why there is none."""
         job = self.store.get_job(job_id)
-        kind = self.registry.get(job.spec.kind)
+        self.registry.get(job.spec.kind)  # a kind this colabot lacks is refused first
         require(job, Operation.PLOT)
         dest = self.workdir(job_id) / "plots" / f"loss-{time.time_ns()}.png"
-        step = kind.plot(self.workdir(job_id), self.settings.python, dest)
+        return await self._draw(job, dest)
+
+    async def compare(self, first_id: int, second_id: int) -> Comparison:
+        """Two finished trainings of one kind side by side: the held-out scores each kept,
+        and one picture with both loss curves (None, with why, when it cannot be drawn).
+        Raise UnknownJobError, or CompareError saying why the two cannot be compared."""
+        first, second = self.store.get_job(first_id), self.store.get_job(second_id)
+        reason = compare_refusal(first, second)
+        if reason is not None:
+            raise CompareError(first_id, second_id, reason)
+        dest = self.workdir(first_id) / "plots" / f"compare-{second_id}-{time.time_ns()}.png"
+        picture, note = None, ""
+        try:
+            picture = await self._draw(first, dest, compare=self.workdir(second_id))
+        except (PlotError, SpecError) as exc:
+            note = exc.reason if isinstance(exc, PlotError) else str(exc)
+        return Comparison(
+            first,
+            second,
+            self.store.quality(first_id),
+            self.store.quality(second_id),
+            picture,
+            note,
+        )
+
+    async def _draw(self, job: Job, dest: Path, compare: Path | None = None) -> Path:
+        """Run a job's kind's plot step into ``dest`` (with ``compare``: another job's
+        folder, drawn beside it); the picture, or PlotError saying why there is none."""
+        job_id = job.id
+        kind = self.registry.get(job.spec.kind)
+        workdir, python = self.workdir(job_id), self.settings.python
+        step = (
+            kind.plot(workdir, python, dest)
+            if compare is None
+            else kind.plot(workdir, python, dest, compare=compare)
+        )
         if step is None:
             raise PlotError(job_id, f"{kind.name} jobs draw no loss")
         dest.parent.mkdir(parents=True, exist_ok=True)
         ended = await run_briefly(step.argv, step_environment(step.env), PLOT_TIMEOUT_S)
-        if ended.returncode == 0 and dest.is_file():
+        if ended.returncode == 0 and await asyncio.to_thread(dest.is_file):
             return dest
         refusal = next(
             (line for line in ended.lines if line.startswith(PLOT_REFUSAL)), ""
@@ -356,9 +479,16 @@ class Engine:
         """A job with its live progress; raise UnknownJobError."""
         return self._with_live(self.store.get_job(job_id))
 
-    def jobs(self, limit: int = 20) -> list[Job]:
-        """Recent jobs, newest first, with live progress."""
-        return [self._with_live(job) for job in self.store.list_jobs(limit=limit)]
+    def quality(self, job_id: int) -> Quality | None:
+        """How good a training job's models are on held-out data, as it kept them (None:
+        it kept nothing)."""
+        return self.store.quality(job_id)
+
+    def jobs(self, limit: int = 20, *, owner_id: int | None = None) -> list[Job]:
+        """Recent jobs, newest first, with live progress; with ``owner_id``, only that
+        person's (and jobs without an owner)."""
+        found = self.store.list_jobs(limit=limit, owner_id=owner_id)
+        return [self._with_live(job) for job in found]
 
     def running_jobs(self) -> list[Job]:
         """Jobs running now."""
@@ -372,7 +502,10 @@ class Engine:
         """Where a running job's step is: waiting for resources, or on which node (and on a
         cluster, the cluster's own name for it)."""
         runner = self._runners.get(job_id)
-        return runner.placement() if runner is not None else None
+        if runner is not None:
+            return runner.placement()
+        held = self._held.get(job_id)
+        return Placement(waiting=held) if held is not None else None
 
     async def capacity(self) -> Capacity | None:
         """What the executor's machines offer now (None for this machine alone)."""
@@ -429,11 +562,24 @@ class Engine:
             await self._wake.wait()
 
     def _start_ready_jobs(self) -> None:
+        """Fill free slots, choosing across people (:func:`pick_next`); remember why the
+        jobs that wait for a quota wait, and tell the chat when that changes."""
+        held: dict[int, str] = {}
         while len(self._runners) < self.settings.max_parallel_jobs and not self._stopping:
-            job = self.store.next_queued(exclude=self._runners)
-            if job is None:
-                return
-            self._run_job(job)
+            queued = [j for j in self.queued_jobs() if j.id not in self._runners]
+            running = self.store.list_jobs(states=[JobState.RUNNING])
+            pick = pick_next(queued, running, self.settings.quotas, self.settings.quota_exempt)
+            held = pick.held
+            if pick.job is None:
+                break
+            self._run_job(pick.job)
+        changed = {i for i in held.keys() | self._held.keys() if held.get(i) != self._held.get(i)}
+        self._held = held
+        for job_id in changed:
+            job = self.store.find_job(job_id)
+            if job is not None and job.state is JobState.QUEUED:
+                for callback in self._state_listeners:
+                    _call(callback, job)
 
     def _run_job(self, job: Job, reattach: Reattach | None = None) -> None:
         """Hand a job to a runner of its own; the engine holds it until it ends."""
@@ -480,3 +626,9 @@ def _call(callback: Callable[..., None], *args: object) -> None:
         callback(*args)
     except Exception:
         log.exception("a listener (%r) failed", callback)
+
+
+def _remove(listeners: list[Any], callback: Any) -> None:
+    """Stop calling a listener (once it is gone, nothing happens)."""
+    with contextlib.suppress(ValueError):
+        listeners.remove(callback)

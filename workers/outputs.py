@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.events import FileReady
+from workers.events import Album, FileReady
 from workers.inputs.archives import zip_folder
 from workers.jobs import Link
 from workers.kinds.base import Output
@@ -127,14 +127,28 @@ def publish(
     return backend.publish(job_id, files, report)
 
 
-def files_for_chat(packed: list[Packed], under_bytes: int) -> list[FileReady]:
-    """The outputs to send in the chat as well: pictures, and files small enough to send,
-    never a checkpoint (it is for /resume, not for reading)."""
-    chosen = []
+def files_for_chat(packed: list[Packed], under_bytes: int) -> list[FileReady | Album]:
+    """The outputs to send in the chat as well, in order: pictures, clips (as videos that
+    play in the chat), and files small enough to send; never a checkpoint (it is for
+    /resume, not for reading). Pictures that share an album name go as one album, where
+    the first of them was, and not one by one as well."""
+    chosen: list[FileReady | Album] = []
+    albums: dict[str, Album] = {}
     for item in packed:
         output = item.output
         if not output.send or output.role == "checkpoint":
             continue
-        if output.send_as_photo or item.path.stat().st_size <= under_bytes:
-            chosen.append(FileReady(str(item.path), item.label, output.send_as_photo))
+        if output.album:
+            album = albums.get(output.album)
+            if album is None:
+                album = albums[output.album] = Album([], [], one_line(output.album))
+                chosen.append(album)
+            album.paths.append(str(item.path))
+            album.captions.append(item.label)
+        elif output.send_as_photo or output.send_as_video:
+            chosen.append(
+                FileReady(str(item.path), item.label, output.send_as_photo, output.send_as_video)
+            )
+        elif item.path.stat().st_size <= under_bytes:
+            chosen.append(FileReady(str(item.path), item.label))
     return chosen

@@ -159,9 +159,7 @@ def fingerprint(paths: Iterable[Path], *, chunk: int = 1024 * 1024) -> str:
     return digest.hexdigest()[:16]
 
 
-def differing_params(
-    now: Mapping[str, ParamValue], earlier: Mapping[str, ParamValue]
-) -> list[str]:
+def differing_params(now: Mapping[str, ParamValue], earlier: Mapping[str, ParamValue]) -> list[str]:
     """``epochs 10 → 20``, ``batch 4 → (default)``: what one run asked for differently."""
     lines = []
     for name in sorted(set(now) | set(earlier)):

@@ -11,7 +11,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.service import Colabot
 from emulator import BotApiEmulator
-from tests.bot.conftest import STRANGER, USER, Person, secret_of
+from tests.helpers.chat import STRANGER, USER, Person, secret_of
 
 
 async def test_start_and_help(colabot: Colabot, person: Person) -> None:

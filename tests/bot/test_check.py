@@ -9,10 +9,10 @@ import pytest
 
 from emulator import BotApiEmulator
 from emulator.mode import ServerMode
-from tests.bot.conftest import USER, secret_of
 from tests.clusters.ray_head import RayHead
 from tests.clusters.slurm_cluster import SlurmCluster
-from tests.hostile.conftest import colabot_env, start_cli
+from tests.helpers.chat import USER, secret_of
+from tests.helpers.cli import colabot_env, start_cli
 from tests.loopback.drive_server import DriveServer
 from tests.loopback.wandb_server import WandbServer
 
@@ -86,6 +86,41 @@ async def test_check_refuses_a_service_account_outside_a_shared_drive(
         f"ok: results: Google Drive, as service account {DEFAULT_ACCOUNT}, writing into 'Lab' "
         "(a shared drive)"
     ) in out
+
+
+async def test_check_names_the_person_signed_in_to_colab(
+    emu: BotApiEmulator, tmp_path: Path, drive_server: DriveServer
+) -> None:
+    # Colab's sign-in today: tokens from its metadata server (USE_AUTH_EPHEM=1), which
+    # oauth2client sees as a Compute Engine machine's; the check names the person all the same.
+    from tests.workers.drive.helpers import colab_environment
+
+    email = drive_server.new_colab_user("ada@example.com")
+    folder = drive_server.add_folder("colabot")
+    env = colab_environment(
+        colabot_env(
+            telegram_token=emu.token,
+            telegram_api_url=emu.url,
+            telegram_allowed_users=str(USER),
+            worker_data_dir=str(tmp_path / "data"),
+            results_dir=str(tmp_path / "results"),
+            results_backend="drive",
+            drive_auth="colab",
+            drive_folder_id=folder,
+            drive_api_url=drive_server.url,
+        ),
+        tmp_path / "colab",
+        drive_server,
+    )
+    process = await start_cli("check", env=env)
+    out, err = await process.communicate()
+    output = out.decode() + err.decode()
+    assert process.returncode == 0, output
+    assert (
+        f"ok: results: Google Drive, as user {email}, writing into 'colabot' (My Drive)"
+    ) in output
+    token_asks = [r for r in drive_server.requests() if r.path.endswith(f"/{email}/token")]
+    assert token_asks and all(r.status == 200 for r in token_asks)
 
 
 async def test_check_on_ray_reports_the_version_the_nodes_and_the_shared_folders(

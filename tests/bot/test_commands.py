@@ -7,6 +7,7 @@ import pytest
 from bot.commands import (
     CancelDeclined,
     CancelRequest,
+    CompareRequest,
     HelpRequest,
     JobsRequest,
     LogsRequest,
@@ -19,9 +20,11 @@ from bot.commands import (
     StopEarlyDeclined,
     StopEarlyRequest,
     SubmitRequest,
+    UsageRequest,
     Verb,
     button_data,
     command_name,
+    named_jobs,
     parse_button,
     parse_command,
     release_data,
@@ -42,6 +45,9 @@ REG = default_registry()
         ("/help /logs", HelpRequest(topic="logs")),
         ("/jobs", JobsRequest()),
         ("/jobs 5", JobsRequest(5)),
+        ("/jobs all", JobsRequest(everyone=True)),
+        ("/jobs ALL 7", JobsRequest(7, everyone=True)),
+        ("/usage", UsageRequest()),
         ("/status 12", StatusRequest(12)),
         ("/status #12", StatusRequest(12)),
         ("/Status@colabot_bot job:12", StatusRequest(12)),
@@ -52,6 +58,8 @@ REG = default_registry()
         ("/stop #4", StopEarlyRequest(4)),
         ("/plot 4", PlotRequest(4)),
         ("/results 4", ResultsRequest(4)),
+        ("/compare 3 #12", CompareRequest(3, 12)),
+        ("/compare job:12 3", CompareRequest(12, 3)),
         ("/resume 4", ResumeRequest(4)),
         ("/runtime", RuntimeRequest()),
         ("/train selftest", SubmitRequest(Action.TRAIN, "selftest")),
@@ -102,7 +110,9 @@ def test_an_attached_document_fills_the_first_free_input() -> None:
         ("/logs", "needs a job id", "/logs <job id> [lines]"),
         ("/logs 1 lots", "not a line count", "/logs <job id> [lines]"),
         ("/logs 1 0", "not a line count", "/logs <job id> [lines]"),
-        ("/jobs many", "not a count", "/jobs [how many]"),
+        ("/jobs many", "not a count", "/jobs [all] [how many]"),
+        ("/jobs all 3 4", "at most one number", "/jobs [all] [how many]"),
+        ("/usage me", "takes nothing", "/usage"),
         ("/runtime now", "takes no arguments", "/runtime"),
         ("/train", "needs a job kind (", "/train <kind> <input> [key=value ...]"),
         ("/train nope x", "unknown kind 'nope'", "/train <kind> <input> [key=value ...]"),
@@ -111,6 +121,11 @@ def test_an_attached_document_fills_the_first_free_input() -> None:
         ("/train selftest steps=1 steps=2", "steps is given twice", "/train selftest"),
         ('/train selftest "unclosed', "could not read the command", "/train"),
         ("/help a b", "at most one topic", "/help [command or kind]"),
+        ("/compare", "/compare takes two job ids, got 0", "/compare <job id> <job id>"),
+        ("/compare 3", "/compare takes two job ids, got 1", "/compare <job id> <job id>"),
+        ("/compare 3 4 5", "/compare takes two job ids, got 3", "/compare <job id> <job id>"),
+        ("/compare 3 x", "'x' is not a job id", "/compare <job id> <job id>"),
+        ("/compare 3 #3", "name two different jobs", "/compare <job id> <job id>"),
     ],
 )
 def test_malformed_commands_explain_and_show_usage(text: str, problem: str, usage: str) -> None:
@@ -165,3 +180,11 @@ def test_button_data_fits_telegrams_limit() -> None:
     longest = max(len(verb.value) for verb in Verb)
     assert all(len(button_data(verb, 10**12 - 1).encode()) <= 64 for verb in Verb)
     assert longest <= 2
+
+
+def test_the_jobs_a_request_names_are_the_ones_their_owners_guard() -> None:
+    assert named_jobs(parse_command("/status 7", REG)) == (7,)
+    assert named_jobs(parse_command("/compare 3 4", REG)) == (3, 4)
+    assert named_jobs(parse_button(button_data(Verb.CANCEL, 9))) == (9,)
+    assert named_jobs(parse_command("/jobs all", REG)) == ()
+    assert named_jobs(parse_command("/train selftest", REG)) == ()

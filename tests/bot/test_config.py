@@ -137,6 +137,22 @@ def test_defaults_need_no_file() -> None:
         ({"wandb": {"api_key": " abc "}}, "wandb.api_key", "has spaces or a line break"),
         ({"wandb": {"project": "my project"}}, "wandb", "are W&B names"),
         ({"wandb": {"base_url": "wandb.lab"}}, "wandb.base_url", "must be an http(s) URL"),
+        (
+            {"telegram": {"allowed_users": [1, 2], "admins": [3]}},
+            "telegram.admins",
+            "3 is not in telegram.allowed_users",
+        ),
+        ({"quotas": {"running_per_user": -1}}, "quotas.running_per_user", "must not be negative"),
+        (
+            {"quotas": {"gpu_hours_per_user_per_week": "ten"}},
+            "quotas.gpu_hours_per_user_per_week",
+            "must be a number",
+        ),
+        (
+            {"quotas": {"gpu_hours_per_user_per_week": -2.5}},
+            "quotas.gpu_hours_per_user_per_week",
+            "must not be negative",
+        ),
     ],
 )
 def test_errors_name_the_key(data: dict[str, object], key: str, problem: str) -> None:
@@ -250,3 +266,19 @@ def test_the_wandb_key_comes_from_the_file_colabot_or_wandb_and_is_masked() -> N
     assert "from-file" not in lines
     off = "\n".join(summary_lines(parse_config({}, {})))
     assert "off unless a job asks (wandb=yes runs offline; no key)" in off
+
+
+def test_start_jobs_is_on_unless_turned_off_and_a_bad_value_is_one_clear_line() -> None:
+    assert parse_config({}, {}).telegram.start_jobs is True
+    assert parse_config({"telegram": {"start_jobs": False}}, {}).telegram.start_jobs is False
+    for text, expected in (("false", False), ("no", False), ("0", False), ("TRUE", True)):
+        environ = {"COLABOT_TELEGRAM_START_JOBS": text}
+        assert parse_config({}, environ).telegram.start_jobs is expected
+    with pytest.raises(ConfigError) as in_file:
+        parse_config({"telegram": {"start_jobs": "no"}}, {})
+    assert str(in_file.value) == "telegram.start_jobs: must be true or false, got 'no'"
+    with pytest.raises(ConfigError) as in_env:
+        parse_config({}, {"COLABOT_TELEGRAM_START_JOBS": "sometimes"})
+    assert str(in_env.value) == (
+        "COLABOT_TELEGRAM_START_JOBS (telegram.start_jobs): must be true or false, got 'sometimes'"
+    )

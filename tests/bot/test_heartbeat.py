@@ -15,7 +15,7 @@ from bot.config import Config, HeartbeatConfig, ResultsConfig, RuntimeConfig
 from bot.runtime import RuntimeClock, runtime_clock
 from bot.service import Colabot
 from emulator import BotApiEmulator
-from tests.bot.conftest import USER, Person
+from tests.helpers.chat import USER, Person
 from workers.jobs import Action, JobSpec, JobState
 
 HOUR = 3600.0

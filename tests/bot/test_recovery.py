@@ -11,41 +11,25 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import psutil
 
 from emulator import BotApiEmulator
-from tests.bot.conftest import USER, Person
+from tests.helpers.chat import Person
+from tests.helpers.cli import colabot_env, start_bot_process
 
 
-def colabot_env(home: Path, emu: BotApiEmulator, data_dir: Path, results: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-    env.update(
-        HOME=str(home),
-        COLABOT_TELEGRAM_TOKEN=emu.token,
-        COLABOT_TELEGRAM_API_URL=emu.url,
-        COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
-        COLABOT_WORKER_DATA_DIR=str(data_dir),
-        COLABOT_RESULTS_DIR=str(results),
-        COLABOT_RESULTS_CHECKPOINT_SYNC_MINUTES="0.01",
-        COLABOT_HEARTBEAT_INTERVAL_MINUTES="0",
-    )
-    return env
-
-
-async def start(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,
+def runtime_env(home: Path, emu: BotApiEmulator, data_dir: Path, results: Path) -> dict[str, str]:
+    """One runtime's colabot: its own data folder, the shared results backend."""
+    return colabot_env(
+        home,
+        emu.url,
+        emu.token,
+        worker_data_dir=str(data_dir),
+        results_dir=str(results),
+        results_checkpoint_sync_minutes="0.01",
+        heartbeat_interval_minutes="0",
     )
 
 
@@ -76,7 +60,9 @@ async def test_a_killed_runtime_is_resumed_from_the_synced_checkpoint(
     tmp_path: Path, emu: BotApiEmulator, person: Person
 ) -> None:
     results = tmp_path / "results"
-    first = await start(colabot_env(tmp_path, emu, tmp_path / "data-a", results), tmp_path)
+    first = await start_bot_process(
+        runtime_env(tmp_path, emu, tmp_path / "data-a", results), tmp_path, new_session=True
+    )
     try:
         await emu.wait_until_polling(timeout=60)
         await person.say("/train selftest steps=120 delay=0.25")
@@ -99,7 +85,9 @@ async def test_a_killed_runtime_is_resumed_from_the_synced_checkpoint(
     saved = next(checkpoint_dir.iterdir()).name
     saved_step = int(saved.split("-")[1].split(".")[0])
 
-    second = await start(colabot_env(tmp_path, emu, tmp_path / "data-b", results), tmp_path)
+    second = await start_bot_process(
+        runtime_env(tmp_path, emu, tmp_path / "data-b", results), tmp_path, new_session=True
+    )
     try:
         lost = await person.next_message("The previous runtime stopped", timeout=60)
         text = lost.text or ""

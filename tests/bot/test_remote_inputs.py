@@ -13,7 +13,7 @@ from typing import Any
 from bot.config import Config
 from bot.service import Colabot
 from emulator import BotApiEmulator
-from tests.bot.conftest import Person
+from tests.helpers.chat import Person
 from tests.loopback.drive_server import DriveServer
 from tests.loopback.http_server import HttpServer
 from workers.drive.settings import DriveSettings

@@ -12,7 +12,7 @@ import pytest
 from bot.config import Config, ResultsConfig
 from bot.errors import ConfigError
 from bot.service import Colabot
-from tests.bot.conftest import Person
+from tests.helpers.chat import Person
 from tests.loopback.drive_server import DriveServer
 from workers.drive.settings import DriveSettings
 
@@ -59,6 +59,37 @@ async def test_job_results_go_to_drive_and_the_links_to_the_chat(
     assert titles == ["job.log", "model.zip", "result.json"]
     results = await person.say("/results 1")
     assert "result.json" in (results.text or "")
+    await colabot.stop()
+
+
+async def test_links_drive_may_not_share_stay_private_and_the_chat_says_why(
+    start_colabot: Callable[..., Any],
+    chat_config: Config,
+    person: Person,
+    drive_server: DriveServer,
+    service_account_file: Path,
+) -> None:
+    from tests.loopback.drive_server import DEFAULT_ACCOUNT
+
+    drive = drive_server.add_shared_drive(
+        "Lab", {DEFAULT_ACCOUNT: "fileOrganizer"}, domain_users_only=True
+    )
+    folder = drive_server.add_folder("results", drive)
+    colabot = await start_colabot(
+        drive_config(chat_config, drive_server, service_account_file, folder)
+    )
+    await person.say("/train selftest steps=1 delay=0")
+    done = await person.next_message("finished", timeout=30)
+    text = done.text or ""
+    assert "result.json" in text
+    assert (
+        "job-1 folder: the links above open only for people who may read it, since the "
+        "organisation that owns this shared drive does not allow sharing outside it"
+    ) in text
+    job_folder = next(f for f in drive_server.children(folder) if f.title == "job-1")
+    kept = drive_server.children(job_folder.id)
+    assert sorted(f.title for f in kept) == ["job.log", "model.zip", "result.json"]
+    assert all(drive_server.permissions(f.id) == [] for f in kept)
     await colabot.stop()
 
 

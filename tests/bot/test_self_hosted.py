@@ -15,7 +15,7 @@ from bot.config import Config, TelegramConfig, parse_config
 from bot.errors import ConfigError
 from emulator import BotApiEmulator
 from emulator.mode import ServerMode
-from tests.bot.conftest import USER, Person
+from tests.helpers.chat import USER, Person
 
 LOCAL = ServerMode(self_hosted=True, local=True)
 NOT_LOCAL = ServerMode(self_hosted=True)

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
 
 from emulator import BotApiEmulator
-from tests.bot.conftest import USER, Person, secret_of
+from tests.helpers.chat import Person, secret_of
+from tests.helpers.cli import colabot_env
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABOT_")}
-    env.update(HOME=str(home), COLABOT_RESULTS_DIR=str(home / "results"), **extra)
-    return env
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float) -> str:
@@ -43,7 +37,7 @@ async def test_offline_chat_runs_a_selftest_job(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=tmp_path,
-        env=clean_env(tmp_path),
+        env=colabot_env(HOME=str(tmp_path), results_dir=str(tmp_path / "results")),
     )
     assert proc.stdin is not None and proc.stdout is not None
     try:
@@ -69,13 +63,7 @@ async def test_offline_chat_runs_a_selftest_job(tmp_path: Path) -> None:
 async def test_online_run_talks_to_the_configured_server_and_never_logs_the_token(
     tmp_path: Path, emu: BotApiEmulator, person: Person
 ) -> None:
-    env = clean_env(
-        tmp_path,
-        COLABOT_TELEGRAM_TOKEN=emu.token,
-        COLABOT_TELEGRAM_API_URL=emu.url,
-        COLABOT_TELEGRAM_ALLOWED_USERS=str(USER),
-        COLABOT_WORKER_DATA_DIR=str(tmp_path / "data"),
-    )
+    env = colabot_env(tmp_path, emu.url, emu.token)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

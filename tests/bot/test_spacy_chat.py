@@ -12,10 +12,10 @@ import pytest
 from bot.config import Config
 from bot.service import Colabot
 from emulator import BotApiEmulator
-from tests.bot.conftest import USER, Person
+from tests.helpers.chat import USER, Person
+from tests.helpers.spacy_data import SpacyCorpus, copy_spacy_corpus, write_spacy_corpus
+from tests.helpers.wandb_files import wandb_history
 from tests.loopback.wandb_server import WandbServer
-from tests.workers.conftest import wandb_history
-from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus, write_spacy_corpus
 from workers.wandb.runs import WandbSettings, offline_runs
 
 JOB_TIMEOUT = 60.0
@@ -28,9 +28,9 @@ def chat_corpus(tmp_path_factory: pytest.TempPathFactory) -> SpacyCorpus:
 
 
 @pytest.fixture
-def corpus(chat_corpus: SpacyCorpus, inputs_dir: Path) -> SpacyCorpus:
+def corpus(chat_corpus: SpacyCorpus, input_root: Path) -> SpacyCorpus:
     """The corpus inside the chat's allowed input folder."""
-    return copy_spacy_corpus(chat_corpus, inputs_dir / "ner")
+    return copy_spacy_corpus(chat_corpus, input_root / "ner")
 
 
 async def test_train_then_infer_with_the_trained_job(

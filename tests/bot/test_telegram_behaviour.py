@@ -21,8 +21,9 @@ from bot.config import Config
 from bot.service import Colabot
 from emulator import BotEvent
 from emulator.mode import ServerMode
-from tests.bot.conftest import USER, Person, eventually
 from tests.emulator.faults import FaultyBotApi
+from tests.helpers.chat import USER, Person
+from tests.helpers.waiting import eventually
 from workers.jobs import JobState
 
 GROUP = -300_400
@@ -304,7 +305,7 @@ async def test_everything_about_a_job_stays_in_its_forum_topic(
 async def test_two_pollers_on_one_token_stop_with_one_clear_line(
     colabot: Colabot, emu: FaultyBotApi, chat_config: Config, tmp_path: Path
 ) -> None:
-    from tests.hostile.conftest import colabot_env, finish_cli, start_cli
+    from tests.helpers.cli import colabot_env, finish_cli, start_cli
 
     env = colabot_env(
         telegram_token=chat_config.telegram.token,

@@ -20,8 +20,8 @@ from bot.config import Config
 from bot.service import Colabot
 from emulator import BotApiEmulator
 from emulator.mode import ServerMode
-from tests.bot.conftest import USER, Person
-from tests.workers.kinds.conftest import SpacyCorpus, copy_spacy_corpus
+from tests.helpers.chat import USER, Person
+from tests.helpers.spacy_data import SpacyCorpus, copy_spacy_corpus
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -74,17 +74,17 @@ async def test_spacy_trains_from_a_zip_sent_in_the_chat(
 
 
 async def test_spacy_takes_a_config_and_training_data_sent_as_files(
-    colabot: Colabot, person: Person, emu: BotApiEmulator, corpus: SpacyCorpus, inputs_dir: Path
+    colabot: Colabot, person: Person, emu: BotApiEmulator, corpus: SpacyCorpus, input_root: Path
 ) -> None:
-    dev = shutil.copy(corpus.dev, inputs_dir / "dev.spacy")
-    train = shutil.copy(corpus.train, inputs_dir / "train.spacy")
+    dev = shutil.copy(corpus.dev, input_root / "dev.spacy")
+    train = shutil.copy(corpus.train, input_root / "train.spacy")
     await send(
         emu, corpus.config, f"/train spacy train={train} dev={dev} max_steps=10", as_reply=False
     )
     config_done = await person.next_message("#1 spacy train finished", timeout=SPACY_TIMEOUT)
     assert "for 10 steps" in (config_done.text or "")
 
-    config = shutil.copy(corpus.config, inputs_dir / "config.cfg")
+    config = shutil.copy(corpus.config, input_root / "config.cfg")
     await send(emu, corpus.train, f"/train spacy {config} dev={dev} max_steps=10", as_reply=True)
     data_done = await person.next_message("#2 spacy train finished", timeout=SPACY_TIMEOUT)
     assert "for 10 steps" in (data_done.text or "")
@@ -102,11 +102,11 @@ async def test_spacy_runs_a_model_on_texts_sent_in_the_chat(
     emu: BotApiEmulator,
     corpus: SpacyCorpus,
     spacy_model: Path,
-    inputs_dir: Path,
+    input_root: Path,
     name: str,
     as_reply: bool,
 ) -> None:
-    model = shutil.copytree(spacy_model, inputs_dir / "model-best")
+    model = shutil.copytree(spacy_model, input_root / "model-best")
     await send(emu, corpus.root / name, f"/infer spacy {model}", as_reply=as_reply)
     done = await person.next_message("#1 spacy infer finished", timeout=SPACY_TIMEOUT)
     assert "spaCy inference: 3 docs → predictions.jsonl" in (done.text or "")

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from bot import views
-from bot.runtime import GpuInfo, MachineFacts, RuntimeClock
-from workers.jobs import Action, Job, JobSpec, JobState, Link, Progress
+from tests.helpers.views import NOW, SCORES, job
+from workers.jobs import Action, JobSpec, JobState, Link, Progress
 from workers.kinds.registry import default_registry
-
-NOW = 1_000_000.0
-
-
-def job(state: JobState, **extra: Any) -> Job:
-    base = Job(
-        id=7,
-        spec=JobSpec("selftest", Action.TRAIN, {"input": "a<b>.txt"}, {"steps": 3}),
-        state=state,
-        created_at=NOW - 100,
-        started_at=NOW - 90 if state is not JobState.QUEUED else None,
-    )
-    return dataclasses.replace(base, **extra)
 
 
 def labels(view: views.View) -> list[str]:
@@ -64,12 +50,27 @@ def test_buttons_follow_the_state() -> None:
 def test_live_status_shows_progress_eta_and_metrics() -> None:
     running = job(
         JobState.RUNNING,
-        progress=Progress(fraction=0.25, message="epoch 1 of 4", eta_s=75, metrics={"loss": 0.5}),
+        progress=Progress(fraction=0.25, eta_s=75, metrics={"loss": 0.5}),
     )
     text = views.live_status(running, "train", now=NOW).text
     assert "running for 1m 30s · train" in text
     assert "▓▓▓░░░░░░░░░ 25%" in text
-    assert "epoch 1 of 4" in text and "loss 0.5" in text and "ETA 1m 15s" in text
+    assert "loss 0.5" in text and "ETA 1m 15s" in text
+
+
+def test_the_figures_a_progress_message_says_are_not_repeated_raw() -> None:
+    said = "epoch 2 of 10 · step 27 of 60 · 27.5 steps/s · train loss 0.001693 · val loss 0.0017"
+    progress = Progress(
+        fraction=0.15,
+        message=said,
+        metrics={"steps_per_s": 27.51, "train_loss": 0.001693, "val_loss": 0.0017},
+    )
+    for text in (
+        views.live_status(job(JobState.RUNNING, progress=progress), "train", now=NOW).text,
+        views.status_view(job(JobState.RUNNING, progress=progress), "train", [], now=NOW).text,
+    ):
+        assert said in text
+        assert "steps_per_s" not in text and "train_loss" not in text
 
 
 def test_failed_view_escapes_log_lines() -> None:
@@ -84,6 +85,20 @@ def test_status_view_escapes_inputs_and_shows_tail() -> None:
     text = views.status_view(job(JobState.RUNNING), "train", ["line 1"], now=NOW).text
     assert "inputs: input=a&lt;b&gt;.txt" in text
     assert "<pre>line 1</pre>" in text
+
+
+def test_a_finished_jobs_status_and_results_show_its_summary_and_scores_once() -> None:
+    said = "sleap train: 2 models\nsingle_instance (val): mOKS 0.712 · dist 2.7 px"
+    done = job(JobState.SUCCEEDED, finished_at=NOW, summary=said)
+    for text in (
+        views.status_view(done, "", [], now=NOW, quality=SCORES).text,
+        views.results_view(done, SCORES).text,
+    ):
+        assert said in text
+        assert text.count("single_instance (val)") == 1
+        assert "centroid (val): not evaluated: too few frames" in text
+    running = views.status_view(job(JobState.RUNNING, summary=said), "train", [], now=NOW)
+    assert "sleap train" not in running.text
 
 
 def test_results_view_lists_links_and_refuses_early() -> None:
@@ -114,19 +129,6 @@ def test_help_for_a_kind_lists_inputs_and_parameters() -> None:
 def test_help_for_an_unknown_topic_falls_back_to_everything() -> None:
     text = views.help_view("nonsense", default_registry()).text
     assert "No help on 'nonsense'" in text and "/train" in text
-
-
-def test_runtime_view_with_and_without_gpu() -> None:
-    clock = RuntimeClock(NOW - 3600, "machine start", 12 * 3600)
-    facts = MachineFacts(False, 2, 10.0, 1.0, 8.0, 50.0, 100.0)
-    text = views.runtime_view(facts, clock, NOW).text
-    assert "GPU: none" in text and "time left: 11h 0m of 12 h" in text
-    gpu = MachineFacts(
-        True, 8, 5.0, 1.0, 8.0, 50.0, 100.0, gpus=[GpuInfo("Tesla T4", 1024, 15360, 40)]
-    )
-    assert (
-        "GPU: Tesla T4, 1.0 of 15.0 GB used, 40% busy" in views.runtime_view(gpu, clock, NOW).text
-    )
 
 
 def test_long_text_does_not_fit_and_turns_plain() -> None:
