@@ -149,7 +149,7 @@ async def test_a_strangers_service_updates_write_nothing(
     person: Person,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.handlers")
+    caplog.set_level(logging.INFO, logger="bot.gate")
     colabot: Colabot = await start_colabot(in_group(chat_config, GROUP))
     emu.add_chat(GROUP, title="Lab")
     await emu.send_text("/help", user_id=USER, chat_id=GROUP)
