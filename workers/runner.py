@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -43,7 +42,7 @@ from workers.safety.environment import step_environment
 from workers.safety.files import open_to_change, touch_private
 from workers.safety.names import label
 from workers.sharing.quotas import QuotaSettings
-from workers.steprun import StepResult, StepRun, open_job_log
+from workers.steprun import StepResult, StepRun, Verdict, open_job_log, step_outcome
 from workers.store.database import Store
 from workers.store.disk import DiskGuard, trim_log
 from workers.wandb.runs import PARAM as WANDB_PARAM
@@ -150,41 +149,6 @@ class RunnerParts:
     results: ResultsBackend | None = None
     before_run: tuple[BeforeRun, ...] = ()
     timings: JobTimings = field(default_factory=JobTimings)
-
-
-class Verdict(StrEnum):
-    """What a step's end means for its job."""
-
-    NEXT = "next"
-    """It succeeded: the job goes on with its next step."""
-    INTERRUPTED = "interrupted"
-    """Lost with its cluster, or ended by it (preempted, a failed node): not the job's fault."""
-    CANCELLED = "cancelled"
-    """Someone cancelled the job."""
-    LET_GO = "let go"
-    """Stopped because colabot stops: the job is not ended here."""
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """A step's end, decided: the verdict, and whether the disk was full (which then is the
-    reason, and the kind is not asked to explain the failure)."""
-
-    verdict: Verdict
-    disk_full: bool = False
-
-
-def step_outcome(result: StepResult, *, cancel_requested: bool, free_mb: float) -> StepOutcome:
-    """The one decision from how a step ended to what happens to its job."""
-    disk_full = result.disk_full or (not result.ok and free_mb < 1.0)
-    if result.lost or (result.resumable and not result.cancelled):
-        return StepOutcome(Verdict.INTERRUPTED, disk_full)
-    if result.cancelled:
-        return StepOutcome(Verdict.CANCELLED if cancel_requested else Verdict.LET_GO, disk_full)
-    if not result.ok or disk_full:
-        return StepOutcome(Verdict.FAILED, disk_full)
-    return StepOutcome(Verdict.NEXT)
 
 
 def job_wandb(kind: JobKind, spec: JobSpec, settings: WandbSettings, name: str) -> WandbRun | None:

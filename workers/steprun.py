@@ -4,7 +4,8 @@ into a stop, and a full disk turned into a clear reason.
 
 Output is streamed in bounded chunks and never accumulated; only the last few lines are
 kept, to explain a failure. The step is over once its executor says it ended and a short
-grace has passed, even if a stray process still holds the output open.
+grace has passed, even if a stray process still holds the output open. How a step ended
+decides, in one pure function (:func:`step_outcome`), what happens to its job.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
@@ -361,3 +363,38 @@ class StepRun:
         while True:
             watcher.poll()
             await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+class Verdict(StrEnum):
+    """What a step's end means for its job."""
+
+    NEXT = "next"
+    """It succeeded: the job goes on with its next step."""
+    INTERRUPTED = "interrupted"
+    """Lost with its cluster, or ended by it (preempted, a failed node): not the job's fault."""
+    CANCELLED = "cancelled"
+    """Someone cancelled the job."""
+    LET_GO = "let go"
+    """Stopped because colabot stops: the job is not ended here."""
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """A step's end, decided: the verdict, and whether the disk was full (which then is the
+    reason, and the kind is not asked to explain the failure)."""
+
+    verdict: Verdict
+    disk_full: bool = False
+
+
+def step_outcome(result: StepResult, *, cancel_requested: bool, free_mb: float) -> StepOutcome:
+    """The one decision from how a step ended to what happens to its job."""
+    disk_full = result.disk_full or (not result.ok and free_mb < 1.0)
+    if result.lost or (result.resumable and not result.cancelled):
+        return StepOutcome(Verdict.INTERRUPTED, disk_full)
+    if result.cancelled:
+        return StepOutcome(Verdict.CANCELLED if cancel_requested else Verdict.LET_GO, disk_full)
+    if not result.ok or disk_full:
+        return StepOutcome(Verdict.FAILED, disk_full)
+    return StepOutcome(Verdict.NEXT)

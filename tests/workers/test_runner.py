@@ -14,15 +14,8 @@ from workers.executors.local import LocalExecutor
 from workers.inputs.resolve import InputResolver
 from workers.jobs import Action, Job, JobSpec, JobState, Progress
 from workers.kinds.registry import default_registry
-from workers.runner import (
-    EngineSettings,
-    JobRunner,
-    RunnerParts,
-    StepOutcome,
-    Verdict,
-    step_outcome,
-)
-from workers.steprun import StepResult
+from workers.runner import EngineSettings, JobRunner, RunnerParts
+from workers.steprun import StepOutcome, StepResult, Verdict, step_outcome
 from workers.store.database import Store
 from workers.store.disk import DiskGuard
 
