@@ -582,6 +582,18 @@ def wandb_line(wandb: WandbSettings) -> str:
     return f"{mode}, project {where} ({key})"
 
 
+def quota_line(quotas: QuotaSettings) -> str:
+    """``[quotas]`` in words."""
+    parts = []
+    if quotas.running_per_user:
+        parts.append(f"{quotas.running_per_user} running per person")
+    if quotas.gpu_hours_per_user_per_week is not None:
+        parts.append(f"{quotas.gpu_hours_per_user_per_week:g} GPU-hours per person per week")
+    if parts and quotas.admins_exempt:
+        parts.append("admins exempt")
+    return ", ".join(parts) or "none (fair share only: fewest running jobs first)"
+
+
 def summary_lines(config: Config) -> list[str]:
     """A readable summary of the settings, token masked."""
     tg = config.telegram
@@ -594,6 +606,10 @@ def summary_lines(config: Config) -> list[str]:
         f"allowed users:      {users}",
         "allowed groups:     "
         + (", ".join(str(c) for c in tg.allowed_chats) or "(none: private chats only)"),
+        f"admins:             {', '.join(str(a) for a in tg.admins) or '(none)'}",
+        "jobs from the chat: "
+        + ("yes" if tg.start_jobs else "no (companion mode: jobs start from the notebook)"),
+        f"quotas:             {quota_line(config.quotas)}",
         f"data dir:           {config.worker.data_dir}",
         f"parallel jobs:      {config.worker.max_parallel_jobs}",
         f"executor:           {executor_line(config)}",

@@ -282,3 +282,22 @@ def test_start_jobs_is_on_unless_turned_off_and_a_bad_value_is_one_clear_line() 
     assert str(in_env.value) == (
         "COLABOT_TELEGRAM_START_JOBS (telegram.start_jobs): must be true or false, got 'sometimes'"
     )
+
+
+def test_admins_quotas_and_companion_mode_are_summarised_and_come_from_the_environment() -> None:
+    env = {
+        "COLABOT_TELEGRAM_ALLOWED_USERS": "1,2",
+        "COLABOT_TELEGRAM_ADMINS": "2",
+        "COLABOT_TELEGRAM_START_JOBS": "false",
+        "COLABOT_QUOTAS_RUNNING_PER_USER": "2",
+        "COLABOT_QUOTAS_GPU_HOURS_PER_USER_PER_WEEK": "12.5",
+        "COLABOT_QUOTAS_ADMINS_EXEMPT": "true",
+    }
+    config = load_config(None, environ=env)
+    assert config.telegram.admins == (2,) and config.quotas.gpu_hours_per_user_per_week == 12.5
+    lines = "\n".join(summary_lines(config))
+    assert "admins:             2" in lines
+    assert "jobs from the chat: no (companion mode" in lines
+    assert "2 running per person, 12.5 GPU-hours per person per week, admins exempt" in lines
+    plain = "\n".join(summary_lines(load_config(None, environ={})))
+    assert "quotas:             none (fair share only" in plain
