@@ -3,8 +3,12 @@
 Training takes labels (``.slp``/``.pkg.slp``, optionally with a config) or a training job
 package exported from SLEAP (``jobs.yaml`` plus one config per model), or the word
 ``example``. Steps: ``prepare`` (check everything, write configs), one ``train`` per model,
-``finish training`` (settle models, loss curve), then ``predict`` and ``export`` when there is
-something to predict on. Inference is ``prepare``, ``predict``, ``export``.
+``finish training`` (settle models, read sleap-nn's held-out scores, draw the training card),
+then ``predict`` and ``export`` when there is something to predict on, and ``preview`` (a clip
+of the predictions, the frames to label next) when a prediction is on a video. Inference is
+``prepare``, ``predict``, ``export``, ``preview``. A training reports its models' held-out
+scores and its data's fingerprint (:class:`workers.quality.Quality`), so colabot compares it
+with an earlier training on the same data.
 
 This module is imported by the bot: it reads small JSON files and never imports sleap-nn,
 sleap-io or torch; those run in the job's subprocesses.
@@ -17,6 +21,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from workers.errors import StepFailedError
 from workers.jobs import Action, JobSpec, ParamValue
@@ -31,6 +36,8 @@ from workers.kinds.sleap.params import (
     looks_like_override,
     override_key,
     validate,
+    view_times,
+    views_asked,
 )
 from workers.kinds.sleap.plan import (
     CHECKPOINT,
@@ -39,15 +46,18 @@ from workers.kinds.sleap.plan import (
     HISTORY,
     RESULT,
     STOPPED,
+    VIEWS,
     ModelPlan,
     Plan,
     PredictPlan,
     Request,
     load_plan,
     load_result,
+    load_views,
 )
 from workers.kinds.sleap.progress import PredictTracker, TrainingTracker
 from workers.logfile import tail_lines
+from workers.quality import Quality
 
 TOOLS_MODULE = "workers.kinds.sleap.tools"
 STEP_ENV = {
@@ -68,27 +78,31 @@ RUNNING_FILES = (
     "training_log.csv",
 )
 FINISHED_FILES = ("best.ckpt", "training_config.yaml", "initial_config.yaml", "training_log.csv")
+HELD_OUT_SCORES = ("metrics.val.*.json", "metrics.test.*.json")
+"""sleap-nn's held-out scores of a finished model, kept too: a resumed job reports them for
+the models it does not train again, on any machine."""
 
 
 HELP_NOTES = """\
 New to SLEAP here? /train sleap example trains on synthetic data and predicts on a new video \
 (about a minute on a CPU).
-Training input: labels (.slp, or .pkg.slp with the frames inside). Videos are looked for \
-beside the labels file, so keep them in the same folder. Or a training job package (.zip) \
-exported from SLEAP: its jobs.yaml is followed, model by model (infer=yes also runs its \
-inference jobs). Without config=, a config is made from the labels (preset= picks the model \
-type).
+Training input: labels (.slp, or .pkg.slp with the frames inside), with their videos in the \
+same folder; or a training job package (.zip) exported from SLEAP, whose jobs.yaml is followed \
+model by model (infer=yes also runs its inference jobs). Without config=, a config is made from \
+the labels (preset= picks the model type).
 Any sleap-nn setting can be changed as key=value, e.g. trainer_config.optimizer.lr=0.0005 or \
 model_config.backbone_config.unet.filters=16; unknown keys are refused before training. \
-Progress comes step by step (loss, steps/s, ETA) from sleap-nn's live publisher; on a cluster \
-it comes once per epoch, and trainer_config.enable_progress_bar=true adds progress within \
-each epoch there (and a longer log). /stop <id> ends the training of the current model early \
+Progress comes step by step (loss, steps/s, ETA); on a cluster once per epoch, unless \
+trainer_config.enable_progress_bar=true. /stop <id> ends the current model's training early \
 and keeps its best checkpoint; later models still train. /plot <id> shows the loss so far. \
 wandb=yes logs the training to Weights & Biases.
 Checkpoints (best and last) are kept with the results; /resume <id> continues an interrupted \
 training from its last epoch, and models already finished are not trained again.
+Each model gets sleap-nn's scores on held-out frames (mOKS, PCK, distances; centroid: F1) on \
+a card with its loss, compared with the last training on the same data.
 /infer sleap <job id> <video> writes the predictions (.slp), a CSV and an analysis .h5, and \
-shows one frame with the skeleton drawn."""
+sends a clip of them drawn on the video and the frames the model is least sure of (an album, \
+and a .pkg.slp SLEAP opens as labelling suggestions)."""
 
 
 class SleapKind:
@@ -118,6 +132,7 @@ class SleapKind:
         work = ctx.scratch_dir
         work.mkdir(parents=True, exist_ok=True)
         (work / RESULT).unlink(missing_ok=True)
+        (work / VIEWS).unlink(missing_ok=True)
         write_json(work / REQUEST, _request(ctx))
         yield self._tool_step(ctx, "prepare")
         plan = load_plan(work)
@@ -131,12 +146,25 @@ class SleapKind:
             yield self._predict_step(ctx, plan, prediction, index)
         if plan.predictions:
             yield self._tool_step(ctx, "export")
+        if views := self._views_step(ctx, plan):
+            yield views
 
     def _tool_step(self, ctx: JobContext, command: str) -> Step:
         argv = [ctx.python, "-m", TOOLS_MODULE, command, str(ctx.scratch_dir)]
         # The prepare step picks the device, so on a cluster it runs where the GPU is.
         gpu = command == "prepare" and wants_gpu(ctx)
         return Step(name=command.replace("-", " "), argv=argv, env=dict(STEP_ENV), wants_gpu=gpu)
+
+    def _views_step(self, ctx: JobContext, plan: Plan) -> Step | None:
+        """The preview step (a clip, the frames to label next), when a prediction is on a
+        video and the job asks for either."""
+        clip, suggest = views_asked(ctx.spec.params)
+        if not (clip or suggest) or not any(p.on_video for p in plan.predictions):
+            return None
+        budget, limit = view_times(ctx.param("timeout"))
+        argv = [ctx.python, "-m", TOOLS_MODULE, "preview", str(ctx.scratch_dir)]
+        argv += ["--budget", f"{budget:g}", "--limit", f"{limit:g}"]
+        return Step(name="preview", argv=argv, env=dict(STEP_ENV))
 
     def _training_steps(self, ctx: JobContext, plan: Plan) -> Iterator[Step]:
         count = len(plan.models)
@@ -213,15 +241,27 @@ class SleapKind:
 
     def collect(self, ctx: JobContext) -> Outcome:
         """The outputs and summary recorded by the last step."""
-        result = load_result(ctx.scratch_dir)
-        outputs = [Output(Path(o.path), o.role, o.label, o.photo) for o in result.outputs]
-        return Outcome(outputs=outputs, summary=result.summary, metrics=dict(result.metrics))
+        result, views = load_result(ctx.scratch_dir), load_views(ctx.scratch_dir)
+        outputs = [
+            Output(Path(o.path), o.role, o.label, o.photo, send_as_video=o.video, album=o.album)
+            for o in [*result.outputs, *views.outputs]
+        ]
+        summary = "\n".join(s for s in (result.summary, views.summary) if s)
+        return Outcome(
+            outputs=outputs,
+            summary=summary,
+            metrics=dict(result.metrics),
+            quality=_quality(result.quality, ctx.spec.params),
+        )
 
     def plot(
         self, workdir: Path, python: str, dest: Path, compare: Path | None = None
     ) -> Step | None:
-        """The tools' ``plot``: train and validation loss per epoch, one panel per model."""
+        """The tools' ``plot``: train and validation loss per epoch, one panel per model;
+        with ``compare`` (another SLEAP job's folder) both jobs' curves in each panel."""
         argv = [python, "-m", TOOLS_MODULE, "plot", str(workdir / "work"), str(dest)]
+        if compare is not None:
+            argv += ["--compare", str(compare / "work")]
         return Step(name="plot", argv=argv, env=dict(STEP_ENV))
 
     def checkpoint(self, ctx: JobContext) -> Path | None:
@@ -267,6 +307,14 @@ def _request(ctx: JobContext) -> Request:
         wandb=dataclasses.asdict(ctx.wandb) if ctx.wandb is not None else {},
         cache=str(ctx.cache_dir / "sleap") if ctx.cache_dir is not None else "",
     )
+
+
+def _quality(recorded: Mapping[str, Any], params: Mapping[str, ParamValue]) -> Quality | None:
+    """The held-out scores and data fingerprint the finish step recorded, with the job's
+    params (None after inference, which records none)."""
+    if not recorded:
+        return None
+    return dataclasses.replace(Quality.from_dict(recorded), params=dict(params))
 
 
 def wants_gpu(ctx: JobContext) -> bool:
@@ -328,7 +376,9 @@ def _link(source: Path, dest: Path) -> None:
 
 def _refresh_model(folder: Path, model: ModelPlan, finished: bool) -> None:
     run_dir = Path(model.run_dir if not model.skip else model.final_dir)
-    names = FINISHED_FILES if finished else RUNNING_FILES
+    names = list(FINISHED_FILES if finished else RUNNING_FILES)
+    if finished:
+        names += sorted({p.name for pattern in HELD_OUT_SCORES for p in run_dir.glob(pattern)})
     for name in names:
         if (run_dir / name).is_file():
             _link(run_dir / name, folder / name)

@@ -4,7 +4,9 @@ framework: file types, override keys, frames, run names.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 
 from workers.errors import SpecError
 from workers.inputs.sources import local_file_name
@@ -112,6 +114,61 @@ INFER_INPUTS = (
 DEVICE = Param(
     str, "auto", "auto, cpu or gpu (gpu refuses to run without one)", ("auto", "cpu", "gpu")
 )
+
+# What an inference on a video shows besides its files: a clip of the predictions drawn on
+# the frames, and the frames where the model is least sure, to label next.
+PREVIEW_SECONDS = 10
+"""Seconds of the predicted range the clip shows by default."""
+MAX_PREVIEW_SECONDS = 60
+SUGGEST = 10
+"""Frames to label next, by default."""
+MAX_SUGGEST = 50
+VIEW_PARAMS: dict[str, Param] = {
+    "preview": Param(bool, None, "send a clip of the predictions on the video (default yes)"),
+    "preview_seconds": Param(
+        int,
+        None,
+        f"seconds of video the clip shows (default {PREVIEW_SECONDS})",
+        minimum=1,
+        maximum=MAX_PREVIEW_SECONDS,
+    ),
+    "suggest": Param(
+        int,
+        None,
+        f"frames to label next, where the model is least sure (default {SUGGEST}, 0: none)",
+        minimum=0,
+        maximum=MAX_SUGGEST,
+    ),
+}
+VIEW_PARAM_NAMES = tuple(VIEW_PARAMS)
+
+
+def views_asked(params: Mapping[str, object]) -> tuple[int, int]:
+    """(seconds of clip, frames to suggest) a job asks for; 0 means none."""
+    seconds = params.get("preview_seconds")
+    suggest = params.get("suggest")
+    clip = 0 if params.get("preview") is False else PREVIEW_SECONDS
+    if clip and isinstance(seconds, int) and not isinstance(seconds, bool):
+        clip = seconds
+    frames = suggest if isinstance(suggest, int) and not isinstance(suggest, bool) else SUGGEST
+    return clip, frames
+
+
+CLIP_BUDGET_S = 60.0
+"""The longest the clip may take to render; a longer clip is cut where the time ran out."""
+VIEWS_LIMIT_S = 180.0
+"""The longest the whole preview step may take (its drawing is stopped after that)."""
+
+
+def view_times(timeout_minutes: object) -> tuple[float, float]:
+    """(seconds to render the clip, seconds for the whole preview step). A job's timeout
+    applies to each step, so the step keeps to half of it, and the clip to half of that."""
+    limit = VIEWS_LIMIT_S
+    if isinstance(timeout_minutes, int | float) and timeout_minutes > 0:
+        limit = min(limit, float(timeout_minutes) * 60 / 2)
+    return min(CLIP_BUDGET_S, limit / 2), limit
+
+
 TRAIN_PARAMS: dict[str, Param] = {
     "wandb": WANDB_PARAM,
     "preset": Param(
@@ -139,6 +196,10 @@ TRAIN_PARAMS: dict[str, Param] = {
     "anchor": Param(str, None, "body part that centres top-down models"),
     "infer": Param(bool, False, "after training a package, run its inference jobs"),
     "example": Param(bool, False, "train on built-in synthetic data (/train sleap example)"),
+    **{
+        name: dataclasses.replace(param, help=param.help + "; with infer=yes or example")
+        for name, param in VIEW_PARAMS.items()
+    },
 }
 INFER_PARAMS: dict[str, Param] = {
     "frames": Param(str, None, "frames to use: 0-99 or 1,5,9 (default: all)"),
@@ -151,6 +212,7 @@ INFER_PARAMS: dict[str, Param] = {
         int, None, "at most this many animals per frame", minimum=1, maximum=10_000
     ),
     "device": DEVICE,
+    **VIEW_PARAMS,
 }
 
 
@@ -185,6 +247,14 @@ def _check_training(spec: JobSpec, example: bool) -> None:
     run_name = spec.params.get("run_name")
     if run_name is not None and (problem := check_run_name(str(run_name))):
         raise SpecError("params.run_name", problem)
+    views = [name for name in VIEW_PARAM_NAMES if name in spec.params]
+    if views and not example and not spec.params.get("infer"):
+        raise SpecError(
+            f"params.{views[0]}",
+            "applies to predictions on a video, and this training predicts nothing: add "
+            "infer=yes (a training package's inference jobs), or give it to "
+            "/infer sleap <job id> <video>",
+        )
     if example:
         if spec.inputs:
             raise SpecError("inputs.input", "the example brings its own data; give no input")

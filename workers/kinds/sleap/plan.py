@@ -17,6 +17,9 @@ from workers.kinds.plans import load
 
 PLAN = "plan.json"
 RESULT = "result.json"
+VIEWS = "views.json"
+"""What the preview step drew (a clip, the frames to label next), kept apart from result.json
+so that drawing can fail or run again without touching the predictions' record."""
 FINISHED = "finished.json"
 STOPPED = "stopped-early.json"
 """The run names of the models whose training was stopped early (the kind writes it)."""
@@ -85,6 +88,11 @@ class PredictPlan:
     peak_threshold: float | None = None
     max_instances: int | None = None
 
+    @property
+    def on_video(self) -> bool:
+        """Whether it predicts on a video (not on the frames of a labels file)."""
+        return not self.data.lower().endswith(".slp")
+
 
 @dataclass
 class Plan:
@@ -97,6 +105,9 @@ class Plan:
     models: list[ModelPlan] = field(default_factory=list)
     predictions: list[PredictPlan] = field(default_factory=list)
     cwd: str = ""
+    data: str = ""
+    """A fingerprint of the training data's content (:func:`workers.quality.fingerprint`):
+    two trainings on the same data have the same one ('' for inference)."""
 
 
 @dataclass
@@ -107,6 +118,10 @@ class OutputRecord:
     role: str
     label: str = ""
     photo: bool = False
+    video: bool = False
+    """An MP4 to send as a video that plays in the chat."""
+    album: str = ""
+    """Pictures with the same album name are sent together as one album."""
 
 
 @dataclass
@@ -116,6 +131,9 @@ class Result:
     outputs: list[OutputRecord] = field(default_factory=list)
     summary: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    """How good the trained models are on held-out data and what they learnt from, as
+    :meth:`workers.quality.Quality.to_dict` writes it (empty after inference)."""
 
 
 def set_aside(folder: Path, work: Path, tag: str) -> None:
@@ -143,3 +161,8 @@ def load_plan(work: Path) -> Plan | None:
 def load_result(work: Path) -> Result:
     """The result in a job's work folder (empty when there is none)."""
     return load(Result, work / RESULT) or Result()
+
+
+def load_views(work: Path) -> Result:
+    """What the preview step drew (empty when it did not run)."""
+    return load(Result, work / VIEWS) or Result()

@@ -3,6 +3,10 @@ predicted video, in words. Pure text; the tools fill in the numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from workers.quality import ModelScores
+
 
 def count(n: int, noun: str) -> str:
     """``1 epoch``, ``3 epochs``."""
@@ -41,3 +45,16 @@ def joined(earlier: str, lines: list[str]) -> str:
     """A summary with the prediction lines after the training one, the first capitalised."""
     text = "; ".join(lines)
     return f"{earlier}\n{text[:1].upper()}{text[1:]}".strip()
+
+
+def held_out_lines(models: Sequence[ModelScores]) -> list[str]:
+    """One line per model and held-out split: ``single_instance (val): mOKS 0.712 · ...``, or
+    why sleap-nn scored nothing. A caveat about scores follows on a line of its own, so the
+    score lines are exactly the kept quality's (:meth:`workers.quality.Quality.lines`)."""
+    lines = []
+    for model in models:
+        lines.append(model.line())
+        if model.scores and model.note:
+            where = f"{model.model} ({model.split})" if model.split else model.model
+            lines.append(f"note on {where}: {model.note}")
+    return lines

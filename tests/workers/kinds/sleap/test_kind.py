@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
 import shutil
+import subprocess
 import sys
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import pytest
 
+from tests.helpers.engine import WaitForState, notices
+from tests.helpers.waiting import eventually
+from tests.helpers.wandb_files import wandb_history
 from tests.loopback.wandb_server import WandbServer
-from tests.workers.conftest import WaitForState, wandb_history
 from workers.engine import Engine, EngineSettings
-from workers.events import FileReady, Notice
+from workers.events import FileReady
 from workers.jobs import Action, Job, JobSpec, JobState, Progress
 from workers.kinds.base import JobContext
 from workers.kinds.registry import default_registry
@@ -25,7 +29,10 @@ from workers.kinds.sleap.kind import SleapKind
 from workers.kinds.sleap.plan import load_plan
 from workers.kinds.sleap.progress import parse_log
 from workers.kinds.sleap.tools.device import gpu_driver_present
+from workers.kinds.sleap.tools.metrics import GIVEN_CENTROIDS
+from workers.quality import Quality, comparison, fingerprint
 from workers.results.local import LocalResults
+from workers.safety.environment import step_environment
 from workers.store.database import Store
 from workers.wandb.runs import WandbSettings, offline_runs
 
@@ -40,19 +47,34 @@ TINY = {
 }
 
 
+LEARNS = {
+    "epochs": "4",
+    "steps_per_epoch": "10",
+    "batch": "4",
+    "model_config.backbone_config.unet.filters": "8",
+    "model_config.backbone_config.unet.output_stride": "4",
+    "trainer_config.optimizer.lr": "0.003",
+    "data_config.use_augmentations_train": "false",
+}
+"""Short training that still finds the animal at sleap-nn's evaluation threshold (0.2), so
+the held-out frames are scored (with TINY's two steps nothing is found)."""
+SINGLE = {
+    "model_config.head_configs.single_instance.confmaps.output_stride": "4",
+    "model_config.head_configs.single_instance.confmaps.sigma": "5",
+}
+TOP_DOWN = {
+    "model_config.head_configs.centroid.confmaps.output_stride": "4",
+    "model_config.head_configs.centered_instance.confmaps.output_stride": "4",
+    "model_config.head_configs.centered_instance.confmaps.sigma": "5",
+}
+CARD = "training card: loss curve and held-out scores"
+
 TRAIN_TIMEOUT = 240.0
 
 
 def submit(engine: Engine, action: Action, inputs: dict[str, str], **params: str) -> Job:
     """Submit a SLEAP job."""
     return engine.submit(JobSpec("sleap", action, inputs, dict(params)))
-
-
-def notices(engine: Engine, job_id: int) -> list[str]:
-    """The texts the job posted to the chat."""
-    return [
-        e.payload.text for e in engine.store.events_for(job_id) if isinstance(e.payload, Notice)
-    ]
 
 
 def outputs(engine: Engine, job_id: int) -> dict[str, list[Path]]:
@@ -87,6 +109,37 @@ def watch_progress(engine: Engine) -> list[tuple[int, Progress]]:
     seen: list[tuple[int, Progress]] = []
     engine.on_progress(lambda job_id, progress: seen.append((job_id, progress)))
     return seen
+
+
+def sleap_nn_scores(model: Path) -> dict[str, float | None]:
+    """The numbers sleap-nn wrote for a model's validation frames, read here on their own."""
+    data = json.loads((model / "metrics.val.0.json").read_text())
+    if "detection_metrics" in data:
+        detection, distance = data["detection_metrics"], data["distance_metrics"]
+        return {
+            "F1": detection["f1"],
+            "precision": detection["precision"],
+            "recall": detection["recall"],
+            "distance p50": distance["p50"],
+            "distance p90": distance["p90"],
+        }
+    voc, pck, distance = data["voc_metrics"], data["pck_metrics"], data["distance_metrics"]
+    return {
+        "mOKS": data["mOKS"]["mOKS"],
+        "OKS mAP": voc["oks_voc.mAP"],
+        "OKS mAR": voc["oks_voc.mAR"],
+        "mPCK": pck["mPCK"],
+        "PCK@5px": pck["PCK@5"],
+        "PCK@10px": pck["PCK@10"],
+        "distance p50": distance["p50"],
+        "distance p95": distance["p95"],
+    }
+
+
+def reported(quality: Quality | None) -> dict[tuple[str, str], dict[str, float | None]]:
+    """The scores colabot kept, by model and split."""
+    assert quality is not None
+    return {(m.model, m.split): {s.name: s.value for s in m.scores} for m in quality.models}
 
 
 async def succeed(engine: Engine, wait_for_state: WaitForState, job: Job) -> Job:
@@ -124,7 +177,7 @@ async def test_train_on_labels_beside_their_images_then_infer(
     assert model.name == "bugs"
     assert {"best.ckpt", "last.ckpt", "training_config.yaml"} <= {p.name for p in model.iterdir()}
     assert [r.epoch for r in parse_log((model / "training_log.csv").read_text())] == [0, 1]
-    assert photos(engine, job.id) == ["loss curve"]
+    assert photos(engine, job.id) == [CARD]
     assert kept["plot"][0].read_bytes().startswith(b"\x89PNG")
     done = engine.job(job.id)
     assert done.summary.startswith("Trained 1 model: single_instance: 2 epochs")
@@ -163,8 +216,10 @@ async def test_train_on_labels_beside_their_images_then_infer(
     with h5py.File(exports["new_video.mp4.predictions.analysis.h5"]) as analysis:
         nodes = [n.decode() for n in analysis["node_names"][:]]
         assert nodes == ["head", "thorax", "tail"] and analysis["tracks"].shape[1:3] == (2, 3)
-    (caption,) = photos(engine, infer.id)
-    assert caption.startswith("preview: frame")
+    # On a video, a clip and the frames to label next show the predictions (test_preview.py).
+    assert photos(engine, infer.id) == []
+    assert [p.name for p in kept["clip"]] == ["new_video.mp4.clip.mp4"]
+    assert len(kept["label next"]) == 6 and len(kept["suggestions"]) == 1
     assert "predicted 6 frames of new_video.mp4" in engine.job(infer.id).summary.lower()
 
     # The model as a zip (as results hand it out), run on labels whose video is beside them.
@@ -178,6 +233,79 @@ async def test_train_on_labels_beside_their_images_then_infer(
     kept = outputs(engine, on_labels.id)
     assert [p.name for p in kept["predictions"]] == ["labels.predictions.slp"]
     assert "predicted 8 frames of labels.slp" in engine.job(on_labels.id).summary.lower()
+    (caption,) = photos(engine, on_labels.id)
+    assert caption.startswith("preview: frame")
+
+
+async def test_a_training_reports_sleap_nn_s_held_out_scores_on_a_card(
+    engine: Engine, wait_for_state: WaitForState, sleap_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    pkg = str(sleap_inputs["pkg"])
+    params = {**LEARNS, **SINGLE}
+    job = submit(engine, Action.TRAIN, {"input": pkg}, **params)
+    await succeed(engine, wait_for_state, job)
+    (model,) = outputs(engine, job.id)["model"]
+    expected = sleap_nn_scores(model)
+    quality = engine.quality(job.id)
+    assert reported(quality) == {("single_instance", "val"): expected}
+    assert quality is not None and quality.data == fingerprint([sleap_inputs["pkg"]])
+    assert quality.params == dict(engine.job(job.id).spec.params)
+    assert quality.params["epochs"] == 4
+    summary = engine.job(job.id).summary
+    assert (
+        f"\nsingle_instance (val): mOKS {expected['mOKS']:.3f} · OKS mAP "
+        f"{expected['OKS mAP']:.3f} · OKS mAR {expected['OKS mAR']:.3f} · mPCK "
+        f"{expected['mPCK']:.3f}"
+    ) in summary
+    assert photos(engine, job.id) == [CARD]
+    (card,) = outputs(engine, job.id)["plot"]
+    assert card.name == "training-card.png" and card.read_bytes().startswith(b"\x89PNG")
+
+    # The same training on the same data, asked for differently: compared with the first by
+    # the headline score, and what it asked for differently is named. Two steps find no
+    # animal at sleap-nn's threshold: that run scores nothing, and its line says why (no
+    # comparison with the job before: there is no score to compare). Both at once.
+    again = submit(engine, Action.TRAIN, {"input": pkg}, device="cpu", **params)
+    quick = submit(engine, Action.TRAIN, {"input": pkg}, **TINY)
+    await succeed(engine, wait_for_state, again)
+    await succeed(engine, wait_for_state, quick)
+    now, before = engine.quality(again.id), engine.quality(job.id)
+    assert now is not None and before is not None and now.data == before.data
+    compared = comparison(now, before, job.id)
+    assert compared[0].startswith("single_instance: mOKS ")
+    assert compared[0].endswith(f" vs #{job.id}")
+    assert compared[1:] == ["differing parameters: device auto → cpu"]
+    assert engine.job(again.id).summary.splitlines()[-2:] == compared
+
+    (short,) = outputs(engine, quick.id)["model"]
+    assert not list(short.glob("metrics.val.*"))
+    line = (
+        "single_instance (val): not evaluated: the model found no animal in the val frames at "
+        "sleap-nn's peak threshold 0.2 (train longer, or label more frames)"
+    )
+    assert line in engine.job(quick.id).summary.splitlines()
+    assert " vs #" not in engine.job(quick.id).summary
+    assert reported(engine.quality(quick.id)) == {("single_instance", "val"): {}}
+
+    # /compare's picture: both jobs' loss curves, drawn by the kind's plot step.
+    both = tmp_path / "both.png"
+    step = SleapKind().plot(
+        engine.workdir(job.id), sys.executable, both, compare=engine.workdir(again.id)
+    )
+    assert step is not None
+    drawn = subprocess.run(
+        step.argv, env=step_environment(step.env), capture_output=True, text=True, timeout=120
+    )
+    assert drawn.returncode == 0, drawn.stdout + drawn.stderr
+    assert both.read_bytes().startswith(b"\x89PNG")
+    lonely = tmp_path / "7"
+    (lonely / "work").mkdir(parents=True)
+    step = SleapKind().plot(engine.workdir(job.id), sys.executable, both, compare=lonely)
+    assert step is not None
+    refused = subprocess.run(
+        step.argv, env=step_environment(step.env), capture_output=True, text=True, timeout=120
+    )
+    assert (refused.returncode, refused.stdout) == (2, "colabot-plot: job #7 planned no training\n")
 
 
 async def test_a_package_trains_each_model_in_order_and_resume_skips_finished_ones(
@@ -185,18 +313,20 @@ async def test_a_package_trains_each_model_in_order_and_resume_skips_finished_on
     engine_settings: EngineSettings,
     store: Store,
     wait_for_state: WaitForState,
-    wait_until: Callable[..., Awaitable[None]],
     sleap_inputs: dict[str, Path],
 ) -> None:
     seen = watch_progress(engine)
-    job = submit(engine, Action.TRAIN, {"input": str(sleap_inputs["package"])}, infer="yes", **TINY)
-    await wait_until(
+    params = {**LEARNS, **TOP_DOWN}
+    job = submit(
+        engine, Action.TRAIN, {"input": str(sleap_inputs["package"])}, infer="yes", **params
+    )
+    await eventually(
         lambda: engine.current_step(job.id).startswith("train centered_instance"),
         timeout=TRAIN_TIMEOUT,
         what="the second model's training",
     )
     first = [p.message for job_id, p in seen if job_id == job.id]
-    assert any(m.startswith("model 1 of 2: centroid · epoch 2 of 2") for m in first)
+    assert any(m.startswith("model 1 of 2: centroid · epoch 4 of 4") for m in first)
     await engine.stop()
     assert engine.job(job.id).state is JobState.INTERRUPTED
 
@@ -233,7 +363,24 @@ async def test_a_package_trains_each_model_in_order_and_resume_skips_finished_on
     ]
     assert all((p / "best.ckpt").is_file() for p in kept["model"])
     assert [p.name for p in kept["predictions"]] == ["project.pkg.slp.predictions.slp"]
-    assert "loss curve" in photos(engine, job.id)
+    assert "training card: loss curves and held-out scores" in photos(engine, job.id)
+
+    # The held-out scores are sleap-nn's own, model by model (the centroid model's from
+    # before the interruption), and the centered_instance's say they assume true centroids.
+    centroid, centered = sorted(kept["model"], key=lambda p: "centered" in p.name)
+    quality = store.quality(job.id)
+    assert reported(quality) == {
+        ("centroid", "val"): sleap_nn_scores(centroid),
+        ("centered_instance", "val"): sleap_nn_scores(centered),
+    }
+    assert quality is not None and quality.models[1].note == GIVEN_CENTROIDS
+    assert quality.data == fingerprint([engine.workdir(job.id) / "work/package/project.pkg.slp"])
+    summary = engine.job(job.id).summary
+    f1 = sleap_nn_scores(centroid)["F1"]
+    assert f1 is not None and f"centroid (val): F1 {f1:.3f} · precision" in summary
+    assert f"\nnote on centered_instance (val): {GIVEN_CENTROIDS}" in summary
+    # Each score line is the kept quality's own, so /results does not say it twice.
+    assert all(line in summary.splitlines() for line in quality.lines())
 
 
 async def test_a_sleap_1_4_package_with_json_configs_trains(
@@ -265,7 +412,6 @@ async def test_resume_on_a_fresh_machine_continues_after_the_saved_epoch(
     engine_settings: EngineSettings,
     store: Store,
     wait_for_state: WaitForState,
-    wait_until: Callable[..., Awaitable[None]],
     sleap_inputs: dict[str, Path],
     tmp_path: Path,
 ) -> None:
@@ -283,7 +429,7 @@ async def test_resume_on_a_fresh_machine_continues_after_the_saved_epoch(
             saved = engine.checkpoint_of(job.id)
             return saved is not None and (saved / "single_instance" / "last.ckpt").is_file()
 
-        await wait_until(first_epoch_saved, timeout=TRAIN_TIMEOUT, what="the first epoch")
+        await eventually(first_epoch_saved, timeout=TRAIN_TIMEOUT, what="the first epoch")
         saved = engine.checkpoint_of(job.id)
         assert saved is not None and saved.name == "sleap-resume"
         names = {p.name for p in (saved / "single_instance").iterdir()}

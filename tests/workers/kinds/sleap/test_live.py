@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workers.conftest import WaitForState
+from tests.helpers.engine import WaitForState
 from tests.workers.kinds.sleap.test_kind import TINY, TRAIN_TIMEOUT, outputs, submit, succeed
 from workers.engine import Engine
 from workers.jobs import Action, Progress

@@ -4,7 +4,12 @@ Commands:
   prepare WORK          check the inputs in WORK/request.json, write WORK/plan.json
   finish-training WORK  settle trained models, draw the loss curve, write WORK/result.json
   export WORK           export predictions (CSV, analysis HDF5) and draw a preview
-  plot WORK PNG         draw the loss so far of a running or finished training
+  preview WORK [--budget S] [--limit S]
+                        draw a clip of the predictions on the video and pick the frames to
+                        label next (in a child process that cannot fail the job); views.json
+  plot WORK PNG [--compare OTHER_WORK]
+                        draw the loss so far of a running or finished training (with
+                        --compare: both jobs' loss curves in one picture)
   sleap-nn ARGS...      sleap-nn's own command line (training polls for a stop without waiting)
   make-data FOLDER      write small synthetic SLEAP data and training packages to try things
 
@@ -84,10 +89,38 @@ def make_data(folder: Path) -> int:
     return 0
 
 
-def plot(work: Path, dest: Path | None) -> int:
-    """Draw the loss so far; refuse (status 2) when no epoch has ended yet."""
+def job_label(work: Path) -> str:
+    """A job's name in a picture: ``#12`` for the work folder of job 12's folder."""
+    name = work.resolve().parent.name
+    return f"#{name}" if name.isdigit() else name
+
+
+def plot_compared(work: Path, dest: Path, other: Path) -> int:
+    """Draw two jobs' loss curves in one picture; refuse (status 2) when there is none."""
+    from workers.kinds.sleap.tools.card import draw_comparison
+    from workers.kinds.sleap.tools.finish import loss_so_far
+
+    jobs = []
+    for folder in (work, other):
+        plan = load_plan(folder)
+        if plan is None or not plan.models:
+            print(PLOT_REFUSAL + f"job {job_label(folder)} planned no training", flush=True)
+            return 2
+        jobs.append((job_label(folder), loss_so_far(plan)))
+    if draw_comparison(jobs, dest) is None:
+        print(PLOT_REFUSAL + "neither job has finished an epoch", flush=True)
+        return 2
+    print(f"drew {dest}", flush=True)
+    return 0
+
+
+def plot(work: Path, dest: Path | None, compare: Path | None = None) -> int:
+    """Draw the loss so far (with ``compare``, beside another job's); refuse (status 2) when
+    no epoch has ended yet."""
     from workers.kinds.sleap.tools.finish import loss_so_far, plot_losses
 
+    if compare is not None and dest is not None:
+        return plot_compared(work, dest, compare)
     plan = load_plan(work)
     if plan is None or not plan.models:
         print(PLOT_REFUSAL + "the job has not planned its training yet", flush=True)
@@ -102,6 +135,9 @@ def plot(work: Path, dest: Path | None) -> int:
     print(f"drew {dest}", flush=True)
     return 0
 
+
+VIEW_COMMANDS = ("preview", "draw-views")
+"""``preview`` runs ``draw-views`` (the drawing itself) as its child."""
 
 COMMANDS = {
     "prepare": prepare,
@@ -120,13 +156,25 @@ def main(argv: list[str] | None = None) -> int:
         run_sleap_nn(args[1:])
         return 0
     parser = argparse.ArgumentParser(prog="sleap_tools", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=sorted([*COMMANDS, "plot"]))
+    parser.add_argument("command", choices=sorted([*COMMANDS, "plot", *VIEW_COMMANDS]))
     parser.add_argument("folder", type=Path)
     parser.add_argument("dest", type=Path, nargs="?", help="the picture to draw (plot)")
+    parser.add_argument("--budget", type=float, help="seconds to render the clip (preview)")
+    parser.add_argument("--limit", type=float, help="seconds for the whole preview step")
+    parser.add_argument("--compare", type=Path, help="another job's work folder (plot)")
     parsed = parser.parse_args(args)
     try:
         if parsed.command == "plot":
-            return plot(parsed.folder, parsed.dest)
+            return plot(parsed.folder, parsed.dest, parsed.compare)
+        if parsed.command in VIEW_COMMANDS:
+            from workers.kinds.sleap.params import CLIP_BUDGET_S, VIEWS_LIMIT_S
+            from workers.kinds.sleap.tools import preview
+
+            budget = CLIP_BUDGET_S if parsed.budget is None else parsed.budget
+            if parsed.command == "draw-views":
+                return preview.draw_views(parsed.folder, budget)
+            limit = VIEWS_LIMIT_S if parsed.limit is None else parsed.limit
+            return preview.preview(parsed.folder, budget, limit)
         return COMMANDS[parsed.command](parsed.folder)
     except (ToolError, ArchiveError) as exc:
         print(ERROR_PREFIX + str(exc), flush=True)

@@ -1,5 +1,6 @@
-"""The closing steps of SLEAP jobs: settle the trained models, draw the loss curve, export
-predictions (CSV, analysis HDF5) and draw a preview frame. Writes ``result.json``.
+"""The closing steps of SLEAP jobs: settle the trained models, read their held-out scores,
+draw the training card (loss curves and scores), export predictions (CSV, analysis HDF5) and
+draw a preview frame. Writes ``result.json``.
 
 Runs in job subprocesses only (matplotlib, sleap-io).
 """
@@ -22,14 +23,19 @@ from workers.kinds.sleap.plan import (
 )
 from workers.kinds.sleap.progress import EpochRow, loss_curves, merge_log_text, parse_log
 from workers.kinds.sleap.report import (
+    held_out_lines,
     joined,
     model_line,
     no_predictions_line,
     prediction_line,
     training_summary,
 )
+from workers.kinds.sleap.tools.card import CardModel, draw_card
+from workers.kinds.sleap.tools.metrics import held_out
+from workers.outputs import LOG_NAME
+from workers.quality import ModelScores, Quality
 
-LOSS_PNG = "loss.png"
+CARD_PNG = "training-card.png"
 PREVIEW_PNG = "preview.png"
 
 
@@ -108,15 +114,22 @@ def plot_losses(curves: list[tuple[str, list[EpochRow]]], dest: Path) -> Path | 
 
 
 def finish_training(plan: Plan, work: Path, outputs: Path) -> Result:
-    """Settle every model, draw the loss curve, and record the outputs."""
+    """Settle every model, read its held-out scores, draw the training card, and record the
+    outputs, the scores and the training data's fingerprint."""
     result = Result()
-    curves: list[tuple[str, list[EpochRow]]] = []
+    cards: list[CardModel] = []
+    scores: list[ModelScores] = []
     lines = []
     stopped = set(read_json(work / STOPPED) or [])
+    heads = [m.head for m in plan.models]
     for model in plan.models:
         rows = settle_model(model, work) if not model.skip else _rows(Path(model.final_dir))
         title = f"model {model.index}: {model.head}" if len(plan.models) > 1 else model.head
-        curves.append((title, rows))
+        # Named by its head, as the same package's next run names it (to compare the two).
+        name = model.head if heads.count(model.head) == 1 else f"{model.head} {model.index}"
+        found = _held_out(name, model, work.parent / LOG_NAME)
+        scores += found
+        cards.append(CardModel(title, rows, found))
         result.outputs.append(OutputRecord(model.final_dir, "model", f"model {model.run_name}"))
         best = _best_val(rows)
         epochs = max((r.epoch for r in rows), default=-1) + 1
@@ -131,12 +144,34 @@ def finish_training(plan: Plan, work: Path, outputs: Path) -> Result:
         if early is not None:
             result.metrics[f"{prefix}stopped_early_at_epoch"] = float(epochs)
         lines.append(model_line(model.head, epochs, best, early))
-    loss_png = plot_losses(curves, outputs / LOSS_PNG)
-    if loss_png is not None:
-        result.outputs.append(OutputRecord(str(loss_png), "plot", "loss curve", photo=True))
-    result.summary = training_summary(lines)
+    card = _card(cards, outputs / CARD_PNG)
+    if card is not None:
+        many = "s" if len(cards) > 1 else ""
+        caption = f"training card: loss curve{many} and held-out scores"
+        result.outputs.append(OutputRecord(str(card), "plot", caption, photo=True))
+    result.summary = "\n".join([training_summary(lines), *held_out_lines(scores)])
+    result.quality = Quality(data=plan.data, models=tuple(scores)).to_dict()
     write_json(work / RESULT, result)
     return result
+
+
+def _held_out(name: str, model: ModelPlan, job_log: Path) -> list[ModelScores]:
+    """The model's held-out scores; reading them never fails the job (the model is the
+    result), so anything unexpected becomes the line that says so."""
+    try:
+        return held_out(name, model.head, Path(model.final_dir), job_log)
+    except Exception as exc:
+        why = f"its held-out scores could not be read ({type(exc).__name__}: {exc})"
+        return [ModelScores(name, "val", note=why)]
+
+
+def _card(cards: list[CardModel], dest: Path) -> Path | None:
+    """The training card, or None (and a line in the log) when it cannot be drawn."""
+    try:
+        return draw_card(cards, dest)
+    except Exception as exc:
+        print(f"no training card: {type(exc).__name__}: {exc}", flush=True)
+        return None
 
 
 def loss_so_far(plan: Plan) -> list[tuple[str, list[EpochRow]]]:
@@ -208,7 +243,8 @@ def export_predictions(plan: Plan, work: Path) -> Result:
             lines.append(no_predictions_line(Path(prediction.data).name))
             continue
         lines.append(_export_one(out, Path(prediction.data).name, result))
-        if not preview_done:
+        # On a video the preview step sends a clip and the frames to label next instead.
+        if not preview_done and not prediction.on_video:
             preview_done = _add_preview(out, out.parent / f"{_stem(out)}.{PREVIEW_PNG}", result)
     result.summary = joined(result.summary, lines)
     write_json(work / RESULT, result)

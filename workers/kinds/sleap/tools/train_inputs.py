@@ -8,12 +8,13 @@ without jobs.yaml or labels is refused with what to send instead. Runs in a job 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers.inputs.archives import safe_extract, single_root
 from workers.kinds.sleap.tools.errors import ToolError
 from workers.kinds.sleap.tools.package import PackageError, PackageJobs, parse_jobs
+from workers.quality import fingerprint
 from workers.safety.names import shown
 from workers.safety.paths import Refused, join_inside
 
@@ -26,6 +27,8 @@ class TrainingSource:
     package_dir: Path | None = None
     jobs: PackageJobs | None = None
     new_video: Path | None = None
+    data: list[Path] = field(default_factory=list)
+    """The files whose content is the training data, when not the labels and their videos."""
 
 
 def _find_jobs_yaml(folder: Path) -> Path | None:
@@ -115,4 +118,34 @@ def example_source(work: Path) -> TrainingSource:
     from workers.kinds.sleap.tools.example import make_example
 
     data = make_example(work / "example")
-    return TrainingSource(labels=[data.labels], new_video=data.new_video)
+    # Its labels file names the folder it was made in; its frames (and the labels drawn
+    # with them) come from a fixed seed, so the video alone tells one example from another.
+    return TrainingSource(labels=[data.labels], new_video=data.new_video, data=[data.video])
+
+
+def data_files(source: TrainingSource, usable: list[Path]) -> list[Path]:
+    """The files a training learns from, in order: each labels file as it was sent (a
+    package's ``.pkg.slp``), then the video files the labels read frames from (``usable``:
+    the labels as checked, with the videos found beside them); embedded frames are in the
+    labels file already."""
+    if source.data:
+        return list(source.data)
+    import sleap_io as sio
+
+    files = list(source.labels)
+    for path in usable:
+        labels = sio.load_slp(str(path), open_videos=False)
+        for video in labels.videos:
+            names = video.filename if isinstance(video.filename, list) else [video.filename]
+            for name in names:
+                candidate = Path(str(name))
+                embedded = candidate.suffix.lower() == ".slp"
+                if not embedded and candidate.is_file() and candidate not in files:
+                    files.append(candidate)
+    return files
+
+
+def data_fingerprint(source: TrainingSource, usable: list[Path]) -> str:
+    """A fingerprint of the training data's content (:func:`data_files`), the same for the
+    same files wherever they lie."""
+    return fingerprint(data_files(source, usable))

@@ -35,6 +35,7 @@ from workers.kinds.sleap.tools.infer_plan import predictions_name
 from workers.kinds.sleap.tools.labels import LabelsReport, check_labels
 from workers.kinds.sleap.tools.train_inputs import (
     TrainingSource,
+    data_fingerprint,
     example_source,
     open_training_input,
     package_file,
@@ -271,6 +272,7 @@ def prepare_training(request: Request) -> Plan:
     drafts = draft_models(request, source, labels, reports[0].fingerprint if reports else "")
     apply_params(drafts, request, nodes)
     plan = Plan(action="train", accelerator=accelerator, cwd=str(source.package_dir or work))
+    plan.data = data_fingerprint(source, labels)
     wandb = dict(request.wandb)
     offline = wandb_rejected(wandb)
     for index, draft in enumerate(drafts, 1):
