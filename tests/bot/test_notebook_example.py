@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import html
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -279,3 +280,13 @@ def _processes_using(folder: Path) -> list[str]:
         if str(folder) in cmdline and alive(process.info["pid"]):
             found.append(f"{process.info['pid']}: {cmdline}")
     return found
+
+
+def test_the_committed_notebook_is_what_its_generator_writes() -> None:
+    generator = ROOT / "examples" / "make_colab_quickstart.py"
+    spec = importlib.util.spec_from_file_location("make_colab_quickstart", generator)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    written = nbformat.writes(module.build()) + "\n"  # type: ignore[no-untyped-call]
+    assert written == (ROOT / "examples" / "colab_quickstart.ipynb").read_text()
