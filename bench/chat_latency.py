@@ -3,10 +3,13 @@
 Starts ``colabot run`` as its own process pointed at an emulator in this process, and beside
 it a bare python-telegram-bot echo bot (:mod:`bench.echo_bot`: the same ``AIORateLimiter``)
 pointed at a second emulator. Commands go at a human pace (one every ``--pace-ms``, 100 ms
-by default, below Telegram's rate limits), alternating between the two bots so that both
-meet the same machine: colabot gets /jobs and /status 1, the echo bot the same texts. Each
-is timed until the bot's reply arrives: once idle, once while a colabot job floods its
-output. Also prints the bot process's idle RSS and the import time of ``bot``.
+by default), alternating between the two bots so that both meet the same machine: colabot
+gets /jobs and /status 1, the echo bot the same texts. They come from ten people in turn
+(all of them colabot's admins, so that /status 1 shows the job to each): one person's chat
+gets a command every 2 s, under Telegram's limit of about one message a second in a
+private chat, which colabot keeps and the emulator enforces. Each is timed until the bot's
+reply arrives: once idle, once while a colabot job floods its output. Also prints the bot
+process's idle RSS and the import time of ``bot``.
 
 Targets: colabot's p99 at most 1.3x the echo bot's idle and 1.5x while flooding; idle RSS
 under 150 MB; import under 1.5 s with torch and spaCy never imported.
@@ -33,6 +36,9 @@ import psutil
 from bench.colabot_process import colabot_env
 from emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 
+PEOPLE = tuple(DEFAULT_USER_ID + index for index in range(10))
+"""Who sends the commands, in turn."""
+
 
 def percentile(values: list[float], fraction: float) -> float:
     """The value below which ``fraction`` of the values fall."""
@@ -46,11 +52,13 @@ def replies_to(message_id: int, event: BotEvent) -> bool:
     return bool(replied.get("message_id") == message_id)
 
 
-async def round_trip(emu: BotApiEmulator, text: str) -> float:
-    """Milliseconds from sending ``text`` to the bot's reply to it."""
+async def round_trip(emu: BotApiEmulator, text: str, user: int = DEFAULT_USER_ID) -> float:
+    """Milliseconds from ``user`` sending ``text`` to the bot's reply to it."""
     started = time.perf_counter()
-    sent = await emu.send_text(text, user_id=DEFAULT_USER_ID)
-    await emu.wait_for(partial(replies_to, sent["message_id"]), kind="message", timeout=30)
+    sent = await emu.send_text(text, user_id=user)
+    await emu.wait_for(
+        partial(replies_to, sent["message_id"]), kind="message", chat_id=user, timeout=30
+    )
     return (time.perf_counter() - started) * 1000
 
 
@@ -62,16 +70,17 @@ async def round_trips(
     while_: Callable[[], bool] = lambda: True,
 ) -> tuple[list[float], list[float]]:
     """Round trips to colabot and to the echo bot, in turn, one command every ``pace_s``,
-    ``count`` of each at most, while ``while_()`` holds."""
+    ``count`` of each at most, while ``while_()`` holds; the people take turns."""
     ours: list[float] = []
     theirs: list[float] = []
     for i in range(count):
         if not while_():
             break
         text = "/jobs" if i % 2 else "/status 1"
+        person = PEOPLE[i % len(PEOPLE)]
         for emu, times in ((colabot, ours), (echo, theirs)):
             started = time.perf_counter()
-            times.append(await round_trip(emu, text))
+            times.append(await round_trip(emu, text, person))
             # A human pace: the next command waits for the rest of the interval.
             await asyncio.sleep(max(0.0, pace_s - (time.perf_counter() - started)))
     return ours, theirs
@@ -120,8 +129,17 @@ async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
         echo_emu = BotApiEmulator(home / "echo-telegram")
         for server in (emu, echo_emu):
             await server.start()
-            server.add_chat(DEFAULT_USER_ID)
-        env = colabot_env(home, emu.url, emu.token, COLABOT_WORKER_MAX_PARALLEL_JOBS="2")
+            for person in PEOPLE:
+                server.add_chat(person)
+        people = ",".join(str(person) for person in PEOPLE)
+        env = colabot_env(
+            home,
+            emu.url,
+            emu.token,
+            COLABOT_WORKER_MAX_PARALLEL_JOBS="2",
+            COLABOT_TELEGRAM_ALLOWED_USERS=people,
+            COLABOT_TELEGRAM_ADMINS=people,
+        )
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run"],
             env=env,
@@ -165,6 +183,7 @@ async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
             )
             still_flooding = flooding_on()
             rss_after = psutil.Process(proc.pid).memory_info().rss / 1024**2
+            refused = (len(emu.flood_refusals), len(echo_emu.flood_refusals))
         finally:
             for process in (proc, echo):
                 process.send_signal(signal.SIGINT)
@@ -174,8 +193,9 @@ async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
             await echo_emu.stop()
     seconds, heavy = import_time()
     print(
-        f"chat latency over {commands} commands each, one every {pace_ms:g} ms, through the "
-        "emulator (target: colabot's p99 <= 1.3x the echo bot's idle, <= 1.5x flooding)"
+        f"chat latency over {commands} commands each, one every {pace_ms:g} ms from "
+        f"{len(PEOPLE)} people in turn, through the emulator (target: colabot's p99 <= 1.3x "
+        "the echo bot's idle, <= 1.5x flooding)"
     )
     print(line("echo bot, idle", echo_idle))
     print(line("colabot, idle", idle))
@@ -183,6 +203,10 @@ async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
     print(line("echo bot, colabot flooding", echo_flooding))
     print(line("colabot, a job flooding", flooding) + ("" if still_flooding else "  (flood ended)"))
     print(ratio(flooding, echo_flooding))
+    print(
+        f"calls over Telegram's limits (429)  colabot {refused[0]}, echo bot {refused[1]}"
+        " (target: none)"
+    )
     print(
         f"bot process RSS        idle {rss_idle:.1f} MB, after the flood {rss_after:.1f} MB"
         " (target < 150 MB)"

@@ -1,6 +1,8 @@
 """A bare python-telegram-bot echo bot: the yardstick colabot's chat latency is measured
-against. The same ``AIORateLimiter`` and the same HTTP settings as colabot's application,
-and nothing else: each message is answered with its own text, as a reply.
+against. python-telegram-bot's own ``AIORateLimiter`` (with colabot's two retries after a
+429; colabot has :class:`bot.ratelimit.ChatRateLimiter`, which keeps Telegram's limits as
+Telegram counts them), the same HTTP settings as colabot's application, and nothing else:
+each message is answered with its own text, as a reply.
 
     python -m bench.echo_bot --api-url http://127.0.0.1:PORT --token 123456:TOKEN
 """

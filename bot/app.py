@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ExtBot
+from telegram.ext import Application, ApplicationBuilder, ExtBot
 from telegram.request import HTTPXRequest
 
+from bot.ratelimit import ChatRateLimiter
 from workers.safety.redaction import redact
 
 TELEGRAM_API = "https://api.telegram.org"
@@ -58,6 +59,6 @@ def build_application(
         get_updates_request=HTTPXRequest(
             connection_pool_size=1, read_timeout=40.0, write_timeout=30.0, connect_timeout=10.0
         ),
-        rate_limiter=AIORateLimiter(max_retries=2),
+        rate_limiter=ChatRateLimiter(),
     )
     return ApplicationBuilder().bot(bot).concurrent_updates(8).build()

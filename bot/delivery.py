@@ -2,8 +2,10 @@
 
 An event is marked delivered only after Telegram accepted it. Events of one job go out in
 order: when one cannot be sent, the later ones of that job wait for the next round. An outage
-or a restart therefore loses nothing and sends nothing twice. Runtime events go to several
-chats; each chat's delivery is recorded on its own.
+or a restart therefore loses nothing and sends nothing twice; only a colabot killed in the
+few milliseconds between Telegram accepting a message and the store recording it sends that
+message again when it starts (no Bot API call can be made idempotent). Runtime events go to
+several chats; each chat's delivery is recorded on its own.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import assert_never
@@ -40,6 +43,7 @@ from telegram.error import (
 from bot import limits, views
 from bot.chats import ChatBook
 from bot.pacing import EditPacer
+from bot.ratelimit import ChatRateLimiter, Priority, sending_as
 from bot.schedule import needs_new_keepalive
 from bot.views import View
 from workers.engine import Engine
@@ -58,7 +62,7 @@ from workers.events import (
     Started,
     Succeeded,
 )
-from workers.jobs import Job, Progress
+from workers.jobs import Job, JobState, Progress
 from workers.store.outbox import StatusRecord
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,13 @@ MAX_RETRY_DELAY_S = 30.0
 # Running jobs' status messages are refreshed at least this often (their elapsed time, a
 # cluster step's place) when no progress changes them.
 CLOCK_S = 5.0
+# The most waiting events read from the outbox at once.
+PENDING_BATCH = 1000
+# How often, at most, the outbox is read while events keep coming in; and at most the share
+# of the time reading it may take (with many events waiting, reading them is not free).
+READ_EVERY_S = 0.25
+READ_SHARE = 0.05
+MAX_READ_EVERY_S = 2.0
 
 
 def keyboard(view: View) -> InlineKeyboardMarkup | None:
@@ -212,6 +223,29 @@ class StatusMessage:
     edited_at: float
 
 
+LaneKey = int | None
+"""Which lane an event goes out in: the chat its job's messages go to, or None for runtime
+events (each goes to several chats)."""
+
+
+@dataclass
+class Lane:
+    """One chat's events on their way: those read from the outbox and not yet sent (in the
+    order they were stored), the round under way (if any), and, after failures, when the
+    lane may try again."""
+
+    queue: deque[Event] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    retry_at: float = 0.0
+    delay: float = RETRY_DELAY_S
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def busy(self) -> bool:
+        """Whether events wait in the lane or go out now."""
+        return bool(self.queue) or self.task is not None
+
+
 class Delivery:
     """Sends outbox events to the chat and keeps each job's status message current.
 
@@ -220,11 +254,23 @@ class Delivery:
     fails neither blocks nor repeats the others. A group that became a supergroup is followed
     to its new id; a chat that blocked or removed the bot is forgotten.
 
-    Two loops: one delivers events as the engine stores them; the other edits status
-    messages. A job's new progress reaches it through one subscription (the engine's
-    progress listeners), and its edits are paced (:class:`EditPacer`); a slow clock also
-    refreshes running jobs' messages (their elapsed time, where a cluster runs them) when
-    nothing else changes them. Events never wait behind status edits.
+    Events go out in lanes, one per chat (and one for runtime events): a chat's events go in
+    the order they were stored, one at a time, while other chats' go beside them, so that a
+    chat waiting for its rate limit or failing holds up no other. A job's events all go to
+    one chat, so they keep their order. The outbox is read when events come in: at once when
+    it was not read for :data:`READ_EVERY_S`, else that long after the last reading, and
+    never so often that reading takes more than :data:`READ_SHARE` of the time. With
+    hundreds of events waiting (a busy lab, chats at their rate limit), reading them all for
+    each new event would take the event loop from the people typing.
+
+    Status edits are a loop of their own. A job's new progress (the engine's progress
+    listeners) or state (its state listeners: a job that waits for a quota and why) makes
+    its status message due an edit, and its edits are paced (:class:`EditPacer`); a slow
+    clock also refreshes running jobs' messages (their elapsed time, where a cluster runs
+    them) when nothing else changes them. Events never wait behind status edits: a chat with
+    events waiting gets no edit, edits are sent at the lowest
+    :class:`~bot.ratelimit.Priority` and only when the chat's limits have room for them now,
+    and one job's status message is touched by one lane or loop at a time.
     """
 
     def __init__(
@@ -248,22 +294,54 @@ class Delivery:
         self._changed = asyncio.Event()
         self._dirty: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._retry_delay = RETRY_DELAY_S
+        self._lanes: dict[LaneKey, Lane] = {}
+        self._queued: set[int] = set()
+        self._unread = True
+        self._hot: set[LaneKey] = set()
+        self._read_at = -READ_EVERY_S
+        self._read_every = READ_EVERY_S
+        self._job_locks: dict[int, asyncio.Lock] = {}
+        self._places: dict[int, Place | None] = {}
         self._status: dict[int, StatusMessage] = {}
         self._round_done = asyncio.Event()
         self.delivered_count = 0
         engine.on_events(self.wake)
         engine.on_progress(self._progressed)
+        engine.on_state(self._state_changed)
         chats.on_moved(self._chat_moved)
 
     def wake(self) -> None:
-        """New events are waiting."""
+        """New events are waiting. When the outbox was not read for a while they go out at
+        once (before anything the engine does next), else at the next reading."""
+        self._unread = True
         self._wake.set()
+        if self._tasks and time.monotonic() - self._read_at >= self._read_every:
+            try:
+                self._read_outbox()
+                self._dispatch()
+            except Exception:
+                log.exception("could not start delivery; the loop tries again")
 
     def _progressed(self, job_id: int, _progress: Progress) -> None:
         """A running job's progress changed: its status message is due an edit."""
         self._dirty.add(job_id)
         self._changed.set()
+
+    def _state_changed(self, job: Job) -> None:
+        """A job changed state, or why it waits: an active job's message is due an edit; an
+        ended job's (its last edit goes with its event) is forgotten. Until the outbox is
+        read again, the job's chat counts as having an event waiting (a state change comes
+        with one), so that no status edit goes ahead of it."""
+        if self._unread:
+            place = self._place_of(job.id)
+            if place is not None:
+                self._hot.add(self.chats.current(place.chat_id))
+        if job.active:
+            self._dirty.add(job.id)
+            self._changed.set()
+        elif job.id in self._status:
+            self._status.pop(job.id, None)
+            self.pacer.forget(job.id)
 
     def start(self) -> None:
         """Start the delivery loops."""
@@ -274,46 +352,114 @@ class Delivery:
             ]
 
     async def stop(self) -> None:
-        """Stop the loops (undelivered events stay in the outbox)."""
-        for task in self._tasks:
+        """Stop the loops and the lanes (undelivered events stay in the outbox)."""
+        tasks = [*self._tasks, *(lane.task for lane in self._lanes.values() if lane.task)]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for lane in self._lanes.values():
+            self._forget_queue(lane)
 
     async def _run(self) -> None:
+        """Read the outbox when events came in (at most every :data:`READ_EVERY_S`), and
+        start the lanes that have events and may go; a lane that met failures is started
+        again after its back-off."""
         while True:
             self._wake.clear()
+            retry: float | None = None
             try:
-                pending = await self.deliver_pending()
+                if self._unread:
+                    wait = self._read_at + self._read_every - time.monotonic()
+                    if wait <= 0:
+                        self._read_outbox()
+                    else:
+                        retry = wait
+                soonest = self._dispatch()
+                if soonest is not None:
+                    retry = soonest if retry is None else min(retry, soonest)
             except Exception:
                 log.exception("delivery round failed; retrying")
-                pending = 1
+                retry = RETRY_DELAY_S
             self._round_done.set()
-            if pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._retry_delay)
-            else:
+            if retry is None:
                 await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=retry)
+
+    def _read_outbox(self) -> None:
+        """Put the events waiting in the outbox that no lane holds yet at the end of their
+        lanes, oldest first."""
+        self._unread = False
+        self._hot.clear()
+        started = time.monotonic()
+        for event in self.store.pending_events(limit=PENDING_BATCH):
+            if event.id in self._queued:
+                continue
+            self._queued.add(event.id)
+            self._lane(self._lane_of(event)).queue.append(event)
+        self._read_at = time.monotonic()
+        took = self._read_at - started
+        self._read_every = min(MAX_READ_EVERY_S, max(READ_EVERY_S, took / READ_SHARE))
+
+    def _dispatch(self) -> float | None:
+        """Start the lanes that have events and are free; return the seconds until a lane
+        backing off may go again (None: none is)."""
+        now = time.monotonic()
+        soonest: float | None = None
+        for key, lane in self._lanes.items():
+            if lane.task is not None or not lane.queue:
+                continue
+            if lane.retry_at > now:
+                wait = lane.retry_at - now
+                soonest = wait if soonest is None else min(soonest, wait)
+                continue
+            lane.task = asyncio.create_task(self._lane_round(key), name=f"colabot-lane-{key}")
+        return soonest
+
+    async def _lane_round(self, key: LaneKey) -> None:
+        """Deliver a lane's events in its own task; then back off after failures, and tell
+        the dispatcher and the status edits."""
+        lane = self._lane(key)
+        try:
+            with sending_as(Priority.EVENT):
+                waiting, delivered = await self._deliver_lane(key)
+            if delivered or not waiting:
+                lane.delay, lane.retry_at = RETRY_DELAY_S, 0.0
+            else:
+                lane.retry_at = time.monotonic() + lane.delay
+                lane.delay = min(MAX_RETRY_DELAY_S, lane.delay * 2)
+        except Exception:
+            log.exception("delivery to %s failed; retrying", key)
+            lane.retry_at = time.monotonic() + lane.delay
+            self._forget_queue(lane)
+        finally:
+            lane.task = None
+            self._wake.set()
+            self._changed.set()  # the chat may be free for status edits again
+            self._round_done.set()
 
     async def _refresh(self) -> None:
         """Edit the status messages of jobs whose view changed, as pacing allows."""
         clock = time.monotonic() + self.clock_s
-        while True:
-            self._changed.clear()
-            if time.monotonic() >= clock:
-                self._dirty.update(self._status)
-                clock = time.monotonic() + self.clock_s
-            try:
-                wait = await self.refresh_status_messages()
-            except Exception:
-                log.exception("status edits failed; trying again")
-                wait = RETRY_DELAY_S
-            until_clock = max(0.0, clock - time.monotonic())
-            timeout = until_clock if wait is None else min(wait, until_clock)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=timeout)
+        with sending_as(Priority.EDIT):
+            while True:
+                self._changed.clear()
+                if time.monotonic() >= clock:
+                    self._dirty.update(self._status)
+                    clock = time.monotonic() + self.clock_s
+                try:
+                    wait = await self.refresh_status_messages()
+                except Exception:
+                    log.exception("status edits failed; trying again")
+                    wait = RETRY_DELAY_S
+                until_clock = max(0.0, clock - time.monotonic())
+                timeout = until_clock if wait is None else min(wait, until_clock)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=timeout)
 
     async def drained(self) -> None:
         """Wait until the outbox is empty (every event delivered); wrap it in a timeout."""
@@ -323,46 +469,111 @@ class Delivery:
             await self._round_done.wait()
 
     async def deliver_pending(self) -> int:
-        """Deliver what the outbox holds; return how many events are still waiting.
+        """Deliver what the outbox holds now, every lane beside the others (a lane's round
+        already under way is waited for, never doubled); return how many events still
+        wait."""
+        self._read_outbox()
+        # A lane whose round is under way has popped the event it sends: wait for it too.
+        keys = [
+            key
+            for key, lane in self._lanes.items()
+            if lane.queue or (lane.task is not None and not lane.task.done())
+        ]
+        with sending_as(Priority.EVENT):
+            rounds = await asyncio.gather(*(self._deliver_lane(key) for key in keys))
+        self._unread = True
+        return sum(waiting for waiting, _ in rounds)
 
-        The wait before the next attempt doubles while rounds deliver nothing and drops back
-        as soon as something gets through.
+    # lanes -------------------------------------------------------------------------------------
+
+    def _lane(self, key: LaneKey) -> Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = Lane()
+        return lane
+
+    def _forget_queue(self, lane: Lane) -> None:
+        """Drop what a lane holds: the outbox keeps it, and the next reading brings back
+        what is still to send."""
+        self._queued.difference_update(e.id for e in lane.queue)
+        lane.queue.clear()
+        self._unread = True
+
+    def _lane_of(self, event: Event) -> LaneKey:
+        """The chat an event goes to (None: several, a runtime event)."""
+        if event.job_id is None:
+            return None
+        place = self._place_of(event.job_id)
+        return None if place is None else self.chats.current(place.chat_id)
+
+    def _place_of(self, job_id: int) -> Place | None:
+        """Where a job's messages go (as its command came; kept, since it never changes)."""
+        if job_id not in self._places:
+            job = self.store.find_job(job_id)
+            self._places[job_id] = job_place(job) if job is not None else None
+        return self._places[job_id]
+
+    def _events_waiting_in(self, chat_id: int) -> bool:
+        """Whether events wait to go to a chat, or go there now (its status edits wait)."""
+        lane = self._lanes.get(chat_id)
+        return chat_id in self._hot or (lane is not None and lane.busy)
+
+    def _job_lock(self, job_id: int) -> asyncio.Lock:
+        return self._job_locks.setdefault(job_id, asyncio.Lock())
+
+    async def _deliver_lane(self, key: LaneKey) -> tuple[int, int]:
+        """Deliver the events a lane holds, in order, until it holds none; return (still
+        waiting, delivered).
+
+        A job whose event could not go keeps it and its later events in the outbox for the
+        lane's next round.
         """
-        blocked: set[int | None] = set()
-        waiting = delivered = 0
-        delay = self._retry_delay
-        for event in self.store.pending_events(limit=200):
-            if event.job_id in blocked:
-                waiting += 1
-                continue
-            try:
-                await self.deliver(event)
-            except RetryAfter as exc:
-                seconds = retry_seconds(exc)
-                log.warning("Telegram asked to slow down for %ss", seconds)
-                delay = max(delay, seconds + 0.5)
-                blocked.add(event.job_id)
-                waiting += 1
-                continue
-            except (BadRequest, Forbidden) as exc:
-                if not (isinstance(exc, BadRequest) and is_not_modified(exc)):
-                    # A permanent refusal (chat gone, bot blocked): retrying would block the job.
-                    log.warning("event %s of job %s was refused: %s", event.id, event.job_id, exc)
-                self.store.mark_delivered(event.id)
-                continue
-            except TelegramError as exc:
-                log.warning("could not deliver event %s yet: %s", event.id, exc)
-                blocked.add(event.job_id)
-                waiting += 1
-                continue
-            self.store.mark_delivered(event.id)
-            delivered += 1
-        self.delivered_count += delivered
-        if delivered or not waiting:
-            self._retry_delay = RETRY_DELAY_S
-        else:
-            self._retry_delay = min(MAX_RETRY_DELAY_S, delay * 2)
-        return waiting
+        lane = self._lane(key)
+        async with lane.lock:
+            blocked: set[int | None] = set()
+            waiting = delivered = 0
+            while lane.queue:
+                event = lane.queue.popleft()
+                if event.job_id in blocked:
+                    self._queued.discard(event.id)
+                    waiting += 1
+                    continue
+                try:
+                    await self.deliver(event)
+                except RetryAfter as exc:
+                    log.warning("Telegram asked to slow down for %ss", retry_seconds(exc))
+                    blocked.add(event.job_id)
+                    waiting += 1
+                    self._queued.discard(event.id)
+                    continue
+                except (BadRequest, Forbidden) as exc:
+                    if not (isinstance(exc, BadRequest) and is_not_modified(exc)):
+                        # A permanent refusal (chat gone, bot blocked): retrying would block
+                        # the job.
+                        log.warning(
+                            "event %s of job %s was refused: %s", event.id, event.job_id, exc
+                        )
+                    self._delivered(event)
+                    continue
+                except TelegramError as exc:
+                    log.warning("could not deliver event %s yet: %s", event.id, exc)
+                    blocked.add(event.job_id)
+                    waiting += 1
+                    self._queued.discard(event.id)
+                    continue
+                except BaseException:
+                    lane.queue.appendleft(event)
+                    raise
+                self._delivered(event)
+                delivered += 1
+            if blocked:
+                self._unread = True
+            self.delivered_count += delivered
+            return waiting, delivered
+
+    def _delivered(self, event: Event) -> None:
+        self.store.mark_delivered(event.id)
+        self._queued.discard(event.id)
 
     async def deliver(self, event: Event) -> None:
         """Send one event; raise TelegramError when it could not be delivered."""
@@ -378,27 +589,36 @@ class Delivery:
         await self._at(place, lambda where: self._deliver_job_event(job, event, where))
 
     async def _deliver_job_event(self, job: Job, event: Event, place: Place) -> None:
+        # In a group, the messages people act on mention the job's owner.
+        owner = job.owner if place.chat_id < 0 else None
         match event.payload:
             case Queued() | Resumed():
-                await self._post_status(job, place)
+                async with self._job_lock(job.id):
+                    await self._post_status(job, place)
             case Started():
-                await self._update_status(job, place, force=True)
+                async with self._job_lock(job.id):
+                    await self._update_status(job, place, force=True)
             case Notice() as notice:
-                view = notice_view(job, notice)
+                view = views.for_owner(notice_view(job, notice), owner)
                 await self._send(place, view, reply_to=self._status_id(job.id))
             case Succeeded() as done:
-                await self._update_status(job, place, force=True)
-                await self._send(place, views.succeeded_view(job, done.summary, done.links))
+                async with self._job_lock(job.id):
+                    await self._update_status(job, place, force=True)
+                view = views.succeeded_view(job, done.summary, done.links)
+                await self._send(place, views.for_owner(view, owner))
             case Failed() as failed:
-                await self._update_status(job, place, force=True)
+                async with self._job_lock(job.id):
+                    await self._update_status(job, place, force=True)
                 view = views.failed_view(job, failed.reason, failed.tail, failed.step)
-                await self._send(place, view)
+                await self._send(place, views.for_owner(view, owner))
             case Cancelled():
-                await self._update_status(job, place, force=True)
-                await self._send(place, views.cancelled_view(job))
+                async with self._job_lock(job.id):
+                    await self._update_status(job, place, force=True)
+                await self._send(place, views.for_owner(views.cancelled_view(job), owner))
             case Interrupted():
-                await self._update_status(job, place, force=True)
-                await self._send(place, views.interrupted_view(job))
+                async with self._job_lock(job.id):
+                    await self._update_status(job, place, force=True)
+                await self._send(place, views.for_owner(views.interrupted_view(job), owner))
             case FileReady() as file:
                 await self._send_file(place, file, job)
             case Album() as album:
@@ -427,7 +647,7 @@ class Delivery:
         """Send a runtime event to every broadcast chat, each once, whatever the others do."""
         done = self.store.delivered_to(event.id)
         retry: TelegramError | None = None
-        for chat in self.chats.broadcast_chats():
+        for chat in self._runtime_chats():
             if chat in done:
                 continue
             try:
@@ -444,6 +664,14 @@ class Delivery:
         if retry is not None:
             raise retry
         self.store.forget_deliveries(event.id)
+
+    def _runtime_chats(self) -> list[int]:
+        """Who hears a runtime event: the owners of the jobs that wait or run (the jobs a
+        runtime warning concerns) and the admins, and the groups those jobs came from."""
+        active = self.store.list_jobs(states=[JobState.QUEUED, JobState.RUNNING])
+        owners = [job.owner.user_id for job in active if job.owner is not None]
+        groups = [p.chat_id for job in active if (p := job_place(job)) and p.chat_id < 0]
+        return self.chats.broadcast_chats(owners, groups)
 
     async def _send_runtime_event(self, place: Place, event: Event) -> None:
         match event.payload:
@@ -520,6 +748,7 @@ class Delivery:
                 log.warning("picture %s vanished before it could be sent", path)
                 continue
             if size > limits.PHOTO_UPLOAD_BYTES:
+                log.warning("picture %s is over Telegram's photo limit; left out", path)
                 continue
             caption = album.captions[index] if index < len(album.captions) else ""
             items.append((path, caption))
@@ -653,35 +882,73 @@ class Delivery:
         self._save_status(job.id, StatusMessage(status.chat_id, status.message_id, view.text, now))
 
     async def refresh_status_messages(self) -> float | None:
-        """Edit the status message of each job whose view may have changed, as pacing
-        allows; return the seconds until a held-back edit may go (None: none is held)."""
+        """Edit the status message of each job whose view may have changed, as pacing and
+        the chat's limits allow, the longest waiting first; return the seconds until a
+        held-back edit may go (None: none is held).
+
+        A chat with events waiting (or going) gets no edit until they are out: the end of
+        its lane starts this loop again.
+        """
         now = time.time()
         soonest: float | None = None
-        for job_id in sorted(self._dirty):
+        for job_id in self._edit_order():
+            known = self._status.get(job_id)
+            if known is not None:
+                # Not due yet: decided without reading the store.
+                if self._events_waiting_in(known.chat_id):
+                    continue
+                at = self.pacer.next_edit_at(known.chat_id, job_id, now)
+                if at > now:
+                    soonest = at if soonest is None else min(soonest, at)
+                    continue
             job = self.store.find_job(job_id)
-            place = job_place(job) if job is not None and job.active else None
+            if job is None or not job.active:
+                # Its last edit goes with its end's event.
+                self._dirty.discard(job_id)
+                self._status.pop(job_id, None)
+                self.pacer.forget(job_id)
+                continue
+            place = job_place(job)
             status = self._load_status(job_id) if place is not None else None
-            if job is None or place is None or status is None:
+            if place is None or status is None:
                 self._dirty.discard(job_id)
                 continue
-            place = Place(self.chats.current(place.chat_id), place.thread_id)
-            at = self.pacer.next_edit_at(place.chat_id, job_id, now)
+            chat = self.chats.current(place.chat_id)
+            place = Place(chat, place.thread_id)
+            if self._events_waiting_in(chat):
+                continue
+            at = max(self.pacer.next_edit_at(chat, job_id, now), now + self._room(chat))
             if at > now:
                 soonest = at if soonest is None else min(soonest, at)
                 continue
             self._dirty.discard(job_id)
             try:
-                await self._at(place, functools.partial(self._update_status, job))
-            except RetryAfter as exc:
-                self._dirty.add(job_id)
-                return retry_seconds(exc) + 0.5
+                async with self._job_lock(job_id):
+                    if self._events_waiting_in(chat):  # one came while this waited
+                        self._dirty.add(job_id)
+                        continue
+                    await self._at(place, functools.partial(self._update_status, job))
             except TelegramError as exc:
+                # Tried again at the job's next turn (a 429 also paused the chat).
                 log.debug("status edit of job %s failed: %s", job_id, exc)
-        for job_id in [j for j in self._status if self._finished(j)]:
-            self._status.pop(job_id, None)
-            self.pacer.forget(job_id)
+                self._dirty.add(job_id)
+                self.pacer.edited(chat, job_id, now)
         return None if soonest is None else max(0.0, soonest - time.time())
 
-    def _finished(self, job_id: int) -> bool:
-        job = self.store.find_job(job_id)
-        return job is None or not job.active
+    def _room(self, chat_id: int) -> float:
+        """Seconds until the rate limiter has room for a status edit in a chat (0: now),
+        so that an edit never waits there, holding up the edits of other chats."""
+        limiter = getattr(self.bot, "rate_limiter", None)
+        if isinstance(limiter, ChatRateLimiter):
+            return limiter.delay(chat_id, Priority.EDIT)
+        return 0.0
+
+    def _edit_order(self) -> list[int]:
+        """The jobs due an edit, the one whose message waited longest first."""
+
+        def waited(job_id: int) -> tuple[float, int]:
+            status = self._status.get(job_id)
+            chat = status.chat_id if status is not None else 0
+            return (self.pacer.last_edit(chat, job_id), job_id)
+
+        return sorted(self._dirty, key=waited)

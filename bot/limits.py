@@ -32,6 +32,25 @@ CALLBACK_DATA_BYTES = 64
 ALBUM_MAX_ITEMS = 10
 """Pictures or videos in one album (sendMediaGroup takes 2 to 10)."""
 
+MESSAGES_PER_SECOND = 30
+"""Messages (edits included) a bot may send per second in all."""
+GROUP_MESSAGES_PER_MINUTE = 20
+"""Messages a bot may send per minute in one group."""
+PRIVATE_MESSAGES_PER_SECOND = 1.0
+"""Messages a bot may send per second in one private chat, on average."""
+PRIVATE_BURST = 20
+"""How many messages colabot sends at once in a private chat before it keeps to
+:data:`PRIVATE_MESSAGES_PER_SECOND` (Telegram lets short bursts pass)."""
+PRIVATE_START_BURST = 10
+"""How many of :data:`PRIVATE_BURST` a private chat has when colabot starts: a colabot that
+was killed may have spent the chat's burst at Telegram just before, and nothing tells the
+next one. It is kept under Telegram's burst less colabot's own (the emulator's model: 30 less
+20), so that even then a start is not refused."""
+WINDOW_MARGIN_S = 0.5
+"""How much longer than Telegram's windows (one second in all, a minute in a group) colabot
+counts its messages: a message takes a varying time to reach Telegram, so two that leave a
+window apart may arrive less than a window apart."""
+
 ELLIPSIS = "…"
 
 

@@ -181,7 +181,11 @@ async def test_a_failed_job_raises_its_reason_and_last_log_lines(
     assert str(failed).startswith(
         f"job #{job} failed: the job was told to fail (fail=yes)\nlast log lines:\n"
     )
-    await person.next_edit("failed")
+    # The status message says so (posted that way, or edited to it: delivery may come after).
+    await person.emu.wait_for(
+        lambda e: e.kind in ("message", "edit") and "· failed" in (e.text or ""),
+        chat_id=person.user_id,
+    )
     # Waiting again says the same, at once.
     with pytest.raises(notebook.JobFailedError, match="told to fail"):
         await asyncio.wait_for(notebook.wait(job), timeout=5)
