@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from bench.colabot_process import colabot_env
+from bench.echo_bot import start as start_echo_bot
 from emulator import DEFAULT_USER_ID, BotApiEmulator, BotEvent
 
 PEOPLE = tuple(DEFAULT_USER_ID + index for index in range(10))
@@ -147,21 +148,7 @@ async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        echo = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.echo_bot",
-                "--api-url",
-                echo_emu.url,
-                "--token",
-                echo_emu.token,
-            ],
-            env=env,
-            cwd=Path(__file__).resolve().parent.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        echo = start_echo_bot(echo_emu.url, echo_emu.token, env)
         pace = pace_ms / 1000
         try:
             await emu.wait_until_polling(timeout=60)

@@ -10,6 +10,9 @@ each message is answered with its own text, as a reply.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from telegram import Update
@@ -40,6 +43,17 @@ def build(token: str, api_url: str) -> Application[Any, Any, Any, Any, Any, Any]
         .rate_limiter(AIORateLimiter(max_retries=2))
         .concurrent_updates(8)
         .build()
+    )
+
+
+def start(api_url: str, token: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The echo bot as a process of its own on the Bot API server at ``api_url``, quiet."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.echo_bot", "--api-url", api_url, "--token", token],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

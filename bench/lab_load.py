@@ -47,8 +47,6 @@ import contextlib
 import re
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,10 +54,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bench.echo_bot import start as start_echo_bot
 from emulator import BotApiEmulator, BotEvent
 from emulator.flood import FloodRefusal, RateReport
 from tests.emulator.faults import FaultyBotApi
-from tests.helpers.cli import ROOT, cli_command, colabot_env
+from tests.helpers.cli import cli_command, colabot_env
 from workers.events import Event, EventType
 from workers.jobs import Job, JobState
 from workers.store.database import Store
@@ -654,21 +653,7 @@ async def run_phase(
         worker_max_parallel_jobs=str(PARALLEL),
         heartbeat_interval_minutes="0",
     )
-    echo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.echo_bot",
-            "--api-url",
-            echo_emu.url,
-            "--token",
-            echo_emu.token,
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    echo = start_echo_bot(echo_emu.url, echo_emu.token, env)
     owners = Owners(emu)
     done = Finished(emu)
     Resumer(emu, owners.by_job.get)
