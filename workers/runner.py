@@ -452,7 +452,8 @@ class JobRunner:
                 self._notify(f"W&B run: {url}")
             progress = step.parser(source, line) if step.parser is not None else None
             if progress is None and url is not None:
-                progress = self.live or Progress()
+                # The line is the news: the page it names, on the progress already shown.
+                progress = dataclasses.replace(self.live or Progress(), link=url, updated_at=0.0)
             if progress is not None:
                 if progress.link and run_page(progress.link, server) is None:
                     progress = dataclasses.replace(progress, link="")

@@ -159,9 +159,11 @@ async def test_the_sockets_are_private_and_pages_on_other_hosts_are_not_shown(
     assert mode == "0o700"
     assert not Path(folder).exists()
 
+    # Output lines and live messages travel on separate pipes, so the two good pages may
+    # arrive in either order; each is shown, and no page on another host ever is.
     assert {p.link for p in seen} == {"", GOOD_LINE_PAGE, GOOD_LIVE_PAGE}
     assert seen[0].message.startswith("message ") and seen[0].link == ""
-    assert seen[-1].link == GOOD_LIVE_PAGE  # a page on wandb.ai is shown
+    assert {p.link for p in seen[-2:]} == {GOOD_LINE_PAGE, GOOD_LIVE_PAGE}
     texts = notices(engine, job.id)
     assert f"W&B run: {GOOD_LINE_PAGE}" in texts
     assert not any("evil" in text for text in texts)
