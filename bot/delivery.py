@@ -15,21 +15,12 @@ import contextlib
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from io import BytesIO
+from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
-from telegram import (
-    Bot,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    InputMediaPhoto,
-    LinkPreviewOptions,
-    Message,
-)
+from telegram import Bot, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -42,9 +33,21 @@ from telegram.error import (
 
 from bot import limits, views
 from bot.chats import ChatBook
+from bot.lanes import RETRY_DELAY_S, LaneKey, Lanes
 from bot.pacing import EditPacer
 from bot.ratelimit import ChatRateLimiter, Priority, sending_as
 from bot.schedule import needs_new_keepalive
+from bot.sending import (
+    ChatPositions,
+    Place,
+    edit_view,
+    is_too_large,
+    job_place,
+    keyboard,
+    notice_view,
+    send_view,
+    view_buttons,
+)
 from bot.views import View
 from workers.engine import Engine
 from workers.events import (
@@ -56,7 +59,6 @@ from workers.events import (
     Interrupted,
     Keepalive,
     Notice,
-    NoticeButton,
     Queued,
     Resumed,
     Started,
@@ -67,150 +69,9 @@ from workers.store.outbox import StatusRecord
 
 log = logging.getLogger(__name__)
 
-NOT_MODIFIED = "message is not modified"
-RETRY_DELAY_S = 1.0
-MAX_RETRY_DELAY_S = 30.0
 # Running jobs' status messages are refreshed at least this often (their elapsed time, a
 # cluster step's place) when no progress changes them.
 CLOCK_S = 5.0
-# The most waiting events read from the outbox at once.
-PENDING_BATCH = 1000
-# How often, at most, the outbox is read while events keep coming in; and at most the share
-# of the time reading it may take (with many events waiting, reading them is not free).
-READ_EVERY_S = 0.25
-READ_SHARE = 0.05
-MAX_READ_EVERY_S = 2.0
-
-
-def keyboard(view: View) -> InlineKeyboardMarkup | None:
-    """The view's buttons as an inline keyboard (ValueError for button data Telegram would
-    refuse: a bug of colabot's, better found here than as a refused message)."""
-    if not view.buttons:
-        return None
-    for row in view.buttons:
-        for button in row:
-            if not limits.fits_callback_data(button.data):
-                raise ValueError(f"button data {button.data!r} is over Telegram's limit")
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in view.buttons]
-    )
-
-
-def is_not_modified(exc: BadRequest) -> bool:
-    """True for Telegram's "message is not modified" refusal (an identical edit)."""
-    return NOT_MODIFIED in str(exc.message).lower()
-
-
-async def send_view(
-    bot: Bot,
-    chat_id: int,
-    view: View,
-    *,
-    reply_to: int | None = None,
-    thread_id: int | None = None,
-) -> Message:
-    """Send a view (in a forum topic when ``thread_id`` is given); one that is too long for a
-    message goes as a text file."""
-    if views.fits(view.text):
-        return await bot.send_message(
-            chat_id,
-            view.text,
-            parse_mode=ParseMode.HTML,
-            reply_markup=keyboard(view),
-            link_preview_options=LinkPreviewOptions(is_disabled=True),
-            reply_to_message_id=reply_to,
-            allow_sending_without_reply=True,
-            message_thread_id=thread_id,
-        )
-    data = views.to_plain(view.text).encode()
-    return await bot.send_document(
-        chat_id,
-        BytesIO(data),
-        filename="reply.txt",
-        caption="The reply was too long for one message, so here it is as a file.",
-        reply_markup=keyboard(view),
-        reply_to_message_id=reply_to,
-        allow_sending_without_reply=True,
-        message_thread_id=thread_id,
-    )
-
-
-def retry_seconds(exc: RetryAfter) -> float:
-    """How long Telegram asked to wait, in seconds."""
-    retry = exc.retry_after
-    return float(retry.total_seconds() if hasattr(retry, "total_seconds") else retry)
-
-
-def is_too_large(exc: TelegramError) -> bool:
-    """Whether Telegram refused an upload for its size (HTTP 413, which python-telegram-bot
-    reports as a NetworkError, the kind it retries)."""
-    text = str(exc.message).lower()
-    return isinstance(exc, NetworkError) and (
-        "request entity too large" in text or "(413)" in text or "file too large" in text
-    )
-
-
-@dataclass(frozen=True)
-class Place:
-    """Where a message goes: a chat, and a forum topic in it (None: the General topic)."""
-
-    chat_id: int
-    thread_id: int | None = None
-
-
-def job_place(job: Job) -> Place | None:
-    """Where a job's messages go: the chat and topic its command came from."""
-    chat = job.origin.get("chat_id")
-    if chat is None:
-        return None
-    thread = job.origin.get("thread_id")
-    return Place(int(chat), int(thread) if thread is not None else None)
-
-
-class ChatPositions:
-    """The newest message id seen in each chat, to tell how far up an old message has scrolled.
-
-    Message ids in a chat grow with every message from either side.
-    """
-
-    def __init__(self) -> None:
-        self._latest: dict[int, int] = {}
-
-    def seen(self, chat_id: int, message_id: int) -> None:
-        """Note a message in a chat."""
-        if message_id > self._latest.get(chat_id, 0):
-            self._latest[chat_id] = message_id
-
-    def latest(self, chat_id: int) -> int:
-        """The newest message id known in a chat (0 when none)."""
-        return self._latest.get(chat_id, 0)
-
-
-def _event_buttons(view: View) -> list[list[NoticeButton]]:
-    return [[NoticeButton(b.label, b.data) for b in row] for row in view.buttons]
-
-
-def _view_buttons(buttons: list[list[NoticeButton]]) -> list[list[views.Button]]:
-    return [[views.Button(b.label, b.data) for b in row] for row in buttons]
-
-
-def view_notice(view: View) -> Notice:
-    """A view as a notice event (the inverse of :func:`notice_view`)."""
-    return Notice(html=view.text, buttons=_event_buttons(view))
-
-
-def keepalive_event(view: View) -> Keepalive:
-    """The keepalive view as its event."""
-    return Keepalive(view.text, _event_buttons(view))
-
-
-def notice_view(job: Job | None, notice: Notice) -> View:
-    """A notice as a view: plain ``text`` is escaped, ``html`` is used as it is."""
-    buttons = _view_buttons(notice.buttons)
-    if notice.html is not None:
-        return View(notice.html, buttons)
-    base = views.notice_view(job, notice.text)
-    return View(base.text, buttons or base.buttons)
 
 
 @dataclass
@@ -223,29 +84,6 @@ class StatusMessage:
     edited_at: float
 
 
-LaneKey = int | None
-"""Which lane an event goes out in: the chat its job's messages go to, or None for runtime
-events (each goes to several chats)."""
-
-
-@dataclass
-class Lane:
-    """One chat's events on their way: those read from the outbox and not yet sent (in the
-    order they were stored), the round under way (if any), and, after failures, when the
-    lane may try again."""
-
-    queue: deque[Event] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
-    retry_at: float = 0.0
-    delay: float = RETRY_DELAY_S
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def busy(self) -> bool:
-        """Whether events wait in the lane or go out now."""
-        return bool(self.queue) or self.task is not None
-
-
 class Delivery:
     """Sends outbox events to the chat and keeps each job's status message current.
 
@@ -254,14 +92,8 @@ class Delivery:
     fails neither blocks nor repeats the others. A group that became a supergroup is followed
     to its new id; a chat that blocked or removed the bot is forgotten.
 
-    Events go out in lanes, one per chat (and one for runtime events): a chat's events go in
-    the order they were stored, one at a time, while other chats' go beside them, so that a
-    chat waiting for its rate limit or failing holds up no other. A job's events all go to
-    one chat, so they keep their order. The outbox is read when events come in: at once when
-    it was not read for :data:`READ_EVERY_S`, else that long after the last reading, and
-    never so often that reading takes more than :data:`READ_SHARE` of the time. With
-    hundreds of events waiting (a busy lab, chats at their rate limit), reading them all for
-    each new event would take the event loop from the people typing.
+    Events go out in :class:`~bot.lanes.Lanes`, one per chat (and one for runtime events), so
+    that a chat waiting for its rate limit or failing holds up no other.
 
     Status edits are a loop of their own. A job's new progress (the engine's progress
     listeners) or state (its state listeners: a job that waits for a quota and why) makes
@@ -290,37 +122,19 @@ class Delivery:
         self.positions = positions or ChatPositions()
         self.pacer = pacer or EditPacer()
         self.clock_s = clock_s
-        self._wake = asyncio.Event()
+        self.lanes = Lanes(
+            self.store, lane_of=self._lane_of, send=self.deliver, after_round=self._edits_may_go
+        )
         self._changed = asyncio.Event()
         self._dirty: set[int] = set()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._lanes: dict[LaneKey, Lane] = {}
-        self._queued: set[int] = set()
-        self._unread = True
-        self._hot: set[LaneKey] = set()
-        self._read_at = -READ_EVERY_S
-        self._read_every = READ_EVERY_S
+        self._task: asyncio.Task[None] | None = None
         self._job_locks: dict[int, asyncio.Lock] = {}
         self._places: dict[int, Place | None] = {}
         self._status: dict[int, StatusMessage] = {}
-        self._round_done = asyncio.Event()
-        self.delivered_count = 0
-        engine.on_events(self.wake)
+        engine.on_events(self.lanes.wake)
         engine.on_progress(self._progressed)
         engine.on_state(self._state_changed)
         chats.on_moved(self._chat_moved)
-
-    def wake(self) -> None:
-        """New events are waiting. When the outbox was not read for a while they go out at
-        once (before anything the engine does next), else at the next reading."""
-        self._unread = True
-        self._wake.set()
-        if self._tasks and time.monotonic() - self._read_at >= self._read_every:
-            try:
-                self._read_outbox()
-                self._dispatch()
-            except Exception:
-                log.exception("could not start delivery; the loop tries again")
 
     def _progressed(self, job_id: int, _progress: Progress) -> None:
         """A running job's progress changed: its status message is due an edit."""
@@ -332,10 +146,9 @@ class Delivery:
         ended job's (its last edit goes with its event) is forgotten. Until the outbox is
         read again, the job's chat counts as having an event waiting (a state change comes
         with one), so that no status edit goes ahead of it."""
-        if self._unread:
-            place = self._place_of(job.id)
-            if place is not None:
-                self._hot.add(self.chats.current(place.chat_id))
+        place = self._place_of(job.id)
+        if place is not None:
+            self.lanes.expect(self.chats.current(place.chat_id))
         if job.active:
             self._dirty.add(job.id)
             self._changed.set()
@@ -344,103 +157,31 @@ class Delivery:
             self.pacer.forget(job.id)
 
     def start(self) -> None:
-        """Start the delivery loops."""
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._run(), name="colabot-delivery"),
-                asyncio.create_task(self._refresh(), name="colabot-status-edits"),
-            ]
+        """Start the lanes and the status edits."""
+        self.lanes.start()
+        if self._task is None:
+            self._task = asyncio.create_task(self._refresh(), name="colabot-status-edits")
 
     async def stop(self) -> None:
-        """Stop the loops and the lanes (undelivered events stay in the outbox)."""
-        tasks = [*self._tasks, *(lane.task for lane in self._lanes.values() if lane.task)]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        """Stop the lanes and the status edits (undelivered events stay in the outbox)."""
+        await self.lanes.stop()
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        for lane in self._lanes.values():
-            self._forget_queue(lane)
+                await self._task
+            self._task = None
 
-    async def _run(self) -> None:
-        """Read the outbox when events came in (at most every :data:`READ_EVERY_S`), and
-        start the lanes that have events and may go; a lane that met failures is started
-        again after its back-off."""
-        while True:
-            self._wake.clear()
-            retry: float | None = None
-            try:
-                if self._unread:
-                    wait = self._read_at + self._read_every - time.monotonic()
-                    if wait <= 0:
-                        self._read_outbox()
-                    else:
-                        retry = wait
-                soonest = self._dispatch()
-                if soonest is not None:
-                    retry = soonest if retry is None else min(retry, soonest)
-            except Exception:
-                log.exception("delivery round failed; retrying")
-                retry = RETRY_DELAY_S
-            self._round_done.set()
-            if retry is None:
-                await self._wake.wait()
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=retry)
+    async def drained(self) -> None:
+        """Wait until the outbox is empty (every event delivered); wrap it in a timeout."""
+        await self.lanes.drained()
 
-    def _read_outbox(self) -> None:
-        """Put the events waiting in the outbox that no lane holds yet at the end of their
-        lanes, oldest first."""
-        self._unread = False
-        self._hot.clear()
-        started = time.monotonic()
-        for event in self.store.pending_events(limit=PENDING_BATCH):
-            if event.id in self._queued:
-                continue
-            self._queued.add(event.id)
-            self._lane(self._lane_of(event)).queue.append(event)
-        self._read_at = time.monotonic()
-        took = self._read_at - started
-        self._read_every = min(MAX_READ_EVERY_S, max(READ_EVERY_S, took / READ_SHARE))
+    async def deliver_pending(self) -> int:
+        """Deliver what the outbox holds now; return how many events still wait."""
+        return await self.lanes.deliver_pending()
 
-    def _dispatch(self) -> float | None:
-        """Start the lanes that have events and are free; return the seconds until a lane
-        backing off may go again (None: none is)."""
-        now = time.monotonic()
-        soonest: float | None = None
-        for key, lane in self._lanes.items():
-            if lane.task is not None or not lane.queue:
-                continue
-            if lane.retry_at > now:
-                wait = lane.retry_at - now
-                soonest = wait if soonest is None else min(soonest, wait)
-                continue
-            lane.task = asyncio.create_task(self._lane_round(key), name=f"colabot-lane-{key}")
-        return soonest
-
-    async def _lane_round(self, key: LaneKey) -> None:
-        """Deliver a lane's events in its own task; then back off after failures, and tell
-        the dispatcher and the status edits."""
-        lane = self._lane(key)
-        try:
-            with sending_as(Priority.EVENT):
-                waiting, delivered = await self._deliver_lane(key)
-            if delivered or not waiting:
-                lane.delay, lane.retry_at = RETRY_DELAY_S, 0.0
-            else:
-                lane.retry_at = time.monotonic() + lane.delay
-                lane.delay = min(MAX_RETRY_DELAY_S, lane.delay * 2)
-        except Exception:
-            log.exception("delivery to %s failed; retrying", key)
-            lane.retry_at = time.monotonic() + lane.delay
-            self._forget_queue(lane)
-        finally:
-            lane.task = None
-            self._wake.set()
-            self._changed.set()  # the chat may be free for status edits again
-            self._round_done.set()
+    def _edits_may_go(self) -> None:
+        """A lane's round ended: its chat may be free for status edits again."""
+        self._changed.set()
 
     async def _refresh(self) -> None:
         """Edit the status messages of jobs whose view changed, as pacing allows."""
@@ -461,44 +202,6 @@ class Delivery:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=timeout)
 
-    async def drained(self) -> None:
-        """Wait until the outbox is empty (every event delivered); wrap it in a timeout."""
-        while self.store.pending_events(limit=1):
-            self._round_done.clear()
-            self.wake()
-            await self._round_done.wait()
-
-    async def deliver_pending(self) -> int:
-        """Deliver what the outbox holds now, every lane beside the others (a lane's round
-        already under way is waited for, never doubled); return how many events still
-        wait."""
-        self._read_outbox()
-        # A lane whose round is under way has popped the event it sends: wait for it too.
-        keys = [
-            key
-            for key, lane in self._lanes.items()
-            if lane.queue or (lane.task is not None and not lane.task.done())
-        ]
-        with sending_as(Priority.EVENT):
-            rounds = await asyncio.gather(*(self._deliver_lane(key) for key in keys))
-        self._unread = True
-        return sum(waiting for waiting, _ in rounds)
-
-    # lanes -------------------------------------------------------------------------------------
-
-    def _lane(self, key: LaneKey) -> Lane:
-        lane = self._lanes.get(key)
-        if lane is None:
-            lane = self._lanes[key] = Lane()
-        return lane
-
-    def _forget_queue(self, lane: Lane) -> None:
-        """Drop what a lane holds: the outbox keeps it, and the next reading brings back
-        what is still to send."""
-        self._queued.difference_update(e.id for e in lane.queue)
-        lane.queue.clear()
-        self._unread = True
-
     def _lane_of(self, event: Event) -> LaneKey:
         """The chat an event goes to (None: several, a runtime event)."""
         if event.job_id is None:
@@ -513,67 +216,8 @@ class Delivery:
             self._places[job_id] = job_place(job) if job is not None else None
         return self._places[job_id]
 
-    def _events_waiting_in(self, chat_id: int) -> bool:
-        """Whether events wait to go to a chat, or go there now (its status edits wait)."""
-        lane = self._lanes.get(chat_id)
-        return chat_id in self._hot or (lane is not None and lane.busy)
-
     def _job_lock(self, job_id: int) -> asyncio.Lock:
         return self._job_locks.setdefault(job_id, asyncio.Lock())
-
-    async def _deliver_lane(self, key: LaneKey) -> tuple[int, int]:
-        """Deliver the events a lane holds, in order, until it holds none; return (still
-        waiting, delivered).
-
-        A job whose event could not go keeps it and its later events in the outbox for the
-        lane's next round.
-        """
-        lane = self._lane(key)
-        async with lane.lock:
-            blocked: set[int | None] = set()
-            waiting = delivered = 0
-            while lane.queue:
-                event = lane.queue.popleft()
-                if event.job_id in blocked:
-                    self._queued.discard(event.id)
-                    waiting += 1
-                    continue
-                try:
-                    await self.deliver(event)
-                except RetryAfter as exc:
-                    log.warning("Telegram asked to slow down for %ss", retry_seconds(exc))
-                    blocked.add(event.job_id)
-                    waiting += 1
-                    self._queued.discard(event.id)
-                    continue
-                except (BadRequest, Forbidden) as exc:
-                    if not (isinstance(exc, BadRequest) and is_not_modified(exc)):
-                        # A permanent refusal (chat gone, bot blocked): retrying would block
-                        # the job.
-                        log.warning(
-                            "event %s of job %s was refused: %s", event.id, event.job_id, exc
-                        )
-                    self._delivered(event)
-                    continue
-                except TelegramError as exc:
-                    log.warning("could not deliver event %s yet: %s", event.id, exc)
-                    blocked.add(event.job_id)
-                    waiting += 1
-                    self._queued.discard(event.id)
-                    continue
-                except BaseException:
-                    lane.queue.appendleft(event)
-                    raise
-                self._delivered(event)
-                delivered += 1
-            if blocked:
-                self._unread = True
-            self.delivered_count += delivered
-            return waiting, delivered
-
-    def _delivered(self, event: Event) -> None:
-        self.store.mark_delivered(event.id)
-        self._queued.discard(event.id)
 
     async def deliver(self, event: Event) -> None:
         """Send one event; raise TelegramError when it could not be delivered."""
@@ -680,7 +324,7 @@ class Delivery:
             case Album() as album:
                 await self._send_album(place, album, None)
             case Keepalive() as keepalive:
-                view = View(keepalive.html, _view_buttons(keepalive.buttons))
+                view = View(keepalive.html, view_buttons(keepalive.buttons))
                 await self._keepalive_at(place, view)
             case Notice() as notice:
                 await self._send(place, notice_view(None, notice))
@@ -779,36 +423,13 @@ class Delivery:
 
     # the keepalive -----------------------------------------------------------------------------
 
-    async def _edit(self, chat_id: int, message_id: int, view: View) -> bool:
-        """Edit a message in place; False when it is gone or can no longer be edited.
-
-        An edit that changes nothing counts as done.
-        """
-        try:
-            await self.bot.edit_message_text(
-                view.text,
-                chat_id=chat_id,
-                message_id=message_id,
-                parse_mode=ParseMode.HTML,
-                reply_markup=keyboard(view),
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        except BadRequest as exc:
-            if is_not_modified(exc):
-                return True
-            text = str(exc.message).lower()
-            if "not found" in text or "can't be edited" in text:
-                return False
-            raise
-        return True
-
     async def _keepalive_at(self, place: Place, view: View) -> None:
         """Show the keepalive in one chat: edited in place while it is near the bottom of the
         chat, posted again (quietly) once the chat has scrolled on."""
         current = self.store.keepalive_message(place.chat_id)
         latest = self.positions.latest(place.chat_id)
         near = current is not None and not needs_new_keepalive(current, latest)
-        if near and current is not None and await self._edit(place.chat_id, current, view):
+        if near and current is not None and await edit_view(self.bot, place.chat_id, current, view):
             self.pacer.sent(place.chat_id, time.time())
             return
         message = await self.bot.send_message(
@@ -875,7 +496,7 @@ class Delivery:
         now = time.time()
         if not force and not self.pacer.may_edit(status.chat_id, job.id, now):
             return
-        if not await self._edit(status.chat_id, status.message_id, view):
+        if not await edit_view(self.bot, status.chat_id, status.message_id, view):
             await self._post_status(job, place)
             return
         self.pacer.edited(status.chat_id, job.id, now)
@@ -895,7 +516,7 @@ class Delivery:
             known = self._status.get(job_id)
             if known is not None:
                 # Not due yet: decided without reading the store.
-                if self._events_waiting_in(known.chat_id):
+                if self.lanes.busy(known.chat_id):
                     continue
                 at = self.pacer.next_edit_at(known.chat_id, job_id, now)
                 if at > now:
@@ -915,7 +536,7 @@ class Delivery:
                 continue
             chat = self.chats.current(place.chat_id)
             place = Place(chat, place.thread_id)
-            if self._events_waiting_in(chat):
+            if self.lanes.busy(chat):
                 continue
             at = max(self.pacer.next_edit_at(chat, job_id, now), now + self._room(chat))
             if at > now:
@@ -924,7 +545,7 @@ class Delivery:
             self._dirty.discard(job_id)
             try:
                 async with self._job_lock(job_id):
-                    if self._events_waiting_in(chat):  # one came while this waited
+                    if self.lanes.busy(chat):  # one came while this waited
                         self._dirty.add(job_id)
                         continue
                     await self._at(place, functools.partial(self._update_status, job))

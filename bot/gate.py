@@ -13,7 +13,7 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes, filters
 from bot import limits, views
 from bot.access import Verdict
 from bot.chats import ChatBook
-from bot.delivery import ChatPositions
+from bot.sending import ChatPositions
 from workers.errors import ColabotError
 
 log = logging.getLogger(__name__)

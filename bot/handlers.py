@@ -54,12 +54,12 @@ from bot.commands import (
     parse_command,
 )
 from bot.config import Config
-from bot.delivery import ChatPositions, send_view
 from bot.downloads import Attachment, Downloads, attachment_name, attachment_of
 from bot.errors import NotYoursError, UsageError
 from bot.executor import capacity_lines
 from bot.gate import Gate
 from bot.runtime import RuntimeClock, read_facts
+from bot.sending import ChatPositions, send_view
 from workers.engine import Engine
 from workers.errors import ColabotError, SpecError, StoreError
 from workers.jobs import Action, Job, JobSpec, Operation, require

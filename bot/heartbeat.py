@@ -19,7 +19,7 @@ from telegram.ext import ContextTypes, JobQueue
 
 from bot import runtime_views
 from bot.config import Config
-from bot.delivery import Delivery, keepalive_event, view_notice
+from bot.delivery import Delivery
 from bot.runtime import RuntimeClock, flush_drive_mount, is_colab, read_facts
 from bot.schedule import (
     cluster_limit_due,
@@ -29,6 +29,7 @@ from bot.schedule import (
     keepalive_due,
     sync_due,
 )
+from bot.sending import keepalive_event, view_notice
 from workers.engine import Engine
 from workers.estimates import estimate
 from workers.results.durability import Keeper

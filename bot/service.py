@@ -23,7 +23,7 @@ from bot.app import build_application
 from bot.chats import ChatBook
 from bot.cli import register_secrets, say
 from bot.config import Config, access_policy, quota_exempt
-from bot.delivery import ChatPositions, Delivery, view_notice
+from bot.delivery import Delivery
 from bot.downloads import Downloads, ServerFiles
 from bot.errors import ConfigError
 from bot.executor import open_executor
@@ -32,6 +32,7 @@ from bot.heartbeat import Heartbeat
 from bot.limits import DOCUMENT_UPLOAD_BYTES, MB
 from bot.results import drive_client_factory, open_results
 from bot.runtime import RuntimeClock, runtime_clock, visible_gpu_count
+from bot.sending import ChatPositions, view_notice
 from workers.engine import Engine, EngineSettings
 from workers.errors import ColabotError, StoreError
 from workers.executors.base import Executor

@@ -71,10 +71,12 @@ class Outbox(Connection):
             return self._insert_event(db, job_id, payload, now)
 
     @translated
-    def pending_events(self, limit: int = 100) -> list[Event]:
-        """Undelivered events, oldest first."""
+    def pending_events(self, limit: int = 100, *, after: int = 0) -> list[Event]:
+        """Undelivered events, oldest first; only those with ids over ``after`` (a reader
+        that holds the older ones reads only what is new)."""
         rows = self._db.execute(
-            "SELECT * FROM events WHERE delivered_at IS NULL ORDER BY id LIMIT ?", (limit,)
+            "SELECT * FROM events WHERE delivered_at IS NULL AND id > ? ORDER BY id LIMIT ?",
+            (after, limit),
         )
         return [_event_from_row(r) for r in rows]
 

@@ -21,6 +21,15 @@ def test_outbox_marks_delivered_only_when_told(store: Store) -> None:
     assert event_id not in [e.id for e in store.pending_events()]
 
 
+def test_a_reader_reads_only_the_events_after_those_it_holds(store: Store) -> None:
+    job = store.add_job(SPEC)
+    first, second = (store.add_event(job.id, Notice(text)) for text in ("one", "two"))
+    assert [e.id for e in store.pending_events(after=first)] == [second]
+    store.mark_delivered(second)
+    assert store.pending_events(after=first) == []
+    assert first in [e.id for e in store.pending_events()]
+
+
 def test_outbox_survives_reopening(tmp_path: Path) -> None:
     first = Store(tmp_path)
     job = first.add_job(SPEC)
