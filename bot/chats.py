@@ -40,8 +40,8 @@ class ChatBook:
         self._moved: list[ChatMoved] = []
         self._migrations: dict[int, int] | None = None
         self._policy: AccessPolicy | None = None
-        self._met: set[int] = set()
-        """Chats met and not forgotten since this colabot started (their rows are current)."""
+        self._met: set[int] | None = None
+        """Chats met and not forgotten (their rows are current), read once from the store."""
 
     @property
     def migrations(self) -> dict[int, int]:
@@ -100,15 +100,18 @@ class ChatBook:
 
     def met(self, chat_id: int) -> None:
         """Remember an allowed chat someone used (written once, until it is forgotten)."""
+        if self._met is None:
+            self._met = set(self.store.met_chats())
         if chat_id in self._met:
             return
         self.store.meet_chat(chat_id, keep=MAX_KNOWN_CHATS)
-        # Meeting a new chat can push the oldest out of the list kept: those are met again.
-        self._met = {chat_id}
+        # Meeting a new chat can push the oldest out of the list kept: the chats still kept
+        # need no write when they speak again, the others are met again.
+        self._met = set(self.store.met_chats())
 
     def forget(self, chat_id: int, why: str) -> None:
         """Stop broadcasting to a chat that blocked or removed the bot."""
-        self._met.discard(chat_id)
+        self._met = None
         self.store.forget_chat(chat_id, why)
         log.info("forgot chat %s: %s", chat_id, why)
 
@@ -136,8 +139,7 @@ class ChatBook:
             log.info("ignored the migration of unknown chat %s", old)
             return False
         moved = self.store.migrate_chat(old, new)
-        self._migrations, self._policy = None, None
-        self._met.discard(old)
+        self._migrations, self._policy, self._met = None, None, None
         log.info("chat %s became %s; moved %d jobs to it", old, new, moved)
         for callback in self._moved:
             try:
