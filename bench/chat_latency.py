@@ -175,7 +175,8 @@ async def main_async(commands: int, flood_mb: int, pace_ms: float) -> None:
             for process in (proc, echo):
                 process.send_signal(signal.SIGINT)
             for process in (proc, echo):
-                process.wait(timeout=60)
+                # In a thread: the emulator it is talking to runs on this event loop.
+                await asyncio.to_thread(process.wait, 60)
             await emu.stop()
             await echo_emu.stop()
     seconds, heavy = import_time()

@@ -705,7 +705,8 @@ async def run_phase(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), 120)
         echo.send_signal(signal.SIGINT)
-        echo.wait(timeout=60)
+        # In a thread: the emulator it is talking to runs on this event loop.
+        await asyncio.to_thread(echo.wait, 60)
         await emu.stop()
         await echo_emu.stop()
     seconds = time.monotonic() - began

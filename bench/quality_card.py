@@ -78,7 +78,8 @@ async def tiny_job(epochs: int, steps: int) -> Job:
         finally:
             sampler.cancel()
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            # In a thread: the emulator it is talking to runs on this event loop.
+            await asyncio.to_thread(proc.wait, 60)
             await emu.stop()
         log = home / "data" / "jobs" / "1" / "job.log"
         return Job(whole, found, evaluation_seconds(log.read_text(errors="replace")), card)

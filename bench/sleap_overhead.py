@@ -208,7 +208,8 @@ async def measure(pairs: int, epochs: int, steps: int) -> Figures:
         finally:
             sampler.cancel()
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            # In a thread: the emulator it is talking to runs on this event loop.
+            await asyncio.to_thread(proc.wait, 60)
             await emu.stop()
         figures.peak_rss_mb = watcher.peak_rss / 1024**2
         figures.first_rss_mb = watcher.first_rss / 1024**2

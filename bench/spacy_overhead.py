@@ -166,7 +166,8 @@ async def measure(rounds: int, steps: int) -> None:
             parts = overhead_parts(files, home, home / "data" / "jobs" / str(job_id))
         finally:
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            # In a thread: the emulator it is talking to runs on this event loop.
+            await asyncio.to_thread(proc.wait, 60)
             await emu.stop()
     report(times, rss.peak, steps, parts)
 

@@ -66,6 +66,7 @@ from workers.events import (
 )
 from workers.jobs import Job, JobState, Progress
 from workers.store.outbox import StatusRecord
+from workers.waits import wait_at_most
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,7 @@ class Delivery:
                     wait = RETRY_DELAY_S
                 until_clock = max(0.0, clock - time.monotonic())
                 timeout = until_clock if wait is None else min(wait, until_clock)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=timeout)
+                await wait_at_most(self._changed, timeout)
 
     def _lane_of(self, event: Event) -> LaneKey:
         """The chat an event goes to (None: several, a runtime event)."""

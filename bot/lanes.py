@@ -26,6 +26,7 @@ from bot.ratelimit import Priority, sending_as
 from bot.sending import is_not_modified, retry_seconds
 from workers.events import Event
 from workers.store.outbox import Outbox
+from workers.waits import wait_at_most
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,7 @@ class Lanes:
             if retry is None:
                 await self._wake.wait()
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=retry)
+                await wait_at_most(self._wake, retry)
 
     def _read_outbox(self) -> None:
         """Put the events waiting in the outbox that no lane holds yet at the end of their

@@ -20,7 +20,6 @@ pollers on one token (Telegram's "Conflict: terminated by other getUpdates reque
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from bot.runtime import flush_drive_mount
 from bot.service import Colabot
 from workers.errors import ColabotError, UnknownJobError
 from workers.jobs import Action, Job, JobState, Link
+from workers.waits import wait_at_most
 
 _current: Colabot | None = None
 _watcher: asyncio.Task[None] | None = None
@@ -252,8 +252,7 @@ async def wait(job_id: int | None = None) -> Outcome | list[Outcome]:
             if not any(job.active for job in jobs):
                 break
             changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=WAIT_REFRESH_S)
+            await wait_at_most(changed, WAIT_REFRESH_S)
     except (asyncio.CancelledError, KeyboardInterrupt):
         still = [job.id for job in jobs if job.active]
         if still and colabot.running:

@@ -208,8 +208,11 @@ class Journal:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(explain())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that comes
+            # just as the journal changes.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
 
     async def wait_for(
         self,

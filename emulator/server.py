@@ -625,8 +625,11 @@ class BotApiEmulator:
                 if not poll.parked:
                     poll.parked = True
                     self.journal.signal()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel (the client
+                # left) that comes just as the poll is woken.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(poll.wake.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await poll.wake.wait()
         finally:
             if self._polls.get(token) is poll:
                 del self._polls[token]

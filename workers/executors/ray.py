@@ -48,6 +48,7 @@ from workers.executors.handover import SUFFIX, hand_over
 from workers.executors.settings import RaySettings
 from workers.safety.environment import step_environment
 from workers.safety.names import label
+from workers.waits import wait_at_most
 
 STEP_FOLDER = ".ray"
 # The step environment's safety settings go to the node even where colabot has them too: the
@@ -454,8 +455,7 @@ class RayStep:
         return lambda: client.get_job_info(submission)
 
     async def _pause(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._given_up.wait(), self.executor.poll_s)
+        await wait_at_most(self._given_up, self.executor.poll_s)
 
     async def _update_placement(self, info: Any, polls: int) -> None:
         if info.status == JobStatus.PENDING:

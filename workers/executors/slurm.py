@@ -64,6 +64,7 @@ from workers.executors.slurm_commands import (
 )
 from workers.safety.environment import step_environment
 from workers.safety.files import create_private, open_nofollow, private_dir
+from workers.waits import wait_at_most
 
 log = logging.getLogger(__name__)
 
@@ -453,8 +454,7 @@ class SlurmStep:
             await asyncio.sleep(OUTPUT_POLL_S)
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        await wait_at_most(self._wake, seconds)
         self._wake.clear()
 
     async def wait(self) -> Exit:
