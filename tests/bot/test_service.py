@@ -10,6 +10,8 @@ from pathlib import Path
 from emulator import BotApiEmulator
 from tests.helpers.chat import Person, secret_of
 from tests.helpers.cli import colabot_env
+from workers.jobs import JobState
+from workers.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +91,42 @@ async def test_online_run_talks_to_the_configured_server_and_never_logs_the_toke
             await proc.wait()
     assert "colabot is running" in output and "colabot stopped" in output
     assert secret_of(emu) not in output
+
+
+async def test_ctrl_c_while_a_job_floods_its_output_stops_colabot_and_keeps_the_job(
+    tmp_path: Path, emu: BotApiEmulator, person: Person
+) -> None:
+    env = colabot_env(tmp_path, emu.url, emu.token)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        await emu.wait_until_polling(timeout=30)
+        await person.say("/train selftest steps=1 delay=0 flood_mb=100000")
+        await person.next_message("#1 selftest", timeout=30)
+        # The status message is being edited as the flood's progress comes in.
+        await emu.wait_for(
+            lambda e: e.kind == "edit" and "#1 selftest" in (e.text or ""), timeout=30
+        )
+        proc.send_signal(signal.SIGINT)
+        output = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
+        assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "colabot stopped" in output
+    store = Store(tmp_path / "data")
+    try:
+        job = store.find_job(1)
+        assert job is not None and job.state is JobState.INTERRUPTED
+    finally:
+        store.close()
