@@ -313,6 +313,9 @@ class StepRun:
                     now = time.monotonic()
                     if now - told >= CONSUMED_EVERY_S and self._tell_logged(log, redacting):
                         told = now
+                    # A reader hands out what it holds without waiting, so a flooding step
+                    # would keep the event loop for several chunks: let the chat in between.
+                    await asyncio.sleep(0)
                 splitter.feed(self._write_rest(log, redacting, writable))
                 splitter.flush()
                 if not skip:
