@@ -296,6 +296,10 @@ class StepRun:
         told = time.monotonic()
         with open_job_log(self.log_path) as log:
             writable = True
+            if not skip:
+                # Where this step's output starts in the log: a colabot killed before the
+                # next point is recorded cuts the log back to here and reads it all again.
+                self._tell_logged(log, redacting)
             try:
                 async for raw in output:
                     chunk = raw

@@ -39,6 +39,24 @@ async def test_output_goes_to_the_log_and_each_line_to_the_hook(tmp_path: Path) 
     assert result.tail == ["one", "a", "b", "err"]
 
 
+async def test_where_the_output_starts_in_the_log_is_recorded_before_any_output(
+    tmp_path: Path,
+) -> None:
+    # A colabot killed before its first later point cuts the log back to the first one and
+    # reads the step's output again from there: without it, every line would be logged twice.
+    log = tmp_path / "job.log"
+    log.write_bytes(b"=== colabot step: test ===\n")
+    points: list[tuple[int, int]] = []
+    run = local_run(
+        script("print('one'); print('two')"),
+        log_path=log,
+        on_consumed=lambda count, length: points.append((count, length)),
+    )
+    assert (await run.run()).ok
+    assert points[0] == (0, len(b"=== colabot step: test ===\n"))
+    assert points[-1] == (len(b"one\ntwo\n"), log.stat().st_size)
+
+
 async def test_a_failing_hook_does_not_stop_the_run(tmp_path: Path) -> None:
     def hook(source: str, line: str) -> None:
         raise RuntimeError("parser bug")
