@@ -9,7 +9,7 @@ from pathlib import Path
 
 from emulator import BotApiEmulator
 from tests.helpers.chat import Person, secret_of
-from tests.helpers.cli import colabot_env
+from tests.helpers.cli import colabot_env, start_cli, stop_cli
 from workers.jobs import JobState
 from workers.store.database import Store
 
@@ -96,18 +96,7 @@ async def test_online_run_talks_to_the_configured_server_and_never_logs_the_toke
 async def test_ctrl_c_while_a_job_floods_its_output_stops_colabot_and_keeps_the_job(
     tmp_path: Path, emu: BotApiEmulator, person: Person
 ) -> None:
-    env = colabot_env(tmp_path, emu.url, emu.token)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
-        env=env,
-    )
-    assert proc.stdout is not None
+    proc = await start_cli("run", env=colabot_env(tmp_path, emu.url, emu.token))
     try:
         await emu.wait_until_polling(timeout=30)
         await person.say("/train selftest steps=1 delay=0 flood_mb=100000")
@@ -116,13 +105,12 @@ async def test_ctrl_c_while_a_job_floods_its_output_stops_colabot_and_keeps_the_
         await emu.wait_for(
             lambda e: e.kind == "edit" and "#1 selftest" in (e.text or ""), timeout=30
         )
-        proc.send_signal(signal.SIGINT)
-        output = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
-        assert await proc.wait() == 0
+        code, output = await stop_cli(proc, timeout=30)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    assert code == 0
     assert "colabot stopped" in output
     store = Store(tmp_path / "data")
     try:
