@@ -280,7 +280,7 @@ class ChatHandlers:
                 await self._usage(reply, update)
             case StatusRequest():
                 job = self.engine.job(request.job_id)
-                tail = await asyncio.to_thread(self.engine.log_tail, job.id, 8)
+                tail = await self.engine.read_log_tail(job.id, 8)
                 view = views.status_view(
                     job,
                     self.engine.current_step(job.id),
@@ -439,7 +439,7 @@ class ChatHandlers:
         return capacity_lines(capacity) if capacity is not None else None
 
     async def _logs(self, request: LogsRequest, reply: Reply, update: Update) -> None:
-        lines = await asyncio.to_thread(self.engine.log_tail, request.job_id, request.lines)
+        lines = await self.engine.read_log_tail(request.job_id, request.lines)
         bot = update.get_bot()
         if not lines:
             view = views.View(f"Job #{request.job_id} has no log lines yet.")

@@ -272,7 +272,7 @@ async def wait(job_id: int | None = None) -> Outcome | list[Outcome]:
     failed = [o for o in outcomes if o.state == JobState.FAILED.value]
     if failed:
         first = failed[0]
-        tail = await asyncio.to_thread(engine.log_tail, first.job_id, 12)
+        tail = await engine.read_log_tail(first.job_id, 12)
         raise JobFailedError(first.job_id, first.error or "failed", tail)
     interrupted = [o for o in outcomes if o.state == JobState.INTERRUPTED.value]
     if interrupted:

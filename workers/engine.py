@@ -37,7 +37,7 @@ from workers.inputs.resolve import InputResolver
 from workers.jobs import Action, Job, JobSpec, JobState, Operation, Progress, require
 from workers.kinds.base import PLOT_REFUSAL, Step
 from workers.kinds.registry import KindRegistry
-from workers.logfile import tail_lines
+from workers.logfile import short_tail_lines, tail_lines
 from workers.quality import Quality
 from workers.results.base import ResultsBackend
 from workers.runner import (
@@ -57,6 +57,7 @@ from workers.sharing.owners import Owner
 from workers.sharing.quotas import submit_refusal, week_start
 from workers.store.database import INTERRUPTED_REASON, Store
 from workers.store.disk import DiskGuard
+from workers.waits import Foreground
 from workers.wandb.runs import WandbRun
 
 __all__ = ["Comparison", "Engine", "EngineSettings", "JobTimings", "compare_refusal"]
@@ -114,6 +115,7 @@ class Engine:
         *,
         results: ResultsBackend | None = None,
         executor: Executor | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -128,6 +130,8 @@ class Engine:
         )
         self.disk = DiskGuard(settings.data_dir, settings.min_free_disk_mb)
         self.timings: OrderedDict[int, JobTimings] = OrderedDict()
+        self.foreground = foreground or Foreground()
+        """Work someone waits on (the chat's answers), which the jobs' output lets go first."""
         self._runners: dict[int, JobRunner] = {}
         self._flushed: dict[int, float] = {}
         self._held: dict[int, str] = {}
@@ -532,9 +536,21 @@ class Engine:
         return self.workdir(job_id) / "job.log"
 
     def log_tail(self, job_id: int, lines: int) -> list[str]:
-        """The last lines of a job's log; raise UnknownJobError."""
+        """The last lines of a job's log, read here however far back they go; raise
+        UnknownJobError."""
         self.store.get_job(job_id)
         return tail_lines(self.log_path(job_id), lines)
+
+    async def read_log_tail(self, job_id: int, lines: int) -> list[str]:
+        """The last lines of a job's log, as :meth:`log_tail`, for the event loop: the job is
+        looked up here (the store's thread), lines within the log's last block are read here
+        too (a thread hop costs more than that read), and longer ones in a thread."""
+        self.store.get_job(job_id)
+        path = self.log_path(job_id)
+        found = short_tail_lines(path, lines)
+        if found is None:
+            found = await asyncio.to_thread(tail_lines, path, lines)
+        return found
 
     def _job_outputs(self, job_id: int, slot: str) -> list[Path]:
         wanted = "model" if slot == "model" else "predictions"
@@ -594,6 +610,7 @@ class Engine:
             results=self.results,
             before_run=tuple(self.before_run_hooks),
             timings=self.timing(job.id),
+            foreground=self.foreground,
         )
         runner = JobRunner(parts, job.id)
         self._runners[job.id] = runner

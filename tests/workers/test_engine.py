@@ -41,6 +41,22 @@ async def test_a_job_runs_to_success_with_progress_outputs_and_events(
     assert "progress 3/3" in log and "=== colabot step: selftest train ===" in log
 
 
+async def test_the_log_tail_for_the_event_loop_reads_what_log_tail_reads(
+    engine: Engine, wait_for_state: WaitForState
+) -> None:
+    job = engine.submit(selftest(steps=3, delay=0))
+    await wait_for_state(engine, job.id)
+    tail = await engine.read_log_tail(job.id, 4)
+    assert len(tail) == 4 and tail == engine.log_tail(job.id, 4)
+    # A log that ends in a line longer than the last block: read in a thread, same answer.
+    with engine.log_path(job.id).open("a") as log:
+        log.write("y" * 200_000 + "\n")
+    long_tail = await engine.read_log_tail(job.id, 2)
+    assert long_tail == engine.log_tail(job.id, 2) and long_tail[-1].endswith("yyy")
+    with pytest.raises(UnknownJobError):
+        await engine.read_log_tail(99, 4)
+
+
 async def test_a_failing_listener_is_logged_and_the_others_still_hear(
     engine: Engine, wait_for_state: WaitForState, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.engine import local_run
 from tests.helpers.processes import alive
 from workers.executors.base import Grace, describe_exit, format_seconds
-from workers.logfile import tail_lines
+from workers.waits import Foreground
 
 PY = sys.executable
 
@@ -55,6 +55,28 @@ async def test_where_the_output_starts_in_the_log_is_recorded_before_any_output(
     assert (await run.run()).ok
     assert points[0] == (0, len(b"=== colabot step: test ===\n"))
     assert points[-1] == (len(b"one\ntwo\n"), log.stat().st_size)
+
+
+async def test_a_flooding_step_waits_while_the_chat_is_answered(tmp_path: Path) -> None:
+    # 4 MB of output: far more than one chunk and than a pipe holds, so the step can only
+    # end once its output is read, and that stops while the foreground is held.
+    foreground = Foreground(max_pause_s=60)
+    first = asyncio.Event()
+    run = local_run(
+        script("import sys\nfor i in range(4096): sys.stdout.write(str(i).rjust(1023) + '\\n')"),
+        log_path=tmp_path / "job.log",
+        on_line=lambda _src, _line: first.set(),
+        foreground=foreground,
+    )
+    with foreground.held():
+        running = asyncio.create_task(run.run())
+        await asyncio.wait_for(first.wait(), 30)
+        done, _ = await asyncio.wait({running}, timeout=1)
+        assert not done, "the output was read on while an answer was in hand"
+        assert run.consumed < 4096 * 1024
+    result = await asyncio.wait_for(running, 60)
+    assert result.ok and run.consumed == 4096 * 1024
+    assert result.tail[-1] == "4095".rjust(1023)
 
 
 async def test_a_failing_hook_does_not_stop_the_run(tmp_path: Path) -> None:
@@ -224,10 +246,3 @@ def test_describe_exit_prefers_timeout_and_cancel() -> None:
 
 def test_format_seconds() -> None:
     assert [format_seconds(s) for s in (5, 75, 3700)] == ["5s", "1m 15s", "1h 1m"]
-
-
-def test_tail_lines_reads_the_end(tmp_path: Path) -> None:
-    log = tmp_path / "l"
-    log.write_text("".join(f"line {i}\n" for i in range(100_000)))
-    assert tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
-    assert tail_lines(tmp_path / "missing", 3) == []
