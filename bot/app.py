@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from typing import Any
 
-from telegram.ext import Application, ApplicationBuilder, ExtBot
+from telegram.ext import Application, ApplicationBuilder, ExtBot, SimpleUpdateProcessor
 from telegram.request import HTTPXRequest
 
 from bot.ratelimit import ChatRateLimiter
 from workers.safety.redaction import redact
+from workers.waits import Foreground
+
+CONCURRENT_UPDATES = 8
+"""Updates processed at once, so that a slow download never holds up a /status."""
 
 TELEGRAM_API = "https://api.telegram.org"
 # Parameters that carry text a person reads; every one goes through the redaction.
@@ -37,12 +42,31 @@ class RedactingBot(ExtBot[Any]):
         return await super()._do_post(endpoint, data, **kwargs)
 
 
+class ForegroundUpdates(SimpleUpdateProcessor):
+    """Processes updates concurrently, each as foreground work: while a command or a button
+    is being answered, the jobs' output steps aside (:class:`~workers.waits.Foreground`)."""
+
+    def __init__(self, max_concurrent_updates: int, foreground: Foreground) -> None:
+        super().__init__(max_concurrent_updates)
+        self.foreground = foreground
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Process the update with the foreground held."""
+        with self.foreground.held():
+            await coroutine
+
+
 def build_application(
-    token: str, api_url: str, *, media_timeout_s: float = 120.0
+    token: str,
+    api_url: str,
+    *,
+    media_timeout_s: float = 120.0,
+    foreground: Foreground | None = None,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """An Application with the rate limiter, the job queue and generous upload timeouts.
 
-    Updates are processed concurrently so that a slow download never holds up a /status.
+    Updates are processed concurrently, as ``foreground`` work (shared with the engine, so
+    that its jobs' output lets the chat go first).
     """
     base_url, base_file_url = bot_api_urls(api_url)
     bot = RedactingBot(
@@ -61,4 +85,5 @@ def build_application(
         ),
         rate_limiter=ChatRateLimiter(),
     )
-    return ApplicationBuilder().bot(bot).concurrent_updates(8).build()
+    updates = ForegroundUpdates(CONCURRENT_UPDATES, foreground or Foreground())
+    return ApplicationBuilder().bot(bot).concurrent_updates(updates).build()

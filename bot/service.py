@@ -150,7 +150,7 @@ class Colabot:
         )
         self.keeper = Keeper(self.engine, opened.backend)
         tg = config.telegram
-        self.app = build_application(tg.token, tg.api_url)
+        self.app = build_application(tg.token, tg.api_url, foreground=self.engine.foreground)
         self.positions = ChatPositions()
         self.chats = ChatBook(self.store, self.policy)
         self.delivery = Delivery(

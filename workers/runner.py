@@ -45,6 +45,7 @@ from workers.sharing.quotas import QuotaSettings
 from workers.steprun import StepResult, StepRun, Verdict, open_job_log, step_outcome
 from workers.store.database import Store
 from workers.store.disk import DiskGuard, trim_log
+from workers.waits import Foreground
 from workers.wandb.runs import PARAM as WANDB_PARAM
 from workers.wandb.runs import (
     WandbRun,
@@ -149,6 +150,7 @@ class RunnerParts:
     results: ResultsBackend | None = None
     before_run: tuple[BeforeRun, ...] = ()
     timings: JobTimings = field(default_factory=JobTimings)
+    foreground: Foreground = field(default_factory=Foreground)
 
 
 def job_wandb(kind: JobKind, spec: JobSpec, settings: WandbSettings, name: str) -> WandbRun | None:
@@ -501,6 +503,7 @@ class JobRunner:
             on_start=on_start,
             on_consumed=on_consumed,
             on_disk_full=parts.disk.release_reserve,
+            foreground=parts.foreground,
         )
         self._run, self._current, self._channel = run, step, channel
         # On a cluster the step can wait for resources and then run on a node: what the

@@ -25,6 +25,7 @@ from workers.executors.base import Executor, Exit, Grace, Launch, StepHandle, de
 from workers.safety.files import create_private
 from workers.safety.redaction import SECRETS, Redactor, StreamRedactor
 from workers.store.disk import FULL_ERRNOS
+from workers.waits import Foreground
 
 MAX_HOOK_LINE = 8 * 1024
 TAIL_LINES = 40
@@ -159,6 +160,7 @@ class StepRun:
         on_consumed: Callable[[int, int], None] | None = None,
         redactor: Redactor = SECRETS,
         on_disk_full: Callable[[], None] | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.executor = executor
         self.launch = launch
@@ -171,6 +173,7 @@ class StepRun:
         self.on_consumed = on_consumed
         self.redactor = redactor
         self.on_disk_full = on_disk_full
+        self.foreground = foreground or Foreground()
         self.handle: StepHandle | None = None
         self.detaching = False
         """When set, a cancelled run leaves its step running (it is followed again later)."""
@@ -318,8 +321,8 @@ class StepRun:
                     if now - told >= CONSUMED_EVERY_S and self._tell_logged(log, redacting):
                         told = now
                     # A reader hands out what it holds without waiting, so a flooding step
-                    # would keep the event loop for several chunks: let the chat in between.
-                    await asyncio.sleep(0)
+                    # would keep the event loop for chunk after chunk: the chat goes first.
+                    await self.foreground.step_aside()
                 splitter.feed(self._write_rest(log, redacting, writable))
                 splitter.flush()
                 if not skip:
