@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 MAX_PAUSE_S = 0.02
 """The longest background work waits for the foreground at one time; then it takes one
-more turn (one chunk of output: 64 KB) and steps aside again."""
+more turn (one chunk of output, 16 KB) and steps aside again."""
 
 
 async def wait_at_most(event: asyncio.Event, seconds: float | None) -> bool:
