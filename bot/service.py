@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import signal
 import sys
@@ -189,6 +190,9 @@ class Colabot:
         self.heartbeat.schedule(self.app.job_queue)
         self.delivery.start()
         self.running = True
+        # What is loaded by now lives as long as colabot: the collector's full passes need
+        # not walk it again (one over all of it takes about 50 ms, measured at start).
+        gc.freeze()
         for note in (self.clock.note, opened.note):
             if note:
                 self.engine.notice(None, note)
