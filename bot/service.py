@@ -45,6 +45,9 @@ from workers.store.datadir import DataDirLock, make_private
 
 log = logging.getLogger(__name__)
 
+STOP_POLLING_S = 10.0
+"""How long stopping waits for Telegram to confirm the updates colabot has read."""
+
 # Three 409 Conflicts within a minute: another process polls with the same token.
 CONFLICT_LIMIT = 3
 CONFLICT_WINDOW_S = 60.0
@@ -98,7 +101,7 @@ class Colabot:
         with contextlib.suppress(Exception):
             if self.app is not None:
                 if self.app.updater is not None and self.app.updater.running:
-                    await self.app.updater.stop()
+                    await stop_polling(self.app)
                 if self.app.running:
                     await self.app.stop()
                 await self.app.shutdown()
@@ -234,7 +237,7 @@ class Colabot:
         app = self.app
         assert app is not None and self.engine is not None and self.delivery is not None
         if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+            await stop_polling(app)
         await self.engine.stop()
         if self.keeper is not None:
             await self.keeper.stop()
@@ -248,6 +251,23 @@ class Colabot:
             self.store.close()
         self.lock.release()
         log.info("colabot stopped")
+
+
+async def stop_polling(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Stop fetching updates. python-telegram-bot then tells Telegram which it has read,
+    and waits up to its read timeout (40 s) for the answer: a Telegram that does not answer
+    gets :data:`STOP_POLLING_S`, so the jobs' interruption and the results' last upload
+    (the runtime may be going away) wait no longer. Unconfirmed updates come again at the
+    next start, as they would after the read timeout."""
+    assert app.updater is not None
+    try:
+        async with asyncio.timeout(STOP_POLLING_S):
+            await app.updater.stop()
+    except TimeoutError:
+        log.warning(
+            "Telegram did not confirm the last updates read within %gs; stopping anyway",
+            STOP_POLLING_S,
+        )
 
 
 def offline_config(config: Config, api_url: str, token: str, user_id: int) -> Config:

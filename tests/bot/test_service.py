@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from bot import service
+from bot.config import Config
 from emulator import BotApiEmulator
+from tests.emulator.faults import FaultyBotApi
 from tests.helpers.chat import Person, secret_of
 from tests.helpers.cli import colabot_env, start_cli, stop_cli
 from workers.jobs import JobState
@@ -118,3 +125,20 @@ async def test_ctrl_c_while_a_job_floods_its_output_stops_colabot_and_keeps_the_
         assert job is not None and job.state is JobState.INTERRUPTED
     finally:
         store.close()
+
+
+async def test_a_telegram_that_stops_answering_holds_up_the_stop_only_a_while(
+    emu: FaultyBotApi,
+    start_colabot: Callable[..., Any],
+    chat_config: Config,
+    person: Person,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    colabot = await start_colabot(chat_config)
+    assert "No jobs" in ((await person.say("/jobs", timeout=30)).text or "")
+    # From now on Telegram takes every getUpdates and never answers: the one that tells it
+    # which updates were read would hold the stop for the client's 40 s read timeout.
+    emu.inject_drop("getUpdates", delay=300, times=1000)
+    monkeypatch.setattr(service, "STOP_POLLING_S", 1.0)
+    await asyncio.wait_for(colabot.stop(), 20)
+    assert not colabot.running
