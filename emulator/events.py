@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from emulator.state import json_copy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -117,7 +118,7 @@ class Journal:
             kind=kind,
             chat_id=chat_id,
             method=method,
-            message=copy.deepcopy(message),
+            message=json_copy(message),
             time=self.clock(),
             file_path=file_path,
             parse_mode=parse_mode,

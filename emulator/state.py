@@ -6,11 +6,10 @@ exactly as a client would receive them.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,6 +26,24 @@ MAX_UPDATES_PER_CALL = 100
 # Update types Telegram leaves out unless a bot asks for them by name.
 OPT_IN_UPDATE_TYPES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _SUPERGROUP_LIMIT = -1_000_000_000_000
+T = TypeVar("T")
+
+
+def json_copy(value: T) -> T:
+    """A copy of JSON data (dicts, lists and plain values) that shares nothing mutable with
+    it: what ``copy.deepcopy`` gives, three times as fast (every message is copied on its
+    way in, into the journal, and out)."""
+    return cast(T, _copied(value))
+
+
+def _copied(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_copied(item) for item in value]
+    if type(value) is tuple:
+        return tuple(_copied(item) for item in value)
+    return value
 
 
 @dataclass
@@ -60,7 +77,7 @@ class MessageRecord:
 
     def snapshot(self) -> JSONDict:
         """Return a deep copy of the message, safe to hand out."""
-        return copy.deepcopy(self.message)
+        return json_copy(self.message)
 
 
 @dataclass
@@ -236,15 +253,15 @@ class EmulatorState:
         chat.last_message_id += 1
         message: JSONDict = {
             "message_id": chat.last_message_id,
-            "from": copy.deepcopy(sender),
-            "chat": copy.deepcopy(chat.chat),
+            "from": json_copy(sender),
+            "chat": json_copy(chat.chat),
             "date": self.now(),
         }
         if reply_to is not None:
             replied = reply_to.snapshot()
             replied.pop("reply_to_message", None)
             message["reply_to_message"] = replied
-        message.update(copy.deepcopy(content))
+        message.update(json_copy(content))
         record = MessageRecord(message=message, parse_mode=parse_mode, local_path=local_path)
         chat.messages[record.message_id] = record
         return record
@@ -265,7 +282,7 @@ class EmulatorState:
         """Apply an edit to ``record`` in place, stamping ``edit_date``."""
         for key in removed:
             record.message.pop(key, None)
-        record.message.update(copy.deepcopy(changes))
+        record.message.update(json_copy(changes))
         record.message["edit_date"] = self.now()
         record.parse_mode = parse_mode
         return record
@@ -288,7 +305,7 @@ class EmulatorState:
         """Queue an update of type ``kind``; ``None`` when the bot opted out of that type."""
         if not self._wants(kind):
             return None
-        update = {"update_id": self._next_update_id, kind: copy.deepcopy(payload)}
+        update = {"update_id": self._next_update_id, kind: json_copy(payload)}
         self._next_update_id += 1
         self.updates.append(update)
         return update
@@ -311,7 +328,7 @@ class EmulatorState:
 
     def pending_updates(self, limit: int = MAX_UPDATES_PER_CALL) -> list[JSONDict]:
         """Return up to ``limit`` unconfirmed updates, oldest first."""
-        return copy.deepcopy(self.updates[: max(1, min(limit, MAX_UPDATES_PER_CALL))])
+        return json_copy(self.updates[: max(1, min(limit, MAX_UPDATES_PER_CALL))])
 
     def drop_pending_updates(self) -> None:
         """Forget every pending update."""

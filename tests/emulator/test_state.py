@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from emulator.errors import ApiError, default_description
 from emulator.formatting import FormattingError, detect_entities, parse_text, utf16_len
 from emulator.media import image_size
 from emulator.params import Params
-from emulator.state import EmulatorState, inline_buttons
+from emulator.state import EmulatorState, inline_buttons, json_copy
 from tests.emulator.helpers import png_bytes
 
 BOT = {"id": 123, "is_bot": True, "first_name": "colabot", "username": "colabot_test_bot"}
@@ -246,3 +247,23 @@ def test_image_sizes_are_read_from_headers() -> None:
     assert image_size(jpeg) == (64, 48)
     assert image_size(gif) == (7, 9)
     assert image_size(b"plain text") is None
+
+
+def test_a_copied_message_shares_nothing_that_can_change() -> None:
+    message: dict[str, Any] = {
+        "message_id": 2,
+        "chat": {"id": 1, "type": "private"},
+        "entities": [{"type": "bold", "offset": 0, "length": 2}],
+        "pair": ({"a": [1]}, "b"),
+        "text": "hi",
+        "date": 5,
+        "has_protected_content": None,
+    }
+    copied = json_copy(message)
+    assert copied == message
+    copied["chat"]["id"] = 9
+    copied["entities"][0]["length"] = 7
+    copied["pair"][0]["a"].append(2)
+    assert message["chat"] == {"id": 1, "type": "private"}
+    assert message["entities"] == [{"type": "bold", "offset": 0, "length": 2}]
+    assert message["pair"] == ({"a": [1]}, "b")
