@@ -58,7 +58,7 @@ from bench.echo_bot import start as start_echo_bot
 from emulator import BotApiEmulator, BotEvent
 from emulator.flood import FloodRefusal, RateReport
 from tests.emulator.faults import FaultyBotApi
-from tests.helpers.cli import cli_command, colabot_env
+from tests.helpers.cli import colabot_env, start_bot_process
 from workers.events import Event, EventType
 from workers.jobs import Job, JobState
 from workers.store.database import Store
@@ -333,19 +333,6 @@ def refusals_after_starts(
 
 
 # ----------------------------------------------------------------------------- colabot, killed
-
-
-async def start_colabot(env: dict[str, str], home: Path) -> asyncio.subprocess.Process:
-    """``colabot run`` in its own process (its log appended to ``home/colabot.log``)."""
-    with (home / "colabot.log").open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            *cli_command("run"),
-            env=env,
-            cwd=home,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-        )
 
 
 class QuietWatch:
@@ -660,7 +647,7 @@ async def run_phase(
     away: list[tuple[float, float]] = []
     colabot_clock, echo_clock = ReplyClock(emu), ReplyClock(echo_emu)
     starts = [time.time()]
-    process = await start_colabot(env, home)
+    process = await start_bot_process(env, home, log=home / "colabot.log")
     restarting = False
     began = time.monotonic()
     try:
@@ -693,7 +680,7 @@ async def run_phase(
             await kill_when_quiet(emu, process)
             killed = time.time()
             starts.append(killed)
-            process = await start_colabot(env, home)
+            process = await start_bot_process(env, home, log=home / "colabot.log")
             await emu.wait_until_polling(timeout=60)
             away.append((killed, time.time()))
             restarting = False

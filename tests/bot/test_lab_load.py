@@ -27,13 +27,12 @@ from bench.lab_load import (
     job_problems,
     kill_when_quiet,
     read_store,
-    start_colabot,
 )
 from bot.config import Config
 from bot.limits import PRIVATE_BURST
 from emulator.flood import FloodRefusal
 from tests.emulator.faults import FaultyBotApi
-from tests.helpers.cli import colabot_env
+from tests.helpers.cli import colabot_env, start_bot_process
 from tests.helpers.lab import ADMIN, ALICE, BOB
 from tests.helpers.waiting import eventually
 from workers.events import EventType
@@ -138,7 +137,7 @@ async def test_through_429s_5xx_and_two_kills_no_event_is_lost_or_repeated_and_n
     watch = StoreWatch(tmp_path / "data", 10)
     interrupted_by_kill: list[set[int]] = []
     restarts: list[float] = []
-    process = await start_colabot(env, tmp_path)
+    process = await start_bot_process(env, tmp_path, log=tmp_path / "colabot.log")
     try:
         await emu.wait_until_polling(timeout=60)
         for index, person in enumerate((ALICE, BOB, CAROL, ALICE, BOB, CAROL, ALICE, BOB)):
@@ -156,7 +155,7 @@ async def test_through_429s_5xx_and_two_kills_no_event_is_lost_or_repeated_and_n
             interrupted_by_kill.append({j.id for j in store.list_jobs(states=[JobState.RUNNING])})
             store.close()
             restarts.append(time.time())
-            process = await start_colabot(env, tmp_path)
+            process = await start_bot_process(env, tmp_path, log=tmp_path / "colabot.log")
             await emu.wait_until_polling(timeout=60)
         await eventually(watch.done, 150, "every job succeeded, every event delivered", every=0.2)
     finally:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from emulator import DEFAULT_USER_ID
 
@@ -103,15 +105,21 @@ async def stop_cli(process: asyncio.subprocess.Process, timeout: float = 60.0) -
 
 
 async def start_bot_process(
-    env: dict[str, str], cwd: Path, *, new_session: bool = False
+    env: dict[str, str], cwd: Path, *, new_session: bool = False, log: Path | None = None
 ) -> asyncio.subprocess.Process:
     """``colabot run`` in a process of its own (to be killed, or stopped with SIGINT), its
-    output thrown away; with ``new_session``, the leader of a process group of its own."""
-    return await asyncio.create_subprocess_exec(
-        *cli_command("run"),
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=new_session,
-    )
+    output thrown away, or its log appended to ``log``; with ``new_session``, the leader
+    of a process group of its own."""
+    with contextlib.ExitStack() as stack:
+        stderr: Any = asyncio.subprocess.DEVNULL
+        if log is not None:
+            stderr = stack.enter_context(log.open("ab"))
+        return await asyncio.create_subprocess_exec(
+            *cli_command("run"),
+            env=env,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=new_session,
+        )
