@@ -60,7 +60,7 @@ async def test_where_the_output_starts_in_the_log_is_recorded_before_any_output(
 async def test_a_flooding_step_waits_while_the_chat_is_answered(tmp_path: Path) -> None:
     # 4 MB of output: far more than one chunk and than a pipe holds, so the step can only
     # end once its output is read, and that stops while the foreground is held.
-    foreground = Foreground(max_pause_s=60)
+    foreground = Foreground(max_pause_s=60, max_hold_s=600)
     first = asyncio.Event()
     run = local_run(
         script("import sys\nfor i in range(4096): sys.stdout.write(str(i).rjust(1023) + '\\n')"),

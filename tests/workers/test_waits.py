@@ -40,7 +40,7 @@ async def test_a_cancel_that_comes_as_the_event_is_set_stops_the_loop() -> None:
 
 
 async def test_background_work_steps_aside_while_the_foreground_is_held() -> None:
-    foreground = Foreground(max_pause_s=60)
+    foreground = Foreground(max_pause_s=60, max_hold_s=600)
     await asyncio.wait_for(foreground.step_aside(), 5)  # nothing held: one turn of the loop
     busy: list[bool] = []
     with foreground.held():
@@ -61,3 +61,19 @@ async def test_a_long_foreground_pauses_background_work_only_a_while() -> None:
     with foreground.held():
         await asyncio.wait_for(foreground.step_aside(), 5)
         assert foreground.busy
+
+
+async def test_an_answer_that_takes_long_no_longer_holds_background_work_up() -> None:
+    now = [100.0]
+    foreground = Foreground(max_pause_s=60, max_hold_s=2, clock=lambda: now[0])
+    with foreground.held():
+        waiting = asyncio.create_task(foreground.step_aside())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        now[0] += 3  # a download, say: long work from now on
+        with foreground.held():
+            pass  # a quick answer ends, and the one waiting looks again
+        await asyncio.wait_for(waiting, 5)
+        assert not foreground.busy
+        await asyncio.wait_for(foreground.step_aside(), 5)
