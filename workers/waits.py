@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 MAX_PAUSE_S = 0.02
 """The longest background work waits for the foreground at one time; then it takes one
-more turn (one chunk of output, 16 KB) and steps aside again."""
+more turn (one chunk of output, 32 KB) and steps aside again."""
 MAX_HOLD_S = 2.0
 """An answer that takes longer than this is long work, which the background no longer waits
 for."""
