@@ -115,6 +115,15 @@ def runtime_clock(
     if not started_at or started_at > now + 60 or now - started_at > 366 * 86400:
         note = "the machine's start time looks wrong; " + _fallback_note()
         return RuntimeClock(fallback, "colabot start", max_seconds, note)
+    if now - started_at >= max_seconds:
+        # A machine that outlived the limit is no such runtime (a workstation, a VM): counted
+        # from its boot, every start would warn that the runtime is over.
+        note = (
+            f"the machine has run for {(now - started_at) / 3600:.0f} h, past runtime.max_hours "
+            f"({config.runtime.max_hours:g} h), so its boot is not the runtime's start; "
+            + _fallback_note()
+        )
+        return RuntimeClock(fallback, "colabot start", max_seconds, note)
     return RuntimeClock(started_at, "machine start", max_seconds)
 
 

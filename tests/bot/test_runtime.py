@@ -34,6 +34,18 @@ def test_an_unreadable_or_implausible_start_falls_back_and_says_so() -> None:
     assert future.started_at == 500.0 and "looks wrong" in future.note
 
 
+def test_a_machine_that_outlived_the_limit_counts_from_colabot_s_start() -> None:
+    # A workstation up for three days: its boot is no runtime's start, or every job would
+    # hear that the runtime is over.
+    now = 1000.0 + 3 * 86400
+    clock = runtime_clock(Config(), read_start=lambda: 1000.0, process_started=now - 60, now=now)
+    assert clock.started_at == now - 60 and clock.source == "colabot start"
+    assert "run for 72 h, past runtime.max_hours (12 h)" in clock.note
+    assert clock.left(now) == 12 * 3600 - 60
+    young = runtime_clock(Config(), read_start=lambda: 1000.0, now=1000.0 + 11 * 3600)
+    assert young.source == "machine start"
+
+
 def test_without_an_nvidia_gpu_the_reason_is_given() -> None:
     gpus, note = read_gpus()
     assert gpus == [] and note
