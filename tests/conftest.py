@@ -11,6 +11,7 @@ import importlib.util
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,10 +82,20 @@ def input_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def chat_config(tmp_path: Path, emu: BotApiEmulator, input_root: Path) -> Config:
     """A configuration pointing colabot at the emulator, for one allowed user."""
-    from bot.config import Config, HeartbeatConfig, ResultsConfig, TelegramConfig, WorkerConfig
+    from bot.config import (
+        Config,
+        HeartbeatConfig,
+        ResultsConfig,
+        RuntimeConfig,
+        TelegramConfig,
+        WorkerConfig,
+    )
 
     return Config(
         telegram=TelegramConfig(token=emu.token, api_url=emu.url, allowed_users=(USER,)),
+        # The runtime starts now, whenever this machine booted: no limit warning or notice
+        # about the machine's age comes into a test's chat unasked.
+        runtime=RuntimeConfig(start=datetime.now(UTC).isoformat()),
         worker=WorkerConfig(
             data_dir=tmp_path / "data", max_parallel_jobs=2, input_roots=(input_root,)
         ),

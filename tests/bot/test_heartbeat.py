@@ -113,7 +113,8 @@ async def test_idle_runtime_is_offered_for_release(
     person: Person,
     emu: BotApiEmulator,
 ) -> None:
-    config = dataclasses.replace(chat_config, runtime=RuntimeConfig(idle_release_minutes=1))
+    runtime = dataclasses.replace(chat_config.runtime, idle_release_minutes=1)
+    config = dataclasses.replace(chat_config, runtime=runtime)
     colabot: Colabot = await start_colabot(config)
     assert colabot.heartbeat is not None
     await colabot.heartbeat.tick(time.time() + 120)
@@ -147,7 +148,8 @@ async def test_an_unreadable_boot_time_falls_back_and_says_so(
     def broken() -> float:
         raise PermissionError("/proc is not readable")
 
-    clock = runtime_clock(chat_config, read_start=broken, process_started=time.time() - 5)
+    config = dataclasses.replace(chat_config, runtime=RuntimeConfig())  # the machine's boot
+    clock = runtime_clock(config, read_start=broken, process_started=time.time() - 5)
     assert clock.source == "colabot start"
     await start_colabot(chat_config, clock=clock)
     notice = await person.next_message("could not be read")
